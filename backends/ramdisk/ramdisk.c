@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ramdisk: a device in memory.  The bytes live in a memfd, which is sparse
+ * (pages exist only where written; trim gives them back) and can be kept in
+ * systemd's fd store, so the data outlives a daemon crash and restart.
+ * Requests are served synchronously with pread/pwrite straight into the
+ * frontend's buffer: one copy, no mapping to lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blkserv/blkserv-plugin.h"
+#include "cleanup.h"
+
+#define FDSTORE_KEY "memfd"
+
+struct ramdisk {
+	struct blkserv_device *dev;
+	int fd;
+	uint64_t size;
+	bool preserve;
+};
+
+static int new_memfd(struct blkserv_device *dev, uint64_t size)
+{
+	_cleanup_close_ int fd = -1;
+	char name[64];
+
+	snprintf(name, sizeof(name), "blkserv-ramdisk:%s", blkserv_device_name(dev));
+	fd = memfd_create(name, MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+/* The memfd a previous daemon left in the fd store, if it fits. */
+static int adopt_stored_memfd(struct blkserv_device *dev, uint64_t size)
+{
+	int fd = blkserv_fd_take(dev, FDSTORE_KEY);
+	struct stat st;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != size) {
+		blkserv_warning(dev, "stored ramdisk has size %lld, configured size is %llu: starting empty",
+				(long long)st.st_size, (unsigned long long)size);
+		close(fd);
+		return -ESTALE;
+	}
+	blkserv_notice(dev, "kept the ramdisk contents of the previous daemon (fd store)");
+	return fd;
+}
+
+static int ramdisk_open(struct blkserv_device *dev, const struct blkserv_config *cfg, uint64_t size,
+			void **ret_handle)
+{
+	struct ramdisk *rd;
+	int r;
+
+	if (size == 0) {
+		blkserv_error(dev, "the ramdisk backend needs the device's size option (like size = 1G)");
+		return -EINVAL;
+	}
+	if (size > (uint64_t)INT64_MAX) {
+		blkserv_error(dev, "ramdisk size %llu is too large", (unsigned long long)size);
+		return -EFBIG;
+	}
+	rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return -ENOMEM;
+	rd->dev = dev;
+	rd->size = size;
+	rd->fd = adopt_stored_memfd(dev, size);
+	if (rd->fd < 0)
+		rd->fd = new_memfd(dev, size);
+	if (rd->fd < 0) {
+		r = rd->fd;
+		blkserv_error(dev, "cannot create the ramdisk memfd: %s", strerror(-r));
+		free(rd);
+		return r;
+	}
+	/* Under systemd, keep the memory across a crash of the daemon. */
+	(void)blkserv_fd_store(dev, FDSTORE_KEY, rd->fd);
+	*ret_handle = rd;
+	return 0;
+}
+
+static void ramdisk_close(void *handle)
+{
+	struct ramdisk *rd = handle;
+
+	/* A clean stop drops the data; a restart keeps it (preserve). */
+	if (!rd->preserve)
+		blkserv_fd_forget(rd->dev, FDSTORE_KEY);
+	close(rd->fd);
+	free(rd);
+}
+
+static int ramdisk_preserve(void *handle)
+{
+	struct ramdisk *rd = handle;
+
+	rd->preserve = true;
+	return 0;
+}
+
+static int ramdisk_get_size(void *handle, uint64_t *ret_size)
+{
+	*ret_size = ((struct ramdisk *)handle)->size;
+	return 0;
+}
+
+static int ramdisk_get_caps(void *handle, uint64_t *ret_caps)
+{
+	/* Memory has no volatile cache: a completed write is as durable as a
+	 * ramdisk gets.  FLUSH is accepted (and free) so kernels and clients
+	 * that insist on it work. */
+	*ret_caps = BLKSERV_CAP_FLUSH | BLKSERV_CAP_FUA | BLKSERV_CAP_WRITE_THROUGH | BLKSERV_CAP_TRIM |
+		    BLKSERV_CAP_WRITE_ZEROES;
+	return 0;
+}
+
+static int ramdisk_read(void *handle, struct blkserv_request *req)
+{
+	struct ramdisk *rd = handle;
+	char *buf = req->buf;
+	uint64_t done = 0;
+
+	while (done < req->length) {
+		ssize_t n = pread(rd->fd, buf + done, req->length - done, (off_t)(req->offset + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int ramdisk_write(void *handle, struct blkserv_request *req)
+{
+	struct ramdisk *rd = handle;
+	const char *buf = req->buf;
+	uint64_t done = 0;
+
+	while (done < req->length) {
+		ssize_t n = pwrite(rd->fd, buf + done, req->length - done, (off_t)(req->offset + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int ramdisk_flush(void *handle, struct blkserv_request *req)
+{
+	return 0;
+}
+
+/* Punching a hole gives the pages back; the range reads as zeros. */
+static int punch(struct ramdisk *rd, uint64_t offset, uint64_t length)
+{
+	if (fallocate(rd->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) < 0)
+		return -errno;
+	return 0;
+}
+
+static int ramdisk_trim(void *handle, struct blkserv_request *req)
+{
+	return punch(handle, req->offset, req->length);
+}
+
+static int ramdisk_write_zeroes(void *handle, struct blkserv_request *req)
+{
+	struct ramdisk *rd = handle;
+	int r = punch(rd, req->offset, req->length);
+
+	/* NO_HOLE: the range must stay allocated, so allocate zeroed pages. */
+	if (r >= 0 && (req->flags & BLKSERV_REQ_NO_HOLE) &&
+	    fallocate(rd->fd, FALLOC_FL_KEEP_SIZE, (off_t)req->offset, (off_t)req->length) < 0)
+		r = -errno;
+	return r;
+}
+
+static int ramdisk_get_stats(void *handle, char *buf, size_t len)
+{
+	struct ramdisk *rd = handle;
+	struct stat st;
+
+	if (fstat(rd->fd, &st) < 0)
+		return -errno;
+	snprintf(buf, len, "size=%llu\nallocated_bytes=%llu\n", (unsigned long long)rd->size,
+		 (unsigned long long)st.st_blocks * 512ull);
+	return 0;
+}
+
+static struct blkserv_backend ramdisk_backend = {
+	.name         = "ramdisk",
+	.description  = "device in memory (a sparse memfd, kept across restarts under systemd)",
+	.options      = NULL,
+	.open         = ramdisk_open,
+	.close        = ramdisk_close,
+	.get_size     = ramdisk_get_size,
+	.get_caps     = ramdisk_get_caps,
+	.read         = ramdisk_read,
+	.write        = ramdisk_write,
+	.flush        = ramdisk_flush,
+	.trim         = ramdisk_trim,
+	.write_zeroes = ramdisk_write_zeroes,
+	.get_stats    = ramdisk_get_stats,
+	.preserve     = ramdisk_preserve,
+};
+
+BLKSERV_REGISTER_BACKEND(ramdisk_backend)

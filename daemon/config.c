@@ -1,0 +1,706 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The config file is read twice.  Pass 1 reads it loosely (plugin sections
+ * as free-form key = value) to learn the plugin directory and which plugins
+ * the devices name; those plugins are loaded.  Pass 2 reads it strictly with
+ * a schema made from the options the plugins declare, so every unknown or
+ * malformed option is reported by libconfuse with its line.
+ */
+#include <confuse.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "build-config.h"
+#include "cleanup.h"
+#include "log.h"
+#include "parse.h"
+
+#define MAX_DEVICE_NAME 32
+
+/* The error of the parse in progress (the first one counts). */
+struct parse_ctx {
+	struct config *config;
+	char *error;
+};
+static struct parse_ctx *current_ctx;
+
+static void add_error(struct parse_ctx *ctx, const char *file, int line, const char *fmt, va_list ap)
+{
+	char msg[1024];
+
+	if (ctx->error)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (line > 0) {
+		if (asprintf(&ctx->error, "%s:%d: %s", file, line, msg) < 0)
+			ctx->error = NULL;
+	} else if (asprintf(&ctx->error, "%s: %s", file, msg) < 0)
+		ctx->error = NULL;
+}
+
+static void add_error_fmt(struct parse_ctx *ctx, const char *file, int line, const char *fmt, ...)
+	BLKSERV_PRINTF(4, 5);
+static void add_error_fmt(struct parse_ctx *ctx, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_error(ctx, file, line, fmt, ap);
+	va_end(ap);
+}
+
+static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	const char *file = cfg->filename ? cfg->filename : current_ctx->config->file;
+	const char *name = cfg_name(cfg);
+	char msg[1024], option[256];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* In a plugin section, say whose option it is not. */
+	if (name && (strcmp(name, "frontend") == 0 || strcmp(name, "backend") == 0) && cfg_title(cfg) &&
+	    sscanf(msg, "no such option '%255[^']'", option) == 1)
+		add_error_fmt(current_ctx, file, cfg->line, "%s '%s' has no option '%s' (see: blkservd --help-plugin %s)",
+			      name, cfg_title(cfg), option, cfg_title(cfg));
+	else
+		add_error_fmt(current_ctx, file, cfg->line, "%s", msg);
+}
+
+static void silent_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+{
+}
+
+static int fail(struct parse_ctx *ctx, int line, const char *fmt, ...) BLKSERV_PRINTF(3, 4);
+static int fail(struct parse_ctx *ctx, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_error(ctx, ctx->config->file, line, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* ---- values ------------------------------------------------------ */
+
+static const char *type_expectation(enum blkserv_option_type type)
+{
+	switch (type) {
+	case BLKSERV_OPT_BOOL:
+		return "a boolean (true/false, yes/no, on/off)";
+	case BLKSERV_OPT_UINT:
+		return "a non-negative integer";
+	case BLKSERV_OPT_SIZE:
+		return "a size in bytes (like 512, 4K, 64M, 1G, 1T)";
+	case BLKSERV_OPT_PATH:
+		return "an absolute path";
+	default:
+		return "a string";
+	}
+}
+
+static int check_value(enum blkserv_option_type type, const char *value)
+{
+	uint64_t u;
+	bool b;
+
+	switch (type) {
+	case BLKSERV_OPT_BOOL:
+		return parse_bool(value, &b);
+	case BLKSERV_OPT_UINT:
+		return parse_uint(value, &u);
+	case BLKSERV_OPT_SIZE:
+		return parse_size(value, &u);
+	case BLKSERV_OPT_PATH:
+		return value[0] == '/' ? 0 : -EINVAL;
+	default:
+		return 0;
+	}
+}
+
+static void option_value_free(void *p)
+{
+	struct option_value *v = p;
+
+	if (!v)
+		return;
+	free(v->name);
+	free(v->value);
+	free(v);
+}
+
+static struct plugin *section_plugin(cfg_t *sec)
+{
+	enum plugin_kind kind = strcmp(cfg_name(sec), "backend") == 0 ? PLUGIN_BACKEND : PLUGIN_FRONTEND;
+
+	return plugin_set_find(&current_ctx->config->plugins, kind, cfg_title(sec));
+}
+
+/* libconfuse parse callback for every option of a plugin section. */
+static int parse_plugin_option(cfg_t *sec, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct plugin *p = section_plugin(sec);
+	const struct blkserv_option *decl;
+	struct option_value *v;
+
+	if (!p) {
+		cfg_error(sec, "unknown %s '%s'", cfg_name(sec), cfg_title(sec));
+		return -1;
+	}
+	decl = plugin_find_option(p, opt->name);
+	if (!decl) {
+		cfg_error(sec, "%s '%s' has no option '%s' (see: blkservd --help-plugin %s)",
+			  cfg_name(sec), p->name, opt->name, p->name);
+		return -1;
+	}
+	if (check_value(decl->type, value) < 0) {
+		cfg_error(sec, "option '%s' of %s '%s' expects %s, not '%s'", opt->name, cfg_name(sec),
+			  p->name, type_expectation(decl->type), value);
+		return -1;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v || !(v->name = strdup(opt->name)) || !(v->value = strdup(value))) {
+		option_value_free(v);
+		return -1;
+	}
+	v->line = sec->line;
+	*(struct option_value **)result = v;
+	return 0;
+}
+
+/* Checks of the core options, while parsing so the line is right. */
+static int validate_size(cfg_t *cfg, cfg_opt_t *opt)
+{
+	uint64_t v;
+	const char *s = cfg_opt_getnstr(opt, cfg_opt_size(opt) - 1);
+
+	if (parse_size(s, &v) < 0 || v == 0) {
+		cfg_error(cfg, "option '%s' expects a size in bytes (like 512, 4K, 64M, 1G, 1T), not '%s'",
+			  opt->name, s);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_block_size(cfg_t *cfg, cfg_opt_t *opt)
+{
+	uint64_t v;
+	const char *s = cfg_opt_getnstr(opt, cfg_opt_size(opt) - 1);
+
+	if (parse_size(s, &v) < 0 || v < 512 || v > 4096 || (v & (v - 1))) {
+		cfg_error(cfg, "option 'block_size' expects 512, 1024, 2048 or 4096, not '%s'", s);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_log_level(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (log_level_from_string(s) < 0) {
+		cfg_error(cfg, "option 'log_level' expects err, warning, notice, info or debug, not '%s'", s);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_abs_path(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (!s || s[0] != '/') {
+		cfg_error(cfg, "option '%s' expects an absolute path, not '%s'", opt->name, s ? s : "");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- schema -------------------------------------------------------- */
+
+/* The union of the option names of every loaded plugin of @kind. */
+static cfg_opt_t *plugin_section_opts(const struct plugin_set *set, enum plugin_kind kind)
+{
+	size_t n = 0, i = 0;
+	cfg_opt_t *opts;
+
+	for (struct plugin *p = set->list; p; p = p->next)
+		for (const struct blkserv_option *o = plugin_options(p); p->kind == kind && o && o->name; o++)
+			n++;
+	opts = calloc(n + 1, sizeof(*opts));
+	if (!opts)
+		return NULL;
+	for (struct plugin *p = set->list; p; p = p->next) {
+		for (const struct blkserv_option *o = plugin_options(p); p->kind == kind && o && o->name; o++) {
+			bool dup = false;
+			for (size_t j = 0; j < i; j++)
+				dup |= strcmp(opts[j].name, o->name) == 0;
+			if (dup)
+				continue;
+			cfg_opt_t opt = CFG_PTR_CB(o->name, NULL, CFGF_NODEFAULT, parse_plugin_option,
+						   option_value_free);
+			opts[i++] = opt;
+		}
+	}
+	cfg_opt_t end = CFG_END();
+	opts[i] = end;
+	return opts;
+}
+
+/* Pass 1: plugin sections are free-form, errors are left for pass 2. */
+static cfg_t *parse_loose(const char *file)
+{
+	static cfg_opt_t plugin_opts[] = { CFG_END() };
+	cfg_opt_t device_opts[] = {
+		CFG_STR("size", NULL, CFGF_NODEFAULT),
+		CFG_STR("block_size", NULL, CFGF_NODEFAULT),
+		CFG_STR("read_only", NULL, CFGF_NODEFAULT),
+		CFG_SEC("frontend", plugin_opts, CFGF_TITLE | CFGF_MULTI | CFGF_KEYSTRVAL),
+		CFG_SEC("backend", plugin_opts, CFGF_TITLE | CFGF_MULTI | CFGF_KEYSTRVAL),
+		CFG_END(),
+	};
+	cfg_opt_t opts[] = {
+		CFG_STR("plugin_dir", NULL, CFGF_NODEFAULT),
+		CFG_STR("runtime_dir", NULL, CFGF_NODEFAULT),
+		CFG_STR("log_level", NULL, CFGF_NODEFAULT),
+		CFG_STR("lock_memory", NULL, CFGF_NODEFAULT),
+		CFG_SEC("device", device_opts, CFGF_TITLE | CFGF_MULTI),
+		CFG_END(),
+	};
+	cfg_t *cfg = cfg_init(opts, CFGF_NONE);
+
+	if (!cfg)
+		return NULL;
+	cfg_set_error_function(cfg, silent_errfunc);
+	(void)cfg_parse(cfg, file);
+	return cfg;
+}
+
+static int load_section_plugin(struct parse_ctx *ctx, cfg_t *dev, const char *kind_name,
+			       enum plugin_kind kind)
+{
+	for (unsigned i = 0; i < cfg_size(dev, kind_name); i++) {
+		cfg_t *sec = cfg_getnsec(dev, kind_name, i);
+		_cleanup_free_ char *error = NULL;
+		int r = plugin_set_get(&ctx->config->plugins, kind, cfg_title(sec), NULL, &error);
+		if (r < 0)
+			return fail(ctx, sec->line, "device '%s': %s", cfg_title(dev),
+				    error ? error : strerror(-r));
+	}
+	return 0;
+}
+
+/* Pass 1 and the plugin loading it allows. */
+static int load_plugins(struct parse_ctx *ctx, const char *plugin_dir_override)
+{
+	cfg_t *cfg = parse_loose(ctx->config->file);
+	const char *dir = plugin_dir_override;
+	int r = 0;
+
+	if (!cfg)
+		return -ENOMEM;
+	if (!dir && cfg_size(cfg, "plugin_dir") > 0)
+		dir = cfg_getstr(cfg, "plugin_dir");
+	ctx->config->plugins.dir = strdup(dir ? dir : BLKSERV_PLUGIN_DIR);
+	if (!ctx->config->plugins.dir)
+		r = -ENOMEM;
+	for (unsigned i = 0; r >= 0 && i < cfg_size(cfg, "device"); i++) {
+		cfg_t *dev = cfg_getnsec(cfg, "device", i);
+		r = load_section_plugin(ctx, dev, "frontend", PLUGIN_FRONTEND);
+		if (r >= 0)
+			r = load_section_plugin(ctx, dev, "backend", PLUGIN_BACKEND);
+	}
+	cfg_free(cfg);
+	return r;
+}
+
+/* ---- pass 2 -------------------------------------------------------- */
+
+static bool device_name_is_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > MAX_DEVICE_NAME || name[0] == '.' || name[0] == '-')
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.'))
+			return false;
+	return true;
+}
+
+/* Collect a plugin section's values and check required options. */
+static int read_plugin_section(struct parse_ctx *ctx, cfg_t *dev, const char *kind_name,
+			       enum plugin_kind kind, struct plugin **ret_plugin,
+			       struct blkserv_config *ret_cfg)
+{
+	unsigned n = cfg_size(dev, kind_name);
+	cfg_t *sec;
+	struct plugin *p;
+
+	if (n == 0)
+		return fail(ctx, dev->line, "device '%s' has no %s section (like: %s \"NAME\" { ... })",
+			    cfg_title(dev), kind_name, kind_name);
+	if (n > 1)
+		return fail(ctx, cfg_getnsec(dev, kind_name, 1)->line, "device '%s' has %u %s sections; it needs exactly one",
+			    cfg_title(dev), n, kind_name);
+	sec = cfg_getnsec(dev, kind_name, 0);
+	p = plugin_set_find(&ctx->config->plugins, kind, cfg_title(sec));
+	if (!p)
+		return fail(ctx, sec->line, "device '%s': unknown %s '%s'", cfg_title(dev), kind_name,
+			    cfg_title(sec));
+
+	const struct blkserv_option *opts = plugin_options(p);
+	size_t nopts = 0;
+	for (const struct blkserv_option *o = opts; o && o->name; o++)
+		nopts++;
+	ret_cfg->plugin = p;
+	ret_cfg->values = calloc(nopts ? nopts : 1, sizeof(*ret_cfg->values));
+	if (!ret_cfg->values)
+		return -ENOMEM;
+	for (const struct blkserv_option *o = opts; o && o->name; o++) {
+		if (cfg_size(sec, o->name) == 0) {
+			if ((o->flags & BLKSERV_OPTION_REQUIRED) && !o->default_value)
+				return fail(ctx, sec->line, "device '%s': %s '%s' needs option '%s' (%s)",
+					    cfg_title(dev), kind_name, p->name, o->name, o->help ? o->help : "");
+			continue;
+		}
+		const struct option_value *v = cfg_getptr(sec, o->name);
+		struct option_value *copy = &ret_cfg->values[ret_cfg->nvalues];
+		copy->name = strdup(v->name);
+		copy->value = strdup(v->value);
+		copy->line = v->line;
+		if (!copy->name || !copy->value)
+			return -ENOMEM;
+		ret_cfg->nvalues++;
+	}
+	*ret_plugin = p;
+	return 0;
+}
+
+/* The line where `device "NAME"` opens (libconfuse only knows where a
+ * section closes); @fallback if it cannot be found. */
+static int device_line(const char *file, const char *name, int fallback)
+{
+	_cleanup_fclose_ FILE *f = fopen(file, "re");
+	char line[4096], quoted[80];
+	int n = 0;
+
+	if (!f)
+		return fallback;
+	snprintf(quoted, sizeof(quoted), "\"%s\"", name);
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = line + strspn(line, " \t");
+		n++;
+		if (strncmp(p, "device", 6) != 0 || !strchr(" \t", p[6]))
+			continue;
+		p += 6 + strspn(p + 6, " \t");
+		if (strncmp(p, quoted, strlen(quoted)) == 0)
+			return n;
+	}
+	return fallback;
+}
+
+static int read_device(struct parse_ctx *ctx, cfg_t *dev, struct device_config *d)
+{
+	uint64_t bs;
+	int r;
+
+	d->line = device_line(ctx->config->file, cfg_title(dev), dev->line);
+	dev->line = d->line;
+	d->name = strdup(cfg_title(dev));
+	if (!d->name)
+		return -ENOMEM;
+	if (!device_name_is_valid(d->name))
+		return fail(ctx, dev->line,
+			    "invalid device name '%s' (1-%d characters of A-Z a-z 0-9 . _ -, not starting with . or -)",
+			    d->name, MAX_DEVICE_NAME);
+	if (cfg_size(dev, "size") > 0)
+		(void)parse_size(cfg_getstr(dev, "size"), &d->size);
+	(void)parse_size(cfg_getstr(dev, "block_size"), &bs);
+	d->block_size = (uint32_t)bs;
+	d->read_only = cfg_getbool(dev, "read_only");
+	if (d->size % d->block_size)
+		return fail(ctx, dev->line, "device '%s': size %llu is not a multiple of block_size %u",
+			    d->name, (unsigned long long)d->size, d->block_size);
+	r = read_plugin_section(ctx, dev, "frontend", PLUGIN_FRONTEND, &d->frontend, &d->frontend_cfg);
+	if (r < 0)
+		return r;
+	return read_plugin_section(ctx, dev, "backend", PLUGIN_BACKEND, &d->backend, &d->backend_cfg);
+}
+
+/*
+ * libconfuse accepts a file that ends inside a section, so a lost closing
+ * brace would silently swallow what follows.  Count braces outside strings
+ * and comments and name the line of the one left open.
+ */
+static int check_braces(struct parse_ctx *ctx)
+{
+	_cleanup_fclose_ FILE *f = fopen(ctx->config->file, "re");
+	int open_lines[64], depth = 0, line = 1, c, prev = 0;
+	bool in_string = false, in_line_comment = false, in_block_comment = false;
+
+	if (!f)
+		return 0; /* pass 2 reports an unreadable file */
+	while ((c = fgetc(f)) != EOF) {
+		if (c == '\n') {
+			line++;
+			in_line_comment = false;
+		} else if (in_line_comment) {
+		} else if (in_block_comment) {
+			in_block_comment = !(prev == '*' && c == '/');
+		} else if (in_string) {
+			if (c == '\\')
+				c = fgetc(f) == '\n' ? (line++, 0) : 0;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '#' || (prev == '/' && c == '/')) {
+			in_line_comment = true;
+		} else if (prev == '/' && c == '*') {
+			in_block_comment = true;
+			c = 0;
+		} else if (c == '{') {
+			if (depth < 64)
+				open_lines[depth] = line;
+			depth++;
+		} else if (c == '}' && --depth < 0) {
+			return fail(ctx, line, "'}' without a matching '{'");
+		}
+		prev = c;
+	}
+	if (depth > 0)
+		return fail(ctx, open_lines[depth <= 64 ? depth - 1 : 63],
+			    "this '{' is never closed (missing '}' before the end of the file)");
+	return 0;
+}
+
+static int parse_strict(struct parse_ctx *ctx)
+{
+	struct config *c = ctx->config;
+	_cleanup_free_ cfg_opt_t *fe_opts = plugin_section_opts(&c->plugins, PLUGIN_FRONTEND);
+	_cleanup_free_ cfg_opt_t *be_opts = plugin_section_opts(&c->plugins, PLUGIN_BACKEND);
+	int r;
+
+	if (!fe_opts || !be_opts)
+		return -ENOMEM;
+	cfg_opt_t device_opts[] = {
+		CFG_STR("size", NULL, CFGF_NODEFAULT),
+		CFG_STR("block_size", "512", CFGF_NONE),
+		CFG_BOOL("read_only", cfg_false, CFGF_NONE),
+		CFG_SEC("frontend", fe_opts, CFGF_TITLE | CFGF_MULTI | CFGF_NO_TITLE_DUPES),
+		CFG_SEC("backend", be_opts, CFGF_TITLE | CFGF_MULTI | CFGF_NO_TITLE_DUPES),
+		CFG_END(),
+	};
+	cfg_opt_t opts[] = {
+		CFG_STR("plugin_dir", BLKSERV_PLUGIN_DIR, CFGF_NONE),
+		CFG_STR("runtime_dir", BLKSERV_RUNTIME_DIR, CFGF_NONE),
+		CFG_STR("log_level", "info", CFGF_NONE),
+		CFG_BOOL("lock_memory", cfg_true, CFGF_NONE),
+		CFG_SEC("device", device_opts, CFGF_TITLE | CFGF_MULTI | CFGF_NO_TITLE_DUPES),
+		CFG_END(),
+	};
+	cfg_t *cfg = cfg_init(opts, CFGF_NONE);
+	if (!cfg)
+		return -ENOMEM;
+	cfg_set_error_function(cfg, errfunc);
+	cfg_set_validate_func(cfg, "device|size", validate_size);
+	cfg_set_validate_func(cfg, "device|block_size", validate_block_size);
+	cfg_set_validate_func(cfg, "log_level", validate_log_level);
+	cfg_set_validate_func(cfg, "plugin_dir", validate_abs_path);
+	cfg_set_validate_func(cfg, "runtime_dir", validate_abs_path);
+
+	r = cfg_parse(cfg, c->file);
+	if (r == CFG_SUCCESS && check_braces(ctx) < 0)
+		r = CFG_PARSE_ERROR;
+	if (r == CFG_FILE_ERROR)
+		r = fail(ctx, 0, "cannot read the config file: %m");
+	else if (r != CFG_SUCCESS)
+		r = fail(ctx, 0, "invalid config"); /* errfunc has the detail */
+	if (r == 0) {
+		c->runtime_dir = strdup(cfg_getstr(cfg, "runtime_dir"));
+		c->plugin_dir = strdup(c->plugins.dir);
+		c->log_level = log_level_from_string(cfg_getstr(cfg, "log_level"));
+		c->lock_memory = cfg_getbool(cfg, "lock_memory");
+		c->ndevices = cfg_size(cfg, "device");
+		c->devices = calloc(c->ndevices ? c->ndevices : 1, sizeof(*c->devices));
+		if (!c->runtime_dir || !c->plugin_dir || !c->devices)
+			r = -ENOMEM;
+	}
+	for (size_t i = 0; r == 0 && i < c->ndevices; i++)
+		r = read_device(ctx, cfg_getnsec(cfg, "device", (unsigned)i), &c->devices[i]);
+	cfg_free(cfg);
+	return r;
+}
+
+int config_load(const char *file, const char *plugin_dir_override, struct config **ret,
+		char **ret_error)
+{
+	struct parse_ctx ctx = {};
+	struct config *c;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->file = strdup(file))) {
+		free(c);
+		return -ENOMEM;
+	}
+	ctx.config = c;
+	current_ctx = &ctx;
+	r = load_plugins(&ctx, plugin_dir_override);
+	if (r >= 0)
+		r = parse_strict(&ctx);
+	current_ctx = NULL;
+	if (r < 0) {
+		if (ret_error)
+			*ret_error = ctx.error ? TAKE_PTR(ctx.error) : strdup(strerror(-r));
+		free(ctx.error);
+		config_free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+static void plugin_config_clear(struct blkserv_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nvalues; i++) {
+		free(cfg->values[i].name);
+		free(cfg->values[i].value);
+	}
+	free(cfg->values);
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->ndevices; i++) {
+		free(c->devices[i].name);
+		plugin_config_clear(&c->devices[i].frontend_cfg);
+		plugin_config_clear(&c->devices[i].backend_cfg);
+	}
+	free(c->devices);
+	free(c->file);
+	free(c->plugin_dir);
+	free(c->runtime_dir);
+	plugin_set_clear(&c->plugins);
+	free(c);
+}
+
+const struct device_config *config_find_device(const struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->ndevices; i++)
+		if (strcmp(c->devices[i].name, name) == 0)
+			return &c->devices[i];
+	return NULL;
+}
+
+static bool plugin_config_equal(const struct blkserv_config *a, const struct blkserv_config *b)
+{
+	if (strcmp(a->plugin->name, b->plugin->name) != 0 || a->nvalues != b->nvalues)
+		return false;
+	for (size_t i = 0; i < a->nvalues; i++)
+		if (strcmp(a->values[i].name, b->values[i].name) != 0 ||
+		    strcmp(a->values[i].value, b->values[i].value) != 0)
+			return false;
+	return true;
+}
+
+bool device_config_equal(const struct device_config *a, const struct device_config *b)
+{
+	return strcmp(a->name, b->name) == 0 && a->size == b->size && a->block_size == b->block_size &&
+	       a->read_only == b->read_only && plugin_config_equal(&a->frontend_cfg, &b->frontend_cfg) &&
+	       plugin_config_equal(&a->backend_cfg, &b->backend_cfg);
+}
+
+/* ---- the SDK's option getters ------------------------------------ */
+
+static const char *option_string(const struct blkserv_config *cfg, const char *name,
+				 enum blkserv_option_type type, int *ret_error)
+{
+	const struct blkserv_option *decl = plugin_find_option(cfg->plugin, name);
+
+	*ret_error = 0;
+	if (!decl || (decl->type != type && !(type == BLKSERV_OPT_STRING && decl->type == BLKSERV_OPT_PATH) &&
+		      !(type == BLKSERV_OPT_UINT && decl->type == BLKSERV_OPT_SIZE))) {
+		*ret_error = -EINVAL;
+		return NULL;
+	}
+	for (size_t i = 0; i < cfg->nvalues; i++)
+		if (strcmp(cfg->values[i].name, name) == 0)
+			return cfg->values[i].value;
+	if (!decl->default_value)
+		*ret_error = -ENOENT;
+	return decl->default_value;
+}
+
+bool blkserv_config_is_set(const struct blkserv_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nvalues; i++)
+		if (strcmp(cfg->values[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+int blkserv_config_get_string(const struct blkserv_config *cfg, const char *name, const char **ret)
+{
+	int r;
+	const char *s = option_string(cfg, name, BLKSERV_OPT_STRING, &r);
+
+	if (r < 0)
+		return r;
+	*ret = s;
+	return 0;
+}
+
+int blkserv_config_get_bool(const struct blkserv_config *cfg, const char *name, bool *ret)
+{
+	int r;
+	const char *s = option_string(cfg, name, BLKSERV_OPT_BOOL, &r);
+
+	return r < 0 ? r : parse_bool(s, ret);
+}
+
+int blkserv_config_get_uint(const struct blkserv_config *cfg, const char *name, uint64_t *ret)
+{
+	const struct blkserv_option *decl = plugin_find_option(cfg->plugin, name);
+	int r;
+	const char *s = option_string(cfg, name, BLKSERV_OPT_UINT, &r);
+
+	if (r < 0)
+		return r;
+	return decl->type == BLKSERV_OPT_SIZE ? parse_size(s, ret) : parse_uint(s, ret);
+}
+
+int blkserv_parse_size(const char *s, uint64_t *ret)
+{
+	return parse_size(s, ret);
+}
+
+int blkserv_parse_bool(const char *s, bool *ret)
+{
+	return parse_bool(s, ret);
+}
+
+int blkserv_parse_uint(const char *s, uint64_t *ret)
+{
+	return parse_uint(s, ret);
+}
+
+int config_peek_plugin_dir(const char *file, char **ret)
+{
+	cfg_t *cfg = parse_loose(file);
+
+	*ret = NULL;
+	if (!cfg)
+		return -ENOMEM;
+	if (cfg_size(cfg, "plugin_dir") > 0 && cfg_getstr(cfg, "plugin_dir"))
+		*ret = strdup(cfg_getstr(cfg, "plugin_dir"));
+	cfg_free(cfg);
+	return 0;
+}

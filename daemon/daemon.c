@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The daemon's life: load the config, start every device (all or nothing),
+ * tell systemd, then wait for signals: SIGTERM/SIGINT stop every device
+ * cleanly, SIGHUP reloads the config.  The watchdog is fed only while every
+ * device reports its I/O threads healthy.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "cleanup.h"
+#include "daemon.h"
+#include "device.h"
+#include "fdstore.h"
+#include "log.h"
+
+struct daemon {
+	const char *config_file;
+	const char *plugin_dir_override;
+	int log_level_override;
+	struct config *config;
+	struct blkserv_device **devices;
+	size_t ndevices;
+	int signal_fd;
+	int watchdog_fd;
+	bool watchdog_failing;
+};
+
+/* ---- devices ------------------------------------------------------- */
+
+static int add_device(struct daemon *d, const struct device_config *cfg)
+{
+	struct blkserv_device *dev, **devices;
+	int r;
+
+	devices = realloc(d->devices, (d->ndevices + 1) * sizeof(*devices));
+	if (!devices)
+		return log_error_errno(ENOMEM, "out of memory");
+	d->devices = devices;
+	r = device_new(cfg, d->config->plugin_dir, &dev);
+	if (r < 0)
+		return r;
+	r = device_start(dev);
+	if (r < 0) {
+		device_free(dev);
+		return r;
+	}
+	d->devices[d->ndevices++] = dev;
+	return 0;
+}
+
+static void remove_device_at(struct daemon *d, size_t i, uint32_t flags)
+{
+	device_stop(d->devices[i], flags);
+	device_free(d->devices[i]);
+	memmove(&d->devices[i], &d->devices[i + 1], (d->ndevices - i - 1) * sizeof(d->devices[0]));
+	d->ndevices--;
+}
+
+static void stop_all_devices(struct daemon *d, uint32_t flags)
+{
+	while (d->ndevices > 0)
+		remove_device_at(d, d->ndevices - 1, flags);
+}
+
+static int start_all_devices(struct daemon *d)
+{
+	for (size_t i = 0; i < d->config->ndevices; i++) {
+		int r = add_device(d, &d->config->devices[i]);
+		if (r < 0) {
+			log_error("device '%s' failed to start; stopping the %zu already started",
+				  d->config->devices[i].name, d->ndevices);
+			stop_all_devices(d, 0);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static ssize_t find_device(struct daemon *d, const char *name)
+{
+	for (size_t i = 0; i < d->ndevices; i++)
+		if (strcmp(device_name(d->devices[i]), name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* ---- systemd ------------------------------------------------------- */
+
+static void notify_status(struct daemon *d, const char *prefix)
+{
+	char status[4096];
+	size_t len;
+
+	len = (size_t)snprintf(status, sizeof(status), "%sSTATUS=Serving %zu device%s", prefix, d->ndevices,
+			       d->ndevices == 1 ? "" : "s");
+	for (size_t i = 0; i < d->ndevices && len < sizeof(status); i++) {
+		struct blkserv_device *dev = d->devices[i];
+		len += (size_t)snprintf(status + len, sizeof(status) - len, "%s %s (%s %s, %s)",
+					i ? "," : ":", device_name(dev), device_frontend_name(dev),
+					dev->kernel_name[0] ? dev->kernel_name : "-", device_backend_name(dev));
+	}
+	(void)sd_notify(0, status);
+}
+
+static int setup_watchdog(struct daemon *d)
+{
+	uint64_t usec;
+	struct itimerspec its = {};
+
+	d->watchdog_fd = -1;
+	if (sd_watchdog_enabled(0, &usec) <= 0)
+		return 0;
+	d->watchdog_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	if (d->watchdog_fd < 0)
+		return log_error_errno(errno, "cannot create the watchdog timer: %m");
+	usec /= 2;
+	its.it_interval.tv_sec = (time_t)(usec / 1000000);
+	its.it_interval.tv_nsec = (long)(usec % 1000000) * 1000;
+	its.it_value = its.it_interval;
+	if (timerfd_settime(d->watchdog_fd, 0, &its, NULL) < 0)
+		return log_error_errno(errno, "cannot arm the watchdog timer: %m");
+	log_info("watchdog enabled: fed every %llu ms while every device is healthy",
+		 (unsigned long long)(usec / 1000));
+	return 0;
+}
+
+static void feed_watchdog(struct daemon *d)
+{
+	uint64_t ticks;
+
+	(void)read(d->watchdog_fd, &ticks, sizeof(ticks));
+	for (size_t i = 0; i < d->ndevices; i++) {
+		int r = device_check_health(d->devices[i]);
+		if (r < 0) {
+			if (!d->watchdog_failing)
+				log_full(d->devices[i], BLKSERV_LOG_ERR, r,
+					 "I/O threads unhealthy (%m): no longer feeding the watchdog");
+			d->watchdog_failing = true;
+			return;
+		}
+	}
+	d->watchdog_failing = false;
+	(void)sd_notify(0, "WATCHDOG=1");
+}
+
+/* ---- reload -------------------------------------------------------- */
+
+/* Devices gone from the new config are removed, unless open. */
+static void reload_remove(struct daemon *d, struct config *next)
+{
+	for (size_t i = d->ndevices; i-- > 0;) {
+		struct blkserv_device *dev = d->devices[i];
+		const struct device_config *n = config_find_device(next, device_name(dev));
+		const struct blkserv_frontend *f = &dev->frontend->frontend;
+
+		if (n && device_config_equal(n, dev->config))
+			continue;
+		if (f->check_idle && f->check_idle(dev->frontend_handle) < 0) {
+			log_full(dev, BLKSERV_LOG_ERR, 0,
+				 "is open: not %s it on reload; close it and reload again",
+				 n ? "restarting" : "removing");
+			continue;
+		}
+		log_full(dev, BLKSERV_LOG_INFO, 0, "%s on reload", n ? "restarting (config changed)" : "removing");
+		remove_device_at(d, i, 0);
+	}
+}
+
+static void reload(struct daemon *d)
+{
+	_cleanup_free_ char *error = NULL;
+	struct config *next, *prev;
+	int r;
+
+	(void)sd_notify(0, "RELOADING=1");
+	log_info("reloading %s", d->config_file);
+	r = config_load(d->config_file, d->plugin_dir_override, &next, &error);
+	if (r < 0) {
+		log_error("reload failed, keeping the running config: %s", error ? error : strerror(-r));
+		notify_status(d, "READY=1\n");
+		return;
+	}
+	reload_remove(d, next);
+	prev = d->config;
+	d->config = next;
+	for (size_t i = 0; i < next->ndevices; i++)
+		if (find_device(d, next->devices[i].name) < 0)
+			(void)add_device(d, &next->devices[i]);
+	config_free(prev);
+	notify_status(d, "READY=1\n");
+}
+
+/* ---- the main loop ------------------------------------------------- */
+
+static int setup_signals(struct daemon *d)
+{
+	sigset_t mask;
+
+	/* Blocked here, before any thread exists, so every thread inherits it. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return log_error_errno(errno, "cannot block signals: %m");
+	signal(SIGPIPE, SIG_IGN); /* a client hanging up is an error return, not death */
+	d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (d->signal_fd < 0)
+		return log_error_errno(errno, "cannot create a signalfd: %m");
+	return 0;
+}
+
+static int event_loop(struct daemon *d)
+{
+	for (;;) {
+		struct pollfd fds[2] = {
+			{ .fd = d->signal_fd, .events = POLLIN },
+			{ .fd = d->watchdog_fd, .events = POLLIN },
+		};
+		struct signalfd_siginfo si;
+
+		if (poll(fds, d->watchdog_fd >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return log_error_errno(errno, "poll failed: %m");
+		}
+		if (fds[1].revents & POLLIN)
+			feed_watchdog(d);
+		if (!(fds[0].revents & POLLIN))
+			continue;
+		if (read(d->signal_fd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP) {
+			reload(d);
+			continue;
+		}
+		log_info("received %s, stopping", strsignal((int)si.ssi_signo));
+		return 0;
+	}
+}
+
+static void lock_memory(const struct config *c)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	/* ASan reserves terabytes of shadow memory; locking it cannot work. */
+	log_notice("built with AddressSanitizer: not locking memory");
+#else
+	if (!c->lock_memory)
+		return;
+	/* A daemon that serves a block device must not wait for its own
+	 * pages to be paged in through that device. */
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+		log_warning_errno(errno, "cannot lock memory (%m; needs CAP_IPC_LOCK or a higher "
+					 "RLIMIT_MEMLOCK): memory pressure may stall devices");
+#endif
+}
+
+static int prepare(struct daemon *d)
+{
+	_cleanup_free_ char *error = NULL;
+	int r;
+
+	r = config_load(d->config_file, d->plugin_dir_override, &d->config, &error);
+	if (r < 0) {
+		log_error("%s", error ? error : strerror(-r));
+		return r;
+	}
+	log_set_max_level(d->log_level_override >= 0 ? d->log_level_override : d->config->log_level);
+	daemon_set_runtime_dir(d->config->runtime_dir);
+	if (mkdir(d->config->runtime_dir, 0755) < 0 && errno != EEXIST)
+		log_warning_errno(errno, "cannot create runtime directory %s: %m", d->config->runtime_dir);
+	lock_memory(d->config);
+	r = setup_signals(d);
+	if (r >= 0)
+		r = setup_watchdog(d);
+	return r;
+}
+
+int daemon_run(const char *config_file, const char *plugin_dir_override, int log_level)
+{
+	struct daemon d = {
+		.config_file = config_file,
+		.plugin_dir_override = plugin_dir_override,
+		.log_level_override = log_level,
+		.signal_fd = -1,
+		.watchdog_fd = -1,
+	};
+	int r;
+
+	r = prepare(&d);
+	if (r >= 0) {
+		fdstore_init();
+		r = start_all_devices(&d);
+	}
+	if (r >= 0) {
+		fdstore_release_unclaimed();
+		notify_status(&d, "READY=1\n");
+		log_info("ready: %zu device%s", d.ndevices, d.ndevices == 1 ? "" : "s");
+		r = event_loop(&d);
+		(void)sd_notify(0, "STOPPING=1\nSTATUS=Stopping devices");
+		stop_all_devices(&d, 0);
+	} else {
+		(void)sd_notifyf(0, "STATUS=Failed to start: %s\nERRNO=%d", strerror(-r), -r);
+	}
+	free(d.devices);
+	config_free(d.config);
+	safe_close(d.signal_fd);
+	safe_close(d.watchdog_fd);
+	daemon_set_runtime_dir(NULL);
+	return r;
+}

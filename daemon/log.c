@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+#include <systemd/sd-journal.h>
+
+#include "device.h"
+#include "log.h"
+
+static enum log_target log_target = LOG_TARGET_STDERR;
+static int log_max_level = BLKSERV_LOG_INFO;
+
+/* systemd sets JOURNAL_STREAM=dev:ino when stderr goes to the journal. */
+static bool stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+		return false;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return st.st_dev == dev && st.st_ino == ino;
+}
+
+void log_setup(enum log_target target)
+{
+	if (target == LOG_TARGET_AUTO)
+		target = stderr_is_journal() ? LOG_TARGET_JOURNAL : LOG_TARGET_STDERR;
+	log_target = target;
+}
+
+void log_set_max_level(int level)
+{
+	log_max_level = level;
+}
+
+int log_get_max_level(void)
+{
+	return log_max_level;
+}
+
+int log_level_from_string(const char *s)
+{
+	static const struct {
+		const char *name;
+		int level;
+	} table[] = {
+		{ "err", LOG_ERR },         { "error", LOG_ERR }, { "warning", LOG_WARNING },
+		{ "notice", LOG_NOTICE },   { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+	};
+
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+		if (strcasecmp(s, table[i].name) == 0)
+			return table[i].level;
+	return -EINVAL;
+}
+
+static void log_to_journal(struct blkserv_device *dev, int level, const char *msg)
+{
+	if (dev)
+		(void)sd_journal_send("MESSAGE=%s: %s", device_name(dev), msg, "PRIORITY=%d", level,
+				      "SYSLOG_IDENTIFIER=blkservd", "BLKSERV_DEVICE=%s",
+				      device_name(dev), "BLKSERV_FRONTEND=%s", device_frontend_name(dev),
+				      "BLKSERV_BACKEND=%s", device_backend_name(dev), NULL);
+	else
+		(void)sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", level,
+				      "SYSLOG_IDENTIFIER=blkservd", NULL);
+}
+
+void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt, va_list ap)
+{
+	int saved_errno = errno;
+	char msg[2048];
+
+	if (level > log_max_level)
+		return;
+	/* %m means the error passed in, or errno. */
+	errno = error ? abs(error) : saved_errno;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+
+	if (log_target == LOG_TARGET_JOURNAL)
+		log_to_journal(dev, level, msg);
+	else if (dev)
+		fprintf(stderr, "blkservd: %s: %s\n", device_name(dev), msg);
+	else
+		fprintf(stderr, "blkservd: %s\n", msg);
+	errno = saved_errno;
+}
+
+void log_full(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_fullv(dev, level, error, fmt, ap);
+	va_end(ap);
+}
+
+int log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_fullv(dev, level, error, fmt, ap);
+	va_end(ap);
+	return -abs(error);
+}
+
+/* Host functions for plugins. */
+void blkserv_logv(struct blkserv_device *dev, int level, const char *fmt, va_list ap)
+{
+	log_fullv(dev, level, 0, fmt, ap);
+}
+
+void blkserv_log(struct blkserv_device *dev, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_fullv(dev, level, 0, fmt, ap);
+	va_end(ap);
+}

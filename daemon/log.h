@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon's logging: the journal (with structured fields) under systemd,
+ * stderr otherwise.  Only the daemon's edges log; helpers return -errno. */
+#ifndef BLKSERVD_LOG_H
+#define BLKSERVD_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#include "blkserv/blkserv-plugin.h"
+
+enum log_target {
+	LOG_TARGET_AUTO,    /* the journal if stderr is connected to it */
+	LOG_TARGET_STDERR,
+	LOG_TARGET_JOURNAL,
+};
+
+void log_setup(enum log_target target);
+void log_set_max_level(int level);
+int log_get_max_level(void);
+/* "err", "warning", "notice", "info", "debug" → syslog level, or -EINVAL. */
+int log_level_from_string(const char *s);
+
+void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt, va_list ap);
+void log_full(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
+	BLKSERV_PRINTF(4, 5);
+
+/* Log and return -abs(error), systemd style: return log_error_errno(r, "..."). */
+int log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
+	BLKSERV_PRINTF(4, 5);
+
+#define log_error(...) log_full(NULL, BLKSERV_LOG_ERR, 0, __VA_ARGS__)
+#define log_warning(...) log_full(NULL, BLKSERV_LOG_WARNING, 0, __VA_ARGS__)
+#define log_notice(...) log_full(NULL, BLKSERV_LOG_NOTICE, 0, __VA_ARGS__)
+#define log_info(...) log_full(NULL, BLKSERV_LOG_INFO, 0, __VA_ARGS__)
+#define log_debug(...) log_full(NULL, BLKSERV_LOG_DEBUG, 0, __VA_ARGS__)
+#define log_error_errno(e, ...) log_errno(NULL, BLKSERV_LOG_ERR, (e), __VA_ARGS__)
+#define log_warning_errno(e, ...) log_errno(NULL, BLKSERV_LOG_WARNING, (e), __VA_ARGS__)
+
+#endif

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The plugin loader.  It never logs: errors come back as -errno plus a
+ * message in *ret_error (malloc'd) that names the file and the problem. */
+#ifndef BLKSERVD_PLUGIN_H
+#define BLKSERVD_PLUGIN_H
+
+#include "blkserv/blkserv-plugin.h"
+
+enum plugin_kind {
+	PLUGIN_BACKEND,
+	PLUGIN_FRONTEND,
+};
+
+struct plugin {
+	enum plugin_kind kind;
+	char *name;
+	char *path;
+	void *dl;
+	uint64_t struct_size; /* as the plugin declared it */
+	/* Zero-filled copies: fields the plugin's ABI lacks read as NULL. */
+	struct blkserv_backend backend;
+	struct blkserv_frontend frontend;
+	struct plugin *next;
+};
+
+const char *plugin_kind_name(enum plugin_kind kind);
+
+/* Load DIR/blkserv-KIND-NAME.so after the safety checks (see plugin.c). */
+int plugin_load(const char *dir, enum plugin_kind kind, const char *name, struct plugin **ret,
+		char **ret_error);
+void plugin_free(struct plugin *p);
+
+const char *plugin_description(const struct plugin *p);
+const struct blkserv_option *plugin_options(const struct plugin *p);
+const struct blkserv_option *plugin_find_option(const struct plugin *p, const char *name);
+const char *option_type_name(enum blkserv_option_type type);
+
+/* A set of loaded plugins, each loaded once. */
+struct plugin_set {
+	char *dir;
+	struct plugin *list;
+};
+int plugin_set_get(struct plugin_set *set, enum plugin_kind kind, const char *name,
+		   struct plugin **ret, char **ret_error);
+struct plugin *plugin_set_find(const struct plugin_set *set, enum plugin_kind kind, const char *name);
+void plugin_set_clear(struct plugin_set *set);
+
+#endif

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The host's data path with an asynchronous backend that completes from
+ * other threads: remote completions, many requests in flight, FUA emulated
+ * by a flush, write-through devices; and device start/stop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test-helpers.h"
+
+#define ASYNC_CONFIG                                                              \
+	"device \"am\" {\n  frontend \"testfe\" { socket = \"/x\" }\n"            \
+	"  backend \"asyncmem\" { }\n}\n"
+
+static unsigned stat_value(struct blkserv_device *dev, const char *key)
+{
+	char stats[256];
+	const char *p;
+
+	assert_int_equal(dev->backend->backend.get_stats(dev->backend_handle, stats, sizeof(stats)), 0);
+	p = strstr(stats, key);
+	assert_non_null(p);
+	return (unsigned)strtoul(p + strlen(key) + 1, NULL, 10);
+}
+
+static void test_remote_completion(void **state)
+{
+	struct blkserv_device *dev = test_open_backend(ASYNC_CONFIG, "am");
+	struct blkserv_queue *q;
+	char in[4096], out[4096];
+
+	assert_int_equal(blkserv_queue_new(dev, 8, 0, &q), 0);
+	memset(in, 0x3c, sizeof(in));
+	assert_int_equal(test_io(q, BLKSERV_OP_WRITE, 0, 8192, sizeof(in), in), 0);
+	assert_int_equal(test_io(q, BLKSERV_OP_READ, 0, 8192, sizeof(out), out), 0);
+	assert_memory_equal(in, out, sizeof(in));
+	assert_int_equal(blkserv_queue_inflight(q), 0);
+	blkserv_queue_free(q);
+	test_close_device(dev);
+}
+
+struct many {
+	int done;
+	int failed;
+};
+
+static void many_done(struct blkserv_request *req, int result)
+{
+	struct many *m = req->frontend_data;
+
+	m->done++;
+	if (result < 0)
+		m->failed++;
+}
+
+static void test_many_in_flight(void **state)
+{
+	struct blkserv_device *dev = test_open_backend(ASYNC_CONFIG, "am");
+	struct blkserv_queue *q;
+	static char bufs[16][4096], check[4096];
+	struct many m = {};
+
+	assert_int_equal(blkserv_queue_new(dev, 16, 0, &q), 0);
+	for (uint32_t tag = 0; tag < 16; tag++) {
+		struct blkserv_request *req = blkserv_queue_request(q, tag);
+		memset(bufs[tag], (int)tag + 1, 4096);
+		*req = (struct blkserv_request){ .op = BLKSERV_OP_WRITE, .offset = tag * 4096ull,
+						 .length = 4096, .buf = bufs[tag], .done = many_done,
+						 .frontend_data = &m, .queue = q, .tag = tag };
+		blkserv_submit(req);
+	}
+	assert_int_equal(blkserv_queue_request(q, 16) == NULL, 1);
+	while (m.done < 16)
+		assert_true(blkserv_queue_process(q, 1, 5000) >= 0);
+	assert_int_equal(m.failed, 0);
+	for (uint32_t tag = 0; tag < 16; tag++) {
+		assert_int_equal(test_io(q, BLKSERV_OP_READ, 0, tag * 4096ull, 4096, check), 0);
+		assert_memory_equal(check, bufs[tag], 4096);
+	}
+	blkserv_queue_free(q);
+	test_close_device(dev);
+}
+
+static void test_fua_emulated_by_flush(void **state)
+{
+	struct blkserv_device *dev = test_open_backend(ASYNC_CONFIG, "am");
+	struct blkserv_queue *q;
+	char buf[512] = { 1 };
+
+	/* No native FUA, but a flush: FUA is served as write + flush. */
+	assert_true(blkserv_device_caps(dev) & BLKSERV_CAP_FUA);
+	assert_false(dev->native_caps & BLKSERV_CAP_FUA);
+	assert_int_equal(blkserv_queue_new(dev, 4, 0, &q), 0);
+	assert_int_equal(test_io(q, BLKSERV_OP_WRITE, 0, 0, sizeof(buf), buf), 0);
+	assert_int_equal(stat_value(dev, "flushes"), 0);
+	assert_int_equal(test_io(q, BLKSERV_OP_WRITE, BLKSERV_REQ_FUA, 0, sizeof(buf), buf), 0);
+	assert_int_equal(stat_value(dev, "writes"), 2);
+	assert_int_equal(stat_value(dev, "flushes"), 1);
+	/* Write-through: every write is followed by a flush. */
+	assert_int_equal(blkserv_device_require_write_through(dev), 0);
+	assert_int_equal(test_io(q, BLKSERV_OP_WRITE, 0, 0, sizeof(buf), buf), 0);
+	assert_int_equal(stat_value(dev, "flushes"), 2);
+	/* Not supported by this backend: trim and write-zeroes never reach it. */
+	assert_int_equal(test_io(q, BLKSERV_OP_TRIM, 0, 0, 512, NULL), -EOPNOTSUPP);
+	assert_int_equal(test_io(q, BLKSERV_OP_WRITE_ZEROES, 0, 0, 512, NULL), -EOPNOTSUPP);
+	blkserv_queue_free(q);
+	test_close_device(dev);
+}
+
+static void test_device_start_stop(void **state)
+{
+	struct config *c = NULL;
+	struct blkserv_device *dev;
+	char *error = NULL;
+	const char *text = "device \"ok\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\" }\n"
+			   "  backend \"ramdisk\" { }\n}\n"
+			   "device \"bad\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\"\n fail_start = true }\n"
+			   "  backend \"ramdisk\" { }\n}\n";
+
+	if (test_load_config(text, &c, &error) < 0)
+		fail_msg("config: %s", error);
+	/* testfe's start writes and reads back through the backend. */
+	assert_int_equal(device_new(config_find_device(c, "ok"), test_plugin_dir(), &dev), 0);
+	assert_int_equal(device_start(dev), 0);
+	assert_int_equal(dev->state, DEVICE_LIVE);
+	assert_string_equal(dev->kernel_name, "testfe");
+	device_stop(dev, 0);
+	assert_null(dev->backend_handle);
+	device_free(dev);
+	/* A failing start leaves nothing open. */
+	assert_int_equal(device_new(config_find_device(c, "bad"), test_plugin_dir(), &dev), 0);
+	assert_int_equal(device_start(dev), -EIO);
+	assert_null(dev->backend_handle);
+	assert_null(dev->frontend_handle);
+	device_free(dev);
+	config_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_remote_completion),
+		cmocka_unit_test(test_many_in_flight),
+		cmocka_unit_test(test_fua_emulated_by_flush),
+		cmocka_unit_test(test_device_start_stop),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
