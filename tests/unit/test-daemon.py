@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The daemon as a process: sd_notify readiness and status, reload (valid
+and invalid), clean stop, all-or-nothing start, and the command-line
+actions.  Needs no root: devices use the test frontend (no kernel device)."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BLKSERVD = sys.argv[1]
+PLUGINS = os.environ["BLKSERV_TEST_PLUGIN_DIR"]
+FIXTURES = os.environ["BLKSERV_TEST_FIXTURE_DIR"]
+failures = 0
+
+
+def check(name, ok, detail=""):
+    global failures
+    print(("ok   " if ok else "FAIL ") + name + ("" if ok else ": " + detail))
+    if not ok:
+        failures += 1
+
+
+def device(name, extra=""):
+    return (f'device "{name}" {{\n  size = 1M\n'
+            f'  frontend "testfe" {{ socket = "/x"\n {extra} }}\n'
+            f'  backend "ramdisk" {{ }}\n}}\n')
+
+
+class Daemon:
+    def __init__(self, tmp, config_text):
+        self.tmp = tmp
+        self.config = os.path.join(tmp, "blkservd.conf")
+        self.write_config(config_text)
+        self.sock_path = os.path.join(tmp, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.sock_path)
+        self.sock.settimeout(10)
+        env = dict(os.environ, NOTIFY_SOCKET=self.sock_path)
+        self.stderr_path = os.path.join(tmp, "stderr.log")
+        self.stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(
+            [BLKSERVD, "-c", self.config, "--plugin-dir", plugin_dir(tmp)],
+            env=env, stderr=self.stderr)
+
+    def write_config(self, text):
+        with open(self.config, "w") as f:
+            f.write(f'runtime_dir = "{self.tmp}/run"\nlock_memory = false\n' + text)
+
+    def wait_for(self, key):
+        """Collect notify messages until one contains KEY=...; return all."""
+        seen = []
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                msg = self.sock.recv(4096).decode()
+            except socket.timeout:
+                break
+            seen.append(msg)
+            if any(line.startswith(key + "=") for line in msg.splitlines()):
+                return "\n".join(seen)
+        return None
+
+    def log(self):
+        # A file object of its own: seeking the child's shared offset
+        # would make it overwrite its own log.
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.sock.close()
+        self.stderr.close()
+
+
+def plugin_dir(tmp):
+    d = os.path.join(tmp, "plugins")
+    if not os.path.isdir(d):
+        os.mkdir(d, 0o755)
+        for src in [os.path.join(PLUGINS, f) for f in os.listdir(PLUGINS)] + \
+                [os.path.join(FIXTURES, "blkserv-frontend-testfe.so")]:
+            if src.endswith(".so"):
+                shutil.copy(src, d)
+                os.chmod(os.path.join(d, os.path.basename(src)), 0o755)
+    return d
+
+
+def test_lifecycle(tmp):
+    d = Daemon(tmp, device("ram0"))
+    try:
+        msgs = d.wait_for("READY")
+        check("READY=1 is sent", msgs is not None and "READY=1" in msgs, d.log())
+        check("STATUS names the device", msgs is not None and
+              "ram0 (testfe testfe, ramdisk)" in msgs, str(msgs))
+
+        d.write_config(device("ram0") + "device \"broken\" {\n  size = 12Q\n}\n")
+        d.proc.send_signal(signal.SIGHUP)
+        msgs = d.wait_for("READY")
+        check("reload sends RELOADING=1 then READY=1",
+              msgs is not None and "RELOADING=1" in msgs and "READY=1" in msgs, str(msgs))
+        check("invalid reload is logged with its line",
+              "reload failed" in d.log() and "blkservd.conf:10:" in d.log(), d.log())
+        check("invalid reload keeps the daemon running", d.proc.poll() is None)
+
+        d.write_config(device("ram0") + device("ram1"))
+        d.proc.send_signal(signal.SIGHUP)
+        msgs = d.wait_for("READY")
+        check("reload adds a device", msgs is not None and "Serving 2 devices" in msgs and
+              "ram1" in msgs, str(msgs))
+
+        d.write_config(device("ram1"))
+        d.proc.send_signal(signal.SIGHUP)
+        msgs = d.wait_for("READY")
+        check("reload removes a device", msgs is not None and "Serving 1 device:" in msgs and
+              "ram0" not in msgs.split("READY=1")[-1], str(msgs))
+
+        d.proc.send_signal(signal.SIGTERM)
+        msgs = d.wait_for("STOPPING")
+        check("SIGTERM sends STOPPING=1", msgs is not None)
+        check("clean stop exits 0", d.proc.wait(timeout=10) == 0, d.log())
+        check("stop is logged per device", "ram1: stopped" in d.log(), d.log())
+    finally:
+        d.close()
+
+
+def test_failed_start(tmp):
+    d = Daemon(tmp, device("good") + device("bad", "fail_start = true"))
+    try:
+        rc = d.proc.wait(timeout=10)
+        log = d.log()
+        check("a failing device makes the daemon exit 1", rc == 1, f"rc={rc}")
+        check("the failing device is named", "bad: frontend 'testfe' failed to start" in log, log)
+        check("devices already started are stopped again", "good: stopped" in log, log)
+        msgs = d.wait_for("ERRNO")
+        check("systemd is told why (ERRNO=)", msgs is not None and "Failed to start" in msgs, str(msgs))
+    finally:
+        d.close()
+
+
+def run(args):
+    p = subprocess.run([BLKSERVD] + args, capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_command_line(tmp):
+    pdir = plugin_dir(tmp)
+    conf = os.path.join(tmp, "check.conf")
+    with open(conf, "w") as f:
+        f.write(device("ram0"))
+    rc, out = run(["--check-config", "-c", conf, "--plugin-dir", pdir])
+    check("--check-config accepts a valid file", rc == 0 and "valid, 1 device" in out, out)
+    with open(conf, "w") as f:
+        f.write(device("ram0").replace("size = 1M", "size = 1M\n  sise = 2M"))
+    rc, out = run(["--check-config", "-c", conf, "--plugin-dir", pdir])
+    check("--check-config rejects with file and line", rc == 1 and "check.conf:3:" in out
+          and "sise" in out, out)
+    rc, out = run(["--list-plugins", "--plugin-dir", pdir])
+    check("--list-plugins lists ramdisk and testfe", rc == 0 and "ramdisk" in out and "testfe" in out, out)
+    rc, out = run(["--help-plugin", "testfe", "--plugin-dir", pdir])
+    check("--help-plugin shows types, defaults, required", rc == 0 and "socket" in out and
+          "required" in out and "default 1M" in out, out)
+    rc, out = run(["--help-plugin", "nosuch", "--plugin-dir", pdir])
+    check("--help-plugin of an unknown plugin fails", rc == 1 and "no plugin named 'nosuch'" in out, out)
+    rc, out = run(["--bogus"])
+    check("an unknown argument exits 2", rc == 2, out)
+
+
+for test in (test_lifecycle, test_failed_start, test_command_line):
+    with tempfile.TemporaryDirectory() as tmp:
+        test(tmp)
+sys.exit(1 if failures else 0)
