@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <liburing.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,7 @@ struct blkserv_queue {
 	bool backend_open;
 
 	_Atomic(struct request_slot *) remote_head;
+	_Atomic unsigned remote_posting; /* threads inside complete_remote */
 	int efd;
 	uint64_t efd_value;
 	struct blkserv_event efd_event;
@@ -148,11 +150,16 @@ void blkserv_request_complete_remote(struct blkserv_request *req, int result)
 	struct blkserv_queue *q = req->queue;
 	struct request_slot *head = atomic_load(&q->remote_head);
 
+	/* Once the request is on the list the owner may complete it and free
+	 * the queue; remote_posting keeps the queue alive until the eventfd
+	 * write is done (blkserv_queue_free waits for it). */
+	atomic_fetch_add(&q->remote_posting, 1);
 	s->remote_result = result;
 	do
 		s->remote_next = head;
 	while (!atomic_compare_exchange_weak(&q->remote_head, &head, s));
 	(void)eventfd_write(q->efd, 1);
+	atomic_fetch_sub(&q->remote_posting, 1);
 }
 
 static void arm_eventfd(struct blkserv_queue *q);
@@ -376,6 +383,8 @@ void blkserv_queue_free(struct blkserv_queue *q)
 	if (!q)
 		return;
 	b = &q->dev->backend->backend;
+	while (atomic_load(&q->remote_posting) > 0)
+		sched_yield();
 	if (q->backend_open && b->queue_close)
 		b->queue_close(q->backend_qdata);
 	queue_unlink(q);
