@@ -81,7 +81,8 @@ static void finish(struct blkserv_request *req, int result)
 	struct blkserv_queue *q = req->queue;
 	uint64_t bytes = req->op == BLKSERV_OP_FLUSH ? 0 : req->length;
 
-	stats_record(&q->stats.op[req->op], bytes, result, now_ns() - req->start_ns);
+	if (req->op < BLKSERV_OP__MAX) /* an invalid op is refused, not counted */
+		stats_record(&q->stats.op[req->op], bytes, result, now_ns() - req->start_ns);
 	q->inflight--;
 	atomic_store_explicit((_Atomic uint64_t *)&q->stats.inflight, q->inflight, memory_order_relaxed);
 	req->done(req, result);
