@@ -20,6 +20,7 @@
 
 #include "build-config.h"
 #include "cleanup.h"
+#include "control.h"
 #include "daemon.h"
 #include "device.h"
 #include "fdstore.h"
@@ -34,6 +35,7 @@ struct daemon {
 	size_t ndevices;
 	int signal_fd;
 	int watchdog_fd;
+	int control_fd;
 	bool watchdog_failing;
 };
 
@@ -178,7 +180,7 @@ static void reload_remove(struct daemon *d, struct config *next)
 	}
 }
 
-static void reload(struct daemon *d)
+static int reload(struct daemon *d, char **ret_error)
 {
 	_cleanup_free_ char *error = NULL;
 	struct config *next, *prev;
@@ -190,7 +192,9 @@ static void reload(struct daemon *d)
 	if (r < 0) {
 		log_error("reload failed, keeping the running config: %s", error ? error : strerror(-r));
 		notify_status(d, "READY=1\n");
-		return;
+		if (ret_error)
+			*ret_error = TAKE_PTR(error);
+		return r;
 	}
 	reload_remove(d, next);
 	prev = d->config;
@@ -200,6 +204,33 @@ static void reload(struct daemon *d)
 			(void)add_device(d, &next->devices[i]);
 	config_free(prev);
 	notify_status(d, "READY=1\n");
+	return 0;
+}
+
+static size_t control_count(void *userdata)
+{
+	return ((struct daemon *)userdata)->ndevices;
+}
+
+static struct blkserv_device *control_device_at(void *userdata, size_t i)
+{
+	return ((struct daemon *)userdata)->devices[i];
+}
+
+static int control_reload(void *userdata, char **ret_error)
+{
+	return reload(userdata, ret_error);
+}
+
+static void setup_control(struct daemon *d)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (asprintf(&path, "%s/control.sock", d->config->runtime_dir) < 0)
+		return;
+	d->control_fd = control_listen(path);
+	if (d->control_fd < 0)
+		log_warning_errno(d->control_fd, "cannot listen on %s (%m): blkservctl will not work", path);
 }
 
 /* ---- the main loop ------------------------------------------------- */
@@ -224,26 +255,36 @@ static int setup_signals(struct daemon *d)
 
 static int event_loop(struct daemon *d)
 {
+	const struct control_ops ops = {
+		.userdata = d,
+		.count = control_count,
+		.device_at = control_device_at,
+		.reload = control_reload,
+	};
+
 	for (;;) {
-		struct pollfd fds[2] = {
+		struct pollfd fds[3] = {
 			{ .fd = d->signal_fd, .events = POLLIN },
+			{ .fd = d->control_fd, .events = POLLIN },
 			{ .fd = d->watchdog_fd, .events = POLLIN },
 		};
 		struct signalfd_siginfo si;
 
-		if (poll(fds, d->watchdog_fd >= 0 ? 2 : 1, -1) < 0) {
+		if (poll(fds, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return log_error_errno(errno, "poll failed: %m");
 		}
-		if (fds[1].revents & POLLIN)
+		if (fds[2].revents & POLLIN)
 			feed_watchdog(d);
+		if (fds[1].revents & POLLIN)
+			control_serve(d->control_fd, &ops);
 		if (!(fds[0].revents & POLLIN))
 			continue;
 		if (read(d->signal_fd, &si, sizeof(si)) != sizeof(si))
 			continue;
 		if (si.ssi_signo == SIGHUP) {
-			reload(d);
+			(void)reload(d, NULL);
 			continue;
 		}
 		log_info("received %s, stopping", strsignal((int)si.ssi_signo));
@@ -282,6 +323,7 @@ static int prepare(struct daemon *d)
 	if (mkdir(d->config->runtime_dir, 0755) < 0 && errno != EEXIST)
 		log_warning_errno(errno, "cannot create runtime directory %s: %m", d->config->runtime_dir);
 	lock_memory(d->config);
+	setup_control(d);
 	r = setup_signals(d);
 	if (r >= 0)
 		r = setup_watchdog(d);
@@ -296,6 +338,7 @@ int daemon_run(const char *config_file, const char *plugin_dir_override, int log
 		.log_level_override = log_level,
 		.signal_fd = -1,
 		.watchdog_fd = -1,
+		.control_fd = -1,
 	};
 	int r;
 
@@ -313,6 +356,12 @@ int daemon_run(const char *config_file, const char *plugin_dir_override, int log
 		stop_all_devices(&d, 0);
 	} else {
 		(void)sd_notifyf(0, "STATUS=Failed to start: %s\nERRNO=%d", strerror(-r), -r);
+	}
+	if (d.control_fd >= 0) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/control.sock", d.config->runtime_dir);
+		(void)unlink(path);
+		safe_close(d.control_fd);
 	}
 	free(d.devices);
 	config_free(d.config);

@@ -13,6 +13,7 @@ import tempfile
 import time
 
 BLKSERVD = sys.argv[1]
+BLKSERVCTL = sys.argv[2]
 PLUGINS = os.environ["BLKSERV_TEST_PLUGIN_DIR"]
 FIXTURES = os.environ["BLKSERV_TEST_FIXTURE_DIR"]
 failures = 0
@@ -99,6 +100,9 @@ def test_lifecycle(tmp):
         check("STATUS names the device", msgs is not None and
               "ram0 (testfe testfe, ramdisk)" in msgs, str(msgs))
 
+        test_blkservctl(tmp)
+        check("blkservctl reload notifies READY=1 again", d.wait_for("READY") is not None)
+
         d.write_config(device("ram0") + "device \"broken\" {\n  size = 12Q\n}\n")
         d.proc.send_signal(signal.SIGHUP)
         msgs = d.wait_for("READY")
@@ -127,6 +131,40 @@ def test_lifecycle(tmp):
         check("stop is logged per device", "ram1: stopped" in d.log(), d.log())
     finally:
         d.close()
+
+
+def ctl(tmp, *args):
+    p = subprocess.run([BLKSERVCTL, "--socket", os.path.join(tmp, "run", "control.sock")] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_blkservctl(tmp):
+    import json
+    sock = os.path.join(tmp, "run", "control.sock")
+    check("control socket is root-only", (os.stat(sock).st_mode & 0o777) == 0o600, oct(os.stat(sock).st_mode))
+    rc, out = ctl(tmp, "list")
+    check("blkservctl list", rc == 0 and "ram0" in out and "ramdisk" in out and "live" in out, out)
+    rc, out = ctl(tmp, "--json", "list")
+    devs = json.loads(out) if rc == 0 else []
+    check("blkservctl --json list", len(devs) == 1 and devs[0]["name"] == "ram0" and
+          devs[0]["size"] == 1048576 and devs[0]["read_only"] is False, out)
+    rc, out = ctl(tmp, "--json", "status", "ram0")
+    st = json.loads(out) if rc == 0 else {}
+    check("blkservctl status shows capabilities", st.get("capabilities") == "flush,fua,trim,write_zeroes", out)
+    # testfe's start wrote and read 4 KiB once through the backend.
+    rc, out = ctl(tmp, "--json", "stats", "ram0")
+    stats = json.loads(out) if rc == 0 else {}
+    ops = stats.get("ops", {})
+    check("blkservctl stats counts the I/O done", ops.get("write", {}).get("ops") == 1 and
+          ops.get("write", {}).get("bytes") == 4096 and ops.get("read", {}).get("ops") == 1 and
+          stats.get("inflight") == 0 and stats.get("backend", {}).get("allocated_bytes", 0) >= 4096, out)
+    rc, out = ctl(tmp, "stats", "nope")
+    check("blkservctl names an unknown device", rc == 1 and "no device named 'nope'" in out, out)
+    rc, out = ctl(tmp, "frobnicate")
+    check("blkservctl refuses an unknown command", rc == 2, out)
+    rc, out = ctl(tmp, "reload")
+    check("blkservctl reload", rc == 0, out)
 
 
 def test_failed_start(tmp):
