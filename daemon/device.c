@@ -6,6 +6,7 @@
 
 #include "device.h"
 #include "log.h"
+#include "names.h"
 #include "queue.h"
 
 static int copy_plugin_config(const struct blkserv_config *src, struct blkserv_config *dst)
@@ -214,6 +215,7 @@ int device_start(struct blkserv_device *dev)
 		goto fail_backend;
 	}
 	dev->state = DEVICE_LIVE;
+	names_publish(dev);
 	device_describe(dev, desc, sizeof(desc));
 	log_full(dev, BLKSERV_LOG_INFO, 0, "serving %s", desc);
 	return 0;
@@ -227,6 +229,8 @@ void device_stop(struct blkserv_device *dev, uint32_t flags)
 	const struct blkserv_frontend *f = &dev->frontend->frontend;
 	const struct blkserv_backend *b = &dev->backend->backend;
 
+	if (!(flags & BLKSERV_STOP_KEEP_DEVICE))
+		names_withdraw(dev);
 	if (dev->frontend_handle) {
 		f->stop(dev->frontend_handle, flags);
 		f->close(dev->frontend_handle);

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Stable names: RUNTIME_DIR/names/KERNEL (e.g. names/nbd3) holds the device
+ * name; the udev rule 60-blkservd.rules turns it into /dev/blkserv/NAME.
+ * The kernel device appears before we know which one we got, so after
+ * writing the file we ask udev to look at the device again ("change").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "device.h"
+#include "io-util.h"
+#include "names.h"
+
+/* "/dev/nbd3" → "nbd3"; NULL when the device is not a kernel block device. */
+static const char *kernel_basename(const struct blkserv_device *dev)
+{
+	if (strncmp(dev->kernel_name, "/dev/", 5) != 0 || strchr(dev->kernel_name + 5, '/'))
+		return NULL;
+	return dev->kernel_name + 5;
+}
+
+static void trigger_change(const char *base)
+{
+	char path[256];
+	_cleanup_close_ int fd = -1;
+
+	snprintf(path, sizeof(path), "/sys/class/block/%s/uevent", base);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0)
+		(void)write_full(fd, "change", 6);
+}
+
+void names_publish(const struct blkserv_device *dev)
+{
+	const char *base = kernel_basename(dev);
+	char dir[4096], path[4096 + 64];
+	_cleanup_close_ int fd = -1;
+
+	if (!base)
+		return;
+	snprintf(dir, sizeof(dir), "%s/names", blkserv_runtime_dir());
+	(void)mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/%s", dir, base);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write_full(fd, dev->name, strlen(dev->name)) < 0)
+		return;
+	trigger_change(base);
+}
+
+void names_withdraw(const struct blkserv_device *dev)
+{
+	const char *base = kernel_basename(dev);
+	char path[4096 + 64];
+
+	if (!base)
+		return;
+	snprintf(path, sizeof(path), "%s/names/%s", blkserv_runtime_dir(), base);
+	if (unlink(path) == 0)
+		trigger_change(base);
+}

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef BLKSERVD_NAMES_H
+#define BLKSERVD_NAMES_H
+
+struct blkserv_device;
+
+/* Record that the device's kernel device carries its name (for udev). */
+void names_publish(const struct blkserv_device *dev);
+void names_withdraw(const struct blkserv_device *dev);
+
+#endif
