@@ -29,6 +29,8 @@ struct parse_ctx {
 static struct parse_ctx *current_ctx;
 
 static void add_error(struct parse_ctx *ctx, const char *file, int line, const char *fmt, va_list ap)
+	BLKSERV_PRINTF(4, 0);
+static void add_error(struct parse_ctx *ctx, const char *file, int line, const char *fmt, va_list ap)
 {
 	char msg[1024];
 
@@ -53,6 +55,9 @@ static void add_error_fmt(struct parse_ctx *ctx, const char *file, int line, con
 	va_end(ap);
 }
 
+/* libconfuse's message formats are not literals, but they are its own. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
 static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 {
 	const char *file = cfg->filename ? cfg->filename : current_ctx->config->file;
@@ -68,6 +73,7 @@ static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 	else
 		add_error_fmt(current_ctx, file, cfg->line, "%s", msg);
 }
+#pragma GCC diagnostic pop
 
 static void silent_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 {

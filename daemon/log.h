@@ -21,7 +21,8 @@ int log_get_max_level(void);
 /* "err", "warning", "notice", "info", "debug" → syslog level, or -EINVAL. */
 int log_level_from_string(const char *s);
 
-void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt, va_list ap);
+void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt, va_list ap)
+	BLKSERV_PRINTF(4, 0);
 void log_full(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
 	BLKSERV_PRINTF(4, 5);
 

@@ -70,7 +70,7 @@ enum blkserv_log_level {
  * BLKSERV_DEVICE=, BLKSERV_FRONTEND= and BLKSERV_BACKEND=.  Any thread.
  */
 void blkserv_log(struct blkserv_device *dev, int level, const char *fmt, ...) BLKSERV_PRINTF(3, 4);
-void blkserv_logv(struct blkserv_device *dev, int level, const char *fmt, va_list ap);
+void blkserv_logv(struct blkserv_device *dev, int level, const char *fmt, va_list ap) BLKSERV_PRINTF(3, 0);
 
 #define blkserv_error(dev, ...) blkserv_log((dev), BLKSERV_LOG_ERR, __VA_ARGS__)
 #define blkserv_warning(dev, ...) blkserv_log((dev), BLKSERV_LOG_WARNING, __VA_ARGS__)
