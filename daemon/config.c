@@ -70,6 +70,9 @@ static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 	    sscanf(msg, "no such option '%255[^']'", option) == 1)
 		add_error_fmt(current_ctx, file, cfg->line, "%s '%s' has no option '%s' (see: blkservd --help-plugin %s)",
 			      name, cfg_title(cfg), option, cfg_title(cfg));
+	else if (name && strcmp(name, "faults") == 0 && sscanf(msg, "no such option '%255[^']'", option) == 1)
+		add_error_fmt(current_ctx, file, cfg->line,
+			      "the faults section has no option '%s' (see blkservd.conf(5), FAULT INJECTION)", option);
 	else
 		add_error_fmt(current_ctx, file, cfg->line, "%s", msg);
 }
@@ -145,12 +148,25 @@ static struct plugin *section_plugin(cfg_t *sec)
 	return plugin_set_find(&current_ctx->config->plugins, kind, cfg_title(sec));
 }
 
+/* Keep an option's text and line for the plugin (or the fault injection). */
+static int store_option_value(cfg_t *sec, const char *name, const char *value, void *result)
+{
+	struct option_value *v = calloc(1, sizeof(*v));
+
+	if (!v || !(v->name = strdup(name)) || !(v->value = strdup(value))) {
+		option_value_free(v);
+		return -1;
+	}
+	v->line = sec->line;
+	*(struct option_value **)result = v;
+	return 0;
+}
+
 /* libconfuse parse callback for every option of a plugin section. */
 static int parse_plugin_option(cfg_t *sec, cfg_opt_t *opt, const char *value, void *result)
 {
 	struct plugin *p = section_plugin(sec);
 	const struct blkserv_option *decl;
-	struct option_value *v;
 
 	if (!p) {
 		cfg_error(sec, "unknown %s '%s'", cfg_name(sec), cfg_title(sec));
@@ -167,14 +183,21 @@ static int parse_plugin_option(cfg_t *sec, cfg_opt_t *opt, const char *value, vo
 			  p->name, type_expectation(decl->type), value);
 		return -1;
 	}
-	v = calloc(1, sizeof(*v));
-	if (!v || !(v->name = strdup(opt->name)) || !(v->value = strdup(value))) {
-		option_value_free(v);
+	return store_option_value(sec, opt->name, value, result);
+}
+
+/* libconfuse parse callback for every option of a faults section. */
+static int parse_fault_option(cfg_t *sec, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct fault_config scratch;
+	const char *expected;
+
+	fault_config_init(&scratch);
+	if (fault_config_set(&scratch, opt->name, value, &expected) < 0) {
+		cfg_error(sec, "option '%s' of faults expects %s, not '%s'", opt->name, expected, value);
 		return -1;
 	}
-	v->line = sec->line;
-	*(struct option_value **)result = v;
-	return 0;
+	return store_option_value(sec, opt->name, value, result);
 }
 
 /* Checks of the core options, while parsing so the line is right. */
@@ -256,6 +279,27 @@ static cfg_opt_t *plugin_section_opts(const struct plugin_set *set, enum plugin_
 	return opts;
 }
 
+/* The options of a device's faults section. */
+static cfg_opt_t *fault_section_opts(void)
+{
+	size_t n = 0;
+	cfg_opt_t *opts;
+
+	while (fault_options[n].name)
+		n++;
+	opts = calloc(n + 1, sizeof(*opts));
+	if (!opts)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		cfg_opt_t opt = CFG_PTR_CB(fault_options[i].name, NULL, CFGF_NODEFAULT, parse_fault_option,
+					   option_value_free);
+		opts[i] = opt;
+	}
+	cfg_opt_t end = CFG_END();
+	opts[n] = end;
+	return opts;
+}
+
 /* Pass 1: plugin sections are free-form, errors are left for pass 2. */
 static cfg_t *parse_loose(const char *file)
 {
@@ -266,6 +310,7 @@ static cfg_t *parse_loose(const char *file)
 		CFG_STR("read_only", NULL, CFGF_NODEFAULT),
 		CFG_SEC("frontend", plugin_opts, CFGF_TITLE | CFGF_MULTI | CFGF_KEYSTRVAL),
 		CFG_SEC("backend", plugin_opts, CFGF_TITLE | CFGF_MULTI | CFGF_KEYSTRVAL),
+		CFG_SEC("faults", plugin_opts, CFGF_MULTI | CFGF_KEYSTRVAL),
 		CFG_END(),
 	};
 	cfg_opt_t opts[] = {
@@ -410,6 +455,32 @@ static int device_line(const char *file, const char *name, int fallback)
 	return fallback;
 }
 
+/* The optional faults section (fault injection, for tests). */
+static int read_faults(struct parse_ctx *ctx, cfg_t *dev, struct device_config *d)
+{
+	unsigned n = cfg_size(dev, "faults");
+	const char *expected, *error;
+	cfg_t *sec;
+
+	fault_config_init(&d->faults);
+	if (n == 0)
+		return 0;
+	if (n > 1)
+		return fail(ctx, cfg_getnsec(dev, "faults", 1)->line, "device '%s' has %u faults sections; it may have one",
+			    cfg_title(dev), n);
+	sec = cfg_getnsec(dev, "faults", 0);
+	d->faults.enabled = true;
+	for (const struct blkserv_option *o = fault_options; o->name; o++) {
+		if (cfg_size(sec, o->name) == 0)
+			continue;
+		const struct option_value *v = cfg_getptr(sec, o->name);
+		(void)fault_config_set(&d->faults, o->name, v->value, &expected); /* checked while parsing */
+	}
+	if (fault_config_check(&d->faults, &error) < 0)
+		return fail(ctx, sec->line, "device '%s': faults: %s", cfg_title(dev), error);
+	return 0;
+}
+
 static int read_device(struct parse_ctx *ctx, cfg_t *dev, struct device_config *d)
 {
 	uint64_t bs;
@@ -433,9 +504,11 @@ static int read_device(struct parse_ctx *ctx, cfg_t *dev, struct device_config *
 		return fail(ctx, dev->line, "device '%s': size %llu is not a multiple of block_size %u",
 			    d->name, (unsigned long long)d->size, d->block_size);
 	r = read_plugin_section(ctx, dev, "frontend", PLUGIN_FRONTEND, &d->frontend, &d->frontend_cfg);
-	if (r < 0)
-		return r;
-	return read_plugin_section(ctx, dev, "backend", PLUGIN_BACKEND, &d->backend, &d->backend_cfg);
+	if (r >= 0)
+		r = read_plugin_section(ctx, dev, "backend", PLUGIN_BACKEND, &d->backend, &d->backend_cfg);
+	if (r >= 0)
+		r = read_faults(ctx, dev, d);
+	return r;
 }
 
 /*
@@ -490,9 +563,10 @@ static int parse_strict(struct parse_ctx *ctx)
 	struct config *c = ctx->config;
 	_cleanup_free_ cfg_opt_t *fe_opts = plugin_section_opts(&c->plugins, PLUGIN_FRONTEND);
 	_cleanup_free_ cfg_opt_t *be_opts = plugin_section_opts(&c->plugins, PLUGIN_BACKEND);
+	_cleanup_free_ cfg_opt_t *fault_opts = fault_section_opts();
 	int r;
 
-	if (!fe_opts || !be_opts)
+	if (!fe_opts || !be_opts || !fault_opts)
 		return -ENOMEM;
 	cfg_opt_t device_opts[] = {
 		CFG_STR("size", NULL, CFGF_NODEFAULT),
@@ -500,6 +574,7 @@ static int parse_strict(struct parse_ctx *ctx)
 		CFG_BOOL("read_only", cfg_false, CFGF_NONE),
 		CFG_SEC("frontend", fe_opts, CFGF_TITLE | CFGF_MULTI | CFGF_NO_TITLE_DUPES),
 		CFG_SEC("backend", be_opts, CFGF_TITLE | CFGF_MULTI | CFGF_NO_TITLE_DUPES),
+		CFG_SEC("faults", fault_opts, CFGF_MULTI),
 		CFG_END(),
 	};
 	cfg_opt_t opts[] = {
@@ -621,7 +696,7 @@ bool device_config_equal(const struct device_config *a, const struct device_conf
 {
 	return strcmp(a->name, b->name) == 0 && a->size == b->size && a->block_size == b->block_size &&
 	       a->read_only == b->read_only && plugin_config_equal(&a->frontend_cfg, &b->frontend_cfg) &&
-	       plugin_config_equal(&a->backend_cfg, &b->backend_cfg);
+	       plugin_config_equal(&a->backend_cfg, &b->backend_cfg) && fault_config_equal(&a->faults, &b->faults);
 }
 
 /* ---- the SDK's option getters ------------------------------------ */

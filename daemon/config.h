@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "faults.h"
 #include "plugin.h"
 
 /* One option value written in a plugin section. */
@@ -34,6 +35,7 @@ struct device_config {
 	bool read_only;
 	struct blkserv_config frontend_cfg;
 	struct blkserv_config backend_cfg;
+	struct fault_config faults; /* enabled: the device has a faults section */
 };
 
 struct config {

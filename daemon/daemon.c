@@ -62,18 +62,25 @@ static int add_device(struct daemon *d, const struct device_config *cfg)
 	return 0;
 }
 
-static void remove_device_at(struct daemon *d, size_t i, uint32_t flags)
+static int remove_device_at(struct daemon *d, size_t i, uint32_t flags)
 {
-	device_stop(d->devices[i], flags);
+	int r = device_stop(d->devices[i], flags);
+
 	device_free(d->devices[i]);
 	memmove(&d->devices[i], &d->devices[i + 1], (d->ndevices - i - 1) * sizeof(d->devices[0]));
 	d->ndevices--;
+	return r;
 }
 
-static void stop_all_devices(struct daemon *d, uint32_t flags)
+/* Stop every device; -EIO if any could not make its data durable. */
+static int stop_all_devices(struct daemon *d, uint32_t flags)
 {
+	int r = 0;
+
 	while (d->ndevices > 0)
-		remove_device_at(d, d->ndevices - 1, flags);
+		if (remove_device_at(d, d->ndevices - 1, flags) < 0)
+			r = -EIO;
+	return r;
 }
 
 static int start_all_devices(struct daemon *d)
@@ -83,7 +90,7 @@ static int start_all_devices(struct daemon *d)
 		if (r < 0) {
 			log_error("device '%s' failed to start; stopping the %zu already started",
 				  d->config->devices[i].name, d->ndevices);
-			stop_all_devices(d, 0);
+			(void)stop_all_devices(d, 0);
 			return r;
 		}
 	}
@@ -176,7 +183,7 @@ static void reload_remove(struct daemon *d, struct config *next)
 			continue;
 		}
 		log_full(dev, BLKSERV_LOG_INFO, 0, "%s on reload", n ? "restarting (config changed)" : "removing");
-		remove_device_at(d, i, 0);
+		(void)remove_device_at(d, i, 0);
 	}
 }
 
@@ -353,7 +360,8 @@ int daemon_run(const char *config_file, const char *plugin_dir_override, int log
 		log_info("ready: %zu device%s", d.ndevices, d.ndevices == 1 ? "" : "s");
 		r = event_loop(&d);
 		(void)sd_notify(0, "STOPPING=1\nSTATUS=Stopping devices");
-		stop_all_devices(&d, 0);
+		if (stop_all_devices(&d, 0) < 0 && r >= 0)
+			r = log_error_errno(EIO, "a device could not make its data durable at stop: exiting with failure");
 	} else {
 		(void)sd_notifyf(0, "STATUS=Failed to start: %s\nERRNO=%d", strerror(-r), -r);
 	}

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "device.h"
+#include "faults.h"
 #include "log.h"
 #include "names.h"
 #include "queue.h"
@@ -48,6 +49,19 @@ static int load_plugin(struct blkserv_device *dev, const char *dir, enum plugin_
 	return r;
 }
 
+static int setup_faults(struct blkserv_device *dev)
+{
+	char desc[512];
+	int r = faults_new(dev, &dev->config->faults, &dev->faults);
+
+	if (r < 0 || !dev->faults)
+		return r;
+	fault_config_describe(&dev->config->faults, desc, sizeof(desc));
+	log_full(dev, BLKSERV_LOG_WARNING, 0, "fault injection is on (for testing only, never in production): %s",
+		 desc[0] ? desc : "(nothing set)");
+	return 0;
+}
+
 int device_new(const struct device_config *cfg, const char *plugin_dir, struct blkserv_device **ret)
 {
 	struct blkserv_device *dev = calloc(1, sizeof(*dev));
@@ -86,6 +100,11 @@ int device_new(const struct device_config *cfg, const char *plugin_dir, struct b
 	dev->config->frontend = dev->frontend;
 	dev->config->backend = dev->backend;
 	dev->block_size = cfg->block_size;
+	r = setup_faults(dev);
+	if (r < 0) {
+		device_free(dev);
+		return r;
+	}
 	*ret = dev;
 	return 0;
 }
@@ -94,6 +113,10 @@ void device_free(struct blkserv_device *dev)
 {
 	if (!dev)
 		return;
+	if (dev->faults) {
+		faults_log_summary(dev->faults);
+		faults_free(dev->faults);
+	}
 	if (dev->config) {
 		free_plugin_config(&dev->config->frontend_cfg);
 		free_plugin_config(&dev->config->backend_cfg);
@@ -177,20 +200,22 @@ int device_open_backend(struct blkserv_device *dev)
 	return 0;
 }
 
-void device_close_backend(struct blkserv_device *dev)
+int device_close_backend(struct blkserv_device *dev)
 {
 	const struct blkserv_backend *b = &dev->backend->backend;
-	int r;
+	int r = 0;
 
 	if (!dev->backend_handle)
-		return;
+		return 0;
 	if (b->sync) {
 		r = b->sync(dev->backend_handle);
 		if (r < 0)
-			log_errno(dev, BLKSERV_LOG_ERR, r, "backend sync at stop failed: %m");
+			log_errno(dev, BLKSERV_LOG_ERR, r,
+				  "backend sync at stop failed (%m): writes may not be durable");
 	}
 	b->close(dev->backend_handle);
 	dev->backend_handle = NULL;
+	return r;
 }
 
 int device_start(struct blkserv_device *dev)
@@ -224,10 +249,11 @@ fail_backend:
 	return r;
 }
 
-void device_stop(struct blkserv_device *dev, uint32_t flags)
+int device_stop(struct blkserv_device *dev, uint32_t flags)
 {
 	const struct blkserv_frontend *f = &dev->frontend->frontend;
 	const struct blkserv_backend *b = &dev->backend->backend;
+	int r;
 
 	if (!(flags & BLKSERV_STOP_KEEP_DEVICE))
 		names_withdraw(dev);
@@ -238,9 +264,10 @@ void device_stop(struct blkserv_device *dev, uint32_t flags)
 	}
 	if ((flags & BLKSERV_STOP_KEEP_DEVICE) && b->preserve && dev->backend_handle)
 		(void)b->preserve(dev->backend_handle);
-	device_close_backend(dev);
+	r = device_close_backend(dev);
 	dev->state = DEVICE_STOPPED;
 	log_full(dev, BLKSERV_LOG_INFO, 0, "stopped");
+	return r;
 }
 
 const char *device_name(const struct blkserv_device *dev)

@@ -29,6 +29,7 @@ struct blkserv_device {
 	uint64_t caps;         /* BLKSERV_CAP_* as served */
 	uint64_t native_caps;  /* what the backend does itself (FUA may be emulated) */
 	bool write_through;    /* every write made durable before completion */
+	struct faults *faults; /* fault injection (a faults section); NULL: none */
 	char kernel_name[128];
 
 	/* Queues, for statistics and health; changed only when a queue is
@@ -46,9 +47,11 @@ int device_new(const struct device_config *cfg, const char *plugin_dir, struct b
 int device_start(struct blkserv_device *dev);
 /* Open only the backend (tests drive the queues themselves). */
 int device_open_backend(struct blkserv_device *dev);
-void device_close_backend(struct blkserv_device *dev);
-/* Stop the frontend (flags: BLKSERV_STOP_*), then sync and close the backend. */
-void device_stop(struct blkserv_device *dev, uint32_t flags);
+/* Sync (if the backend can) and close; the sync's result. */
+int device_close_backend(struct blkserv_device *dev);
+/* Stop the frontend (flags: BLKSERV_STOP_*), then sync and close the
+ * backend.  -errno if the final sync failed: data may not be durable. */
+int device_stop(struct blkserv_device *dev, uint32_t flags);
 void device_free(struct blkserv_device *dev);
 
 const char *device_name(const struct blkserv_device *dev);

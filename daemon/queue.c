@@ -19,6 +19,7 @@
 
 #include "cleanup.h"
 #include "device.h"
+#include "faults.h"
 #include "io-util.h"
 #include "log.h"
 #include "queue.h"
@@ -45,6 +46,14 @@ struct request_slot {
 
 #define SLOT_HEADER_SIZE ((sizeof(struct request_slot) + 15) & ~(size_t)15)
 
+/* A request held back by fault injection (delay_ms): a timeout on the ring. */
+struct fault_delay {
+	struct blkserv_event ev;
+	struct __kernel_timespec ts;
+	struct blkserv_request *req;
+	bool resumed; /* the wait is over: go on to the backend */
+};
+
 struct blkserv_queue {
 	struct blkserv_device *dev;
 	struct io_uring ring;
@@ -61,6 +70,8 @@ struct blkserv_queue {
 	int efd;
 	uint64_t efd_value;
 	struct blkserv_event efd_event;
+
+	struct fault_delay *delays; /* per tag; only with a faults section */
 
 	_Atomic uint64_t heartbeat_ns;
 	struct io_stats stats;
@@ -107,15 +118,76 @@ static blkserv_data_fn backend_fn(const struct blkserv_device *dev, uint32_t op)
 	return NULL;
 }
 
+static bool fault_intercept(struct blkserv_request *req);
+
 static void call_backend(struct blkserv_request *req)
 {
 	struct blkserv_queue *q = req->queue;
 	void *qdata = q->backend_open ? q->backend_qdata : q->dev->backend_handle;
-	blkserv_data_fn fn = backend_fn(q->dev, req->op);
-	int r = fn ? fn(qdata, req) : -EOPNOTSUPP;
+	blkserv_data_fn fn;
+	int r;
 
+	/* The one test of the data path for fault injection. */
+	if (__builtin_expect(q->dev->faults != NULL, 0) && fault_intercept(req))
+		return;
+	fn = backend_fn(q->dev, req->op);
+	r = fn ? fn(qdata, req) : -EOPNOTSUPP;
 	if (r != BLKSERV_ASYNC)
 		blkserv_request_complete(req, r > 0 ? -EIO : r);
+}
+
+/* ---- fault injection (a device's faults section; tests only) -------- */
+
+static void on_fault_delay(struct blkserv_event *ev, int32_t res, uint32_t flags)
+{
+	struct fault_delay *d = (struct fault_delay *)ev;
+
+	d->resumed = true;
+	call_backend(d->req);
+}
+
+/* Hold @req for @ms with a timeout on the queue's ring: the queue thread
+ * goes on serving other requests meanwhile.  0, or -EAGAIN (ring full:
+ * the request goes on without waiting). */
+static int fault_delay(struct blkserv_request *req, uint32_t ms)
+{
+	struct blkserv_queue *q = req->queue;
+	struct fault_delay *d = &q->delays[req->tag];
+	struct io_uring_sqe *sqe = blkserv_queue_get_sqe(q);
+
+	if (!sqe)
+		return -EAGAIN;
+	d->req = req;
+	d->resumed = false;
+	d->ts.tv_sec = ms / 1000;
+	d->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	io_uring_prep_timeout(sqe, &d->ts, 0, 0);
+	blkserv_sqe_set_event(sqe, &d->ev);
+	return 0;
+}
+
+/* Delay, fail or pass @req as the faults section says.  true: @req was
+ * taken care of (it waits, or it completed with its error). */
+static bool fault_intercept(struct blkserv_request *req)
+{
+	struct blkserv_queue *q = req->queue;
+	struct fault_delay *d = q->delays ? &q->delays[req->tag] : NULL;
+	int r;
+
+	/* Delay a request once, when it arrives (not the flush of an
+	 * emulated FUA write). */
+	if (d && !d->resumed && slot_of(req)->fua != FUA_FLUSHING) {
+		uint32_t ms = faults_delay_ms(q->dev->faults, req);
+		if (ms && fault_delay(req, ms) == 0)
+			return true;
+	}
+	if (d)
+		d->resumed = false;
+	r = faults_check(q->dev->faults, req);
+	if (r == 0)
+		return false;
+	blkserv_request_complete(req, r);
+	return true;
 }
 
 void blkserv_request_complete(struct blkserv_request *req, int result)
@@ -303,6 +375,16 @@ static int queue_alloc(struct blkserv_device *dev, uint32_t depth, struct blkser
 		req->tag = tag;
 	}
 	q->efd_event.fn = on_eventfd;
+	if (dev->faults && dev->faults->cfg.delay_ms != FAULT_OFF) {
+		q->delays = calloc(depth, sizeof(*q->delays));
+		if (!q->delays) {
+			free(q->slots);
+			free(q);
+			return -ENOMEM;
+		}
+		for (uint32_t tag = 0; tag < depth; tag++)
+			q->delays[tag].ev.fn = on_fault_delay;
+	}
 	*ret = q;
 	return 0;
 }
@@ -349,6 +431,7 @@ int blkserv_queue_new(struct blkserv_device *dev, uint32_t depth, uint32_t ring_
 	/* Room for a command per tag, backend I/O and the eventfd read. */
 	r = io_uring_queue_init(depth * 2 + 8, &q->ring, ring_flags);
 	if (r < 0) {
+		free(q->delays);
 		free(q->slots);
 		free(q);
 		return r;
@@ -372,6 +455,7 @@ int blkserv_queue_new(struct blkserv_device *dev, uint32_t depth, uint32_t ring_
 fail:
 	io_uring_queue_exit(&q->ring);
 	safe_close(q->efd);
+	free(q->delays);
 	free(q->slots);
 	free(q);
 	return r;
@@ -391,6 +475,7 @@ void blkserv_queue_free(struct blkserv_queue *q)
 	queue_unlink(q);
 	io_uring_queue_exit(&q->ring);
 	safe_close(q->efd);
+	free(q->delays);
 	free(q->slots);
 	free(q);
 }

@@ -124,7 +124,7 @@ struct blkserv_device *test_open_backend(const char *text, const char *name)
 
 void test_close_device(struct blkserv_device *dev)
 {
-	device_close_backend(dev);
+	(void)device_close_backend(dev);
 	device_free(dev);
 }
 

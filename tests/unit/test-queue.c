@@ -124,7 +124,7 @@ static void test_device_start_stop(void **state)
 	assert_int_equal(device_start(dev), 0);
 	assert_int_equal(dev->state, DEVICE_LIVE);
 	assert_string_equal(dev->kernel_name, "testfe");
-	device_stop(dev, 0);
+	assert_int_equal(device_stop(dev, 0), 0);
 	assert_null(dev->backend_handle);
 	device_free(dev);
 	/* A failing start leaves nothing open. */
