@@ -72,6 +72,7 @@ check "the log names the device and the path" grep -q 'device flaky0: fdatasync 
 kill -TERM "$BLKSERVD_PID"
 must "blkservd exits after SIGTERM" wait_for 20 _dead "$BLKSERVD_PID"
 wait "$BLKSERVD_PID"
+check_eq "a stop that cannot sync exits 1" 1 "$?"
 BLKSERVD_PID=
 check "the stop says it did not sync" grep -q 'not syncing /dev/mapper/flaky at stop' "$BLKSERVD_LOG"
 
@@ -93,5 +94,7 @@ check_fails "broken: a FUA write fails" fua 8M
 must "switch the mapping back to linear again" table "0 $sectors linear /dev/ram0 0"
 check_fails "healed: the next flush after the failed FUA write fails" wr 5
 check "the log says the FUA write failed" grep -q 'FUA write (RWF_DSYNC) of /dev/mapper/flaky failed' "$BLKSERVD_LOG"
-blkservd_stop 0
+# The final sync cannot succeed either: the daemon says so and exits 1.
+blkservd_stop 1
+check "the stop failure is logged" grep -q 'could not make its data durable at stop' "$BLKSERVD_LOG"
 dmsetup remove flaky
