@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * nbd-export: the device as an NBD export on a Unix socket and/or a TCP
+ * address, for any NBD client (nbd-client, qemu, nbdinfo, nbdcopy, fio's
+ * nbd engine), no kernel module needed.
+ *
+ * A listener thread accepts clients; each client gets its own thread,
+ * which runs the fixed-newstyle handshake (handshake.c) and then serves the
+ * transmission phase on its own queue (protocol.c).  The export name is the
+ * device name (the empty name works too).  Stopping shuts every client
+ * socket down: each thread finishes what is in flight and ends.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "handshake.h"
+#include "nbd-proto.h"
+#include "protocol.h"
+
+#define MAX_LISTEN 8
+#define LISTEN_BACKLOG 64
+#define REAP_INTERVAL_MS 1000
+
+struct client {
+	struct nbd_exp *x;
+	pthread_t thread;
+	int fd;
+	char peer[160];
+	_Atomic bool finished;
+	struct client *next;
+};
+
+struct nbd_exp {
+	struct blkserv_device *dev;
+	char *unix_path;
+	char *tcp;
+	bool read_only;
+	uint64_t max_clients;
+	uint64_t handshake_timeout;
+	struct nbd_export info;
+	char description[256];
+
+	int listen_fds[MAX_LISTEN];
+	bool listen_is_unix[MAX_LISTEN];
+	unsigned nlisten;
+	bool unix_bound;
+	int stop_pipe[2];
+	pthread_t listener;
+	bool listener_started;
+	_Atomic bool listener_failed;
+
+	/* The client list: changed on connect and disconnect only. */
+	pthread_mutex_t lock;
+	struct client *clients;
+	unsigned nclients;
+	uint64_t next_id;
+};
+
+static const struct blkserv_option export_options[] = {
+	{ "unix", BLKSERV_OPT_PATH, NULL, "listen on this Unix socket path", 0 },
+	{ "tcp", BLKSERV_OPT_STRING, NULL,
+	  "listen on ADDRESS:PORT (\"[::1]:10809\", \":10809\" for every address)", 0 },
+	{ "read_only", BLKSERV_OPT_BOOL, "false", "export read-only (writes fail with EPERM)", 0 },
+	{ "max_clients", BLKSERV_OPT_UINT, "16", "clients served at once; more are turned away", 0 },
+	{ "handshake_timeout", BLKSERV_OPT_UINT, "30",
+	  "seconds a client may take per handshake step before it is dropped", 0 },
+	BLKSERV_OPTION_END,
+};
+
+/* ---- addresses ------------------------------------------------------------ */
+
+/* "HOST:PORT", "[V6]:PORT" or ":PORT" into host (NULL: any) and port. */
+static int split_host_port(const char *s, char **ret_host, char **ret_port)
+{
+	const char *colon = strrchr(s, ':');
+	_cleanup_free_ char *host = NULL;
+	size_t hlen;
+
+	if (!colon || colon[1] == '\0')
+		return -EINVAL;
+	hlen = (size_t)(colon - s);
+	if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']')
+		host = strndup(s + 1, hlen - 2);
+	else if (hlen > 0 && !memchr(s, ':', hlen))
+		host = strndup(s, hlen);
+	else if (hlen > 0)
+		return -EINVAL; /* an IPv6 address needs brackets */
+	if (hlen > 0 && !host)
+		return -ENOMEM;
+	*ret_port = strdup(colon + 1);
+	if (!*ret_port)
+		return -ENOMEM;
+	*ret_host = TAKE_PTR(host);
+	return 0;
+}
+
+static int tcp_listen_one(struct nbd_exp *x, const struct addrinfo *ai)
+{
+	_cleanup_close_ int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+	int one = 1;
+
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
+		return -errno;
+	x->listen_is_unix[x->nlisten] = false;
+	x->listen_fds[x->nlisten++] = TAKE_FD(fd);
+	return 0;
+}
+
+static int tcp_listen(struct nbd_exp *x)
+{
+	_cleanup_free_ char *host = NULL, *port = NULL;
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	int r, bound = 0, last = -EADDRNOTAVAIL;
+
+	r = split_host_port(x->tcp, &host, &port);
+	if (r < 0)
+		return r;
+	r = getaddrinfo(host, port, &hints, &res);
+	if (r != 0) {
+		blkserv_error(x->dev, "nbd-export: cannot resolve tcp address '%s': %s", x->tcp, gai_strerror(r));
+		return -EADDRNOTAVAIL;
+	}
+	for (struct addrinfo *ai = res; ai && x->nlisten < MAX_LISTEN; ai = ai->ai_next) {
+		r = tcp_listen_one(x, ai);
+		if (r < 0)
+			last = r;
+		else
+			bound++;
+	}
+	freeaddrinfo(res);
+	if (bound == 0)
+		blkserv_error(x->dev, "nbd-export: cannot listen on tcp %s: %s", x->tcp, strerror(-last));
+	return bound ? 0 : last;
+}
+
+/* A socket file left by a daemon that died may be replaced; a live one not. */
+static int clear_stale_socket(struct nbd_exp *x, const struct sockaddr_un *sa)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		blkserv_error(x->dev, "nbd-export: %s exists and is not a socket", sa->sun_path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0) {
+		blkserv_error(x->dev, "nbd-export: %s is in use by another server", sa->sun_path);
+		return -EADDRINUSE;
+	}
+	return unlink(sa->sun_path) < 0 ? -errno : 0;
+}
+
+static int unix_listen(struct nbd_exp *x)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	if (strlen(x->unix_path) >= sizeof(sa.sun_path)) {
+		blkserv_error(x->dev, "nbd-export: unix socket path '%s' is longer than %zu bytes", x->unix_path,
+			      sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, x->unix_path);
+	r = clear_stale_socket(x, &sa);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		blkserv_error(x->dev, "nbd-export: cannot bind %s: %m", x->unix_path);
+		return r;
+	}
+	x->unix_bound = true;
+	if (listen(fd, LISTEN_BACKLOG) < 0)
+		return -errno;
+	x->listen_is_unix[x->nlisten] = true;
+	x->listen_fds[x->nlisten++] = TAKE_FD(fd);
+	return 0;
+}
+
+static void close_listeners(struct nbd_exp *x)
+{
+	for (unsigned i = 0; i < x->nlisten; i++)
+		safe_close(x->listen_fds[i]);
+	x->nlisten = 0;
+	if (x->unix_bound)
+		(void)unlink(x->unix_path);
+	x->unix_bound = false;
+}
+
+/* ---- clients ---------------------------------------------------------------- */
+
+static void *client_main(void *arg)
+{
+	struct client *cl = arg;
+	struct nbd_exp *x = cl->x;
+	struct nbd_negotiated neg;
+	int r = nbd_handshake(cl->fd, &x->info, cl->peer, (unsigned)x->handshake_timeout, &neg);
+
+	if (r == 0) {
+		struct nbd_conn_config cfg = {
+			.dev = x->dev,
+			.tx_flags = neg.tx_flags,
+			.structured = neg.structured,
+			.min_block = x->info.min_block,
+			.peer = cl->peer,
+		};
+		blkserv_debug(x->dev, "%s: transmission phase (flags 0x%04x%s)", cl->peer, neg.tx_flags,
+			      neg.structured ? ", structured replies" : "");
+		r = nbd_conn_serve(&cfg, cl->fd);
+	} else if (r == -ETIMEDOUT) {
+		blkserv_info(x->dev, "%s: handshake timed out", cl->peer);
+	}
+	blkserv_debug(x->dev, "%s: disconnected (%s)", cl->peer, r < 0 ? strerror(-r) : "clean");
+	/* The peer sees the end now; the fd is closed when the thread is reaped,
+	 * so a concurrent stop never shuts down a reused descriptor. */
+	(void)shutdown(cl->fd, SHUT_RDWR);
+	atomic_store(&cl->finished, true);
+	return NULL;
+}
+
+static void client_free(struct client *cl)
+{
+	pthread_join(cl->thread, NULL);
+	safe_close(cl->fd);
+	free(cl);
+}
+
+static void reap_clients(struct nbd_exp *x)
+{
+	struct client *done = NULL;
+
+	pthread_mutex_lock(&x->lock);
+	for (struct client **p = &x->clients; *p;) {
+		struct client *cl = *p;
+
+		if (atomic_load(&cl->finished)) {
+			*p = cl->next;
+			cl->next = done;
+			done = cl;
+			x->nclients--;
+		} else {
+			p = &cl->next;
+		}
+	}
+	pthread_mutex_unlock(&x->lock);
+	while (done) {
+		struct client *next = done->next;
+		client_free(done);
+		done = next;
+	}
+}
+
+static void describe_peer(struct client *cl, bool is_unix, const struct sockaddr_storage *sa, uint64_t id)
+{
+	char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+
+	if (is_unix) {
+		snprintf(cl->peer, sizeof(cl->peer), "unix client %llu", (unsigned long long)id);
+		return;
+	}
+	(void)getnameinfo((const struct sockaddr *)sa, sizeof(*sa), host, sizeof(host), port, sizeof(port),
+			  NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(cl->peer, sizeof(cl->peer), "tcp client %llu (%s:%s)", (unsigned long long)id, host, port);
+}
+
+static int add_client(struct nbd_exp *x, int fd, bool is_unix, const struct sockaddr_storage *sa)
+{
+	struct client *cl = calloc(1, sizeof(*cl));
+	int one = 1, r;
+
+	if (!cl)
+		return -ENOMEM;
+	if (!is_unix)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	nbd_socket_tune(fd);
+	cl->x = x;
+	cl->fd = fd;
+	pthread_mutex_lock(&x->lock);
+	describe_peer(cl, is_unix, sa, ++x->next_id);
+	r = -pthread_create(&cl->thread, NULL, client_main, cl);
+	if (r == 0) {
+		cl->next = x->clients;
+		x->clients = cl;
+		x->nclients++;
+	}
+	pthread_mutex_unlock(&x->lock);
+	if (r < 0)
+		free(cl);
+	return r;
+}
+
+static void accept_client(struct nbd_exp *x, unsigned i)
+{
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof(sa);
+	int fd = accept4(x->listen_fds[i], (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+	int r;
+
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+			blkserv_warning(x->dev, "nbd-export: accept failed: %m");
+			usleep(100 * 1000); /* e.g. out of fds: do not spin */
+		}
+		return;
+	}
+	if (x->nclients >= x->max_clients) {
+		blkserv_warning(x->dev, "nbd-export: %llu clients already: turning a new one away",
+				(unsigned long long)x->max_clients);
+		close(fd);
+		return;
+	}
+	r = add_client(x, fd, x->listen_is_unix[i], &sa);
+	if (r < 0) {
+		blkserv_warning(x->dev, "nbd-export: cannot serve a new client: %s", strerror(-r));
+		close(fd);
+	}
+}
+
+/* ---- the listener ----------------------------------------------------------- */
+
+static void *listener_main(void *arg)
+{
+	struct nbd_exp *x = arg;
+	struct pollfd pfd[MAX_LISTEN + 1];
+
+	for (unsigned i = 0; i < x->nlisten; i++)
+		pfd[i] = (struct pollfd){ .fd = x->listen_fds[i], .events = POLLIN };
+	pfd[x->nlisten] = (struct pollfd){ .fd = x->stop_pipe[0], .events = POLLIN };
+	for (;;) {
+		int n = poll(pfd, x->nlisten + 1, REAP_INTERVAL_MS);
+
+		if (n < 0 && errno != EINTR) {
+			blkserv_error(x->dev, "nbd-export: the listener failed: %m");
+			atomic_store(&x->listener_failed, true);
+			return NULL;
+		}
+		if (pfd[x->nlisten].revents)
+			return NULL;
+		reap_clients(x);
+		for (unsigned i = 0; n > 0 && i < x->nlisten; i++)
+			if (pfd[i].revents & POLLIN)
+				accept_client(x, i);
+	}
+}
+
+static void set_kernel_name(struct nbd_exp *x)
+{
+	char name[256] = "";
+	size_t len = 0;
+
+	if (x->unix_path)
+		len += (size_t)snprintf(name, sizeof(name), "unix:%s", x->unix_path);
+	if (x->tcp && len < sizeof(name))
+		snprintf(name + len, sizeof(name) - len, "%stcp:%s", len ? " " : "", x->tcp);
+	blkserv_device_set_kernel_name(x->dev, name);
+}
+
+static int export_start(void *handle)
+{
+	struct nbd_exp *x = handle;
+	int r = 0;
+
+	atomic_store(&x->listener_failed, false);
+	if (x->unix_path)
+		r = unix_listen(x);
+	if (r >= 0 && x->tcp)
+		r = tcp_listen(x);
+	if (r >= 0 && pipe2(x->stop_pipe, O_CLOEXEC) < 0)
+		r = -errno;
+	if (r >= 0) {
+		r = -pthread_create(&x->listener, NULL, listener_main, x);
+		if (r < 0)
+			blkserv_error(x->dev, "nbd-export: cannot start the listener thread: %s%s", strerror(-r),
+				      r == -EAGAIN ? " (out of memory, or of locked memory: RLIMIT_MEMLOCK)" : "");
+	}
+	if (r < 0) {
+		close_listeners(x);
+		x->stop_pipe[0] = safe_close(x->stop_pipe[0]);
+		x->stop_pipe[1] = safe_close(x->stop_pipe[1]);
+		return r;
+	}
+	x->listener_started = true;
+	set_kernel_name(x);
+	blkserv_notice(x->dev, "NBD export '%s' listening on%s%s%s%s%s", x->info.name,
+		       x->unix_path ? " unix:" : "", x->unix_path ? x->unix_path : "", x->tcp ? " tcp:" : "",
+		       x->tcp ? x->tcp : "", x->read_only ? " (read-only)" : "");
+	return 0;
+}
+
+static void export_stop(void *handle, uint32_t flags)
+{
+	struct nbd_exp *x = handle;
+
+	if (!x->listener_started)
+		return;
+	(void)!write(x->stop_pipe[1], "x", 1);
+	pthread_join(x->listener, NULL);
+	x->listener_started = false;
+	close_listeners(x);
+	x->stop_pipe[0] = safe_close(x->stop_pipe[0]);
+	x->stop_pipe[1] = safe_close(x->stop_pipe[1]);
+	/* Every client sees end of file, finishes its requests and ends. */
+	pthread_mutex_lock(&x->lock);
+	for (struct client *cl = x->clients; cl; cl = cl->next)
+		(void)shutdown(cl->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&x->lock);
+	while (x->clients) {
+		struct client *cl = x->clients;
+		x->clients = cl->next;
+		client_free(cl);
+	}
+	x->nclients = 0;
+}
+
+/* ---- open and close ------------------------------------------------------------- */
+
+static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
+{
+	const char *s;
+	char *host = NULL, *port = NULL;
+
+	if (blkserv_config_get_string(cfg, "unix", &s) == 0 && !(x->unix_path = strdup(s)))
+		return -ENOMEM;
+	if (blkserv_config_get_string(cfg, "tcp", &s) == 0 && !(x->tcp = strdup(s)))
+		return -ENOMEM;
+	(void)blkserv_config_get_bool(cfg, "read_only", &x->read_only);
+	(void)blkserv_config_get_uint(cfg, "max_clients", &x->max_clients);
+	(void)blkserv_config_get_uint(cfg, "handshake_timeout", &x->handshake_timeout);
+	if (!x->unix_path && !x->tcp) {
+		blkserv_error(x->dev, "the nbd-export frontend needs 'unix' (a socket path) or 'tcp' (ADDRESS:PORT)");
+		return -EINVAL;
+	}
+	if (x->tcp && split_host_port(x->tcp, &host, &port) < 0) {
+		blkserv_error(x->dev, "nbd-export option 'tcp' expects ADDRESS:PORT, [IPV6]:PORT or :PORT, not '%s'",
+			      x->tcp);
+		return -EINVAL;
+	}
+	free(host);
+	free(port);
+	if (x->max_clients == 0) {
+		blkserv_error(x->dev, "nbd-export option 'max_clients' must be at least 1");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void fill_info(struct nbd_exp *x)
+{
+	struct blkserv_device *dev = x->dev;
+	uint32_t bs = blkserv_device_block_size(dev);
+
+	snprintf(x->description, sizeof(x->description), "blkservd device %s", blkserv_device_name(dev));
+	x->info = (struct nbd_export){
+		.dev = dev,
+		.name = blkserv_device_name(dev),
+		.description = x->description,
+		.size = blkserv_device_size(dev),
+		.tx_flags = nbd_tx_flags(dev, x->read_only),
+		.min_block = bs,
+		.pref_block = bs > 4096 ? bs : 4096,
+		.max_block = BLKSERV_MAX_IO_BYTES,
+	};
+}
+
+static void export_close(void *handle)
+{
+	struct nbd_exp *x = handle;
+
+	pthread_mutex_destroy(&x->lock);
+	free(x->unix_path);
+	free(x->tcp);
+	free(x);
+}
+
+static int export_open(struct blkserv_device *dev, const struct blkserv_config *cfg, void **ret_handle)
+{
+	struct nbd_exp *x = calloc(1, sizeof(*x));
+	int r;
+
+	if (!x)
+		return -ENOMEM;
+	x->dev = dev;
+	x->max_clients = 16;
+	x->handshake_timeout = 30;
+	x->stop_pipe[0] = x->stop_pipe[1] = -1;
+	pthread_mutex_init(&x->lock, NULL);
+	r = read_options(x, cfg);
+	if (r < 0) {
+		export_close(x);
+		return r;
+	}
+	fill_info(x);
+	*ret_handle = x;
+	return 0;
+}
+
+/* ---- health ------------------------------------------------------------------- */
+
+static int export_check_health(void *handle)
+{
+	struct nbd_exp *x = handle;
+
+	return atomic_load(&x->listener_failed) ? -EIO : 0;
+}
+
+static int export_check_idle(void *handle)
+{
+	struct nbd_exp *x = handle;
+	unsigned n;
+
+	pthread_mutex_lock(&x->lock);
+	n = x->nclients;
+	pthread_mutex_unlock(&x->lock);
+	return n ? -EBUSY : 0;
+}
+
+static struct blkserv_frontend export_frontend = {
+	.name         = "nbd-export",
+	.description  = "NBD network export on a Unix socket and/or TCP (fixed newstyle), no kernel module",
+	.options      = export_options,
+	.open         = export_open,
+	.start        = export_start,
+	.stop         = export_stop,
+	.close        = export_close,
+	.check_health = export_check_health,
+	.check_idle   = export_check_idle,
+};
+
+BLKSERV_REGISTER_FRONTEND(export_frontend)

@@ -1,0 +1,697 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * protocol.c: the NBD transmission phase.
+ *
+ * One connection is served by one thread that owns one queue.  The only
+ * blocking point is blkserv_queue_process(): the socket is read with RECVs
+ * on the queue's ring, whose completions arrive next to the backend's.  We
+ * parse every whole request that arrived and submit it; a big WRITE payload
+ * is received straight into its tag's buffer when it is not already in the
+ * receive buffer.
+ * Replies are gathered and written with one sendmsg() per batch, from this
+ * thread only, so they are never interleaved; a tag becomes free again only
+ * once its reply (and the read data in its buffer) went out.  With every tag
+ * busy we stop reading: the client's requests wait in the socket.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "nbd-proto.h"
+#include "protocol.h"
+
+#define RBUF_SIZE (128u << 10)
+#define REPLY_BATCH 32
+/* Tag buffers up to this size stay allocated for the next request... */
+#define KEEP_BUF_MAX (1u << 20)
+/* ...bigger ones only while the connection holds less than this. */
+#define CACHE_BUDGET (64u << 20)
+#define TICK_MS 1000
+/* Send buffer per socket: a few 1 MiB replies. */
+#define SOCKET_BUFFER (4 << 20)
+/* Payloads at least this big are received straight into their buffer. */
+#define DIRECT_RECV_MIN (32u << 10)
+/* After such a payload, the next header is read with at most this many
+ * bytes, so little of the next big payload goes through the receive
+ * buffer (one copy more). */
+#define SMALL_RECV (4u << 10)
+#define REPLY_HDR_MAX 32
+
+enum rx_state {
+	RX_HEADER,  /* waiting for a 28-byte request header */
+	RX_PAYLOAD, /* receiving a WRITE payload into its tag's buffer */
+	RX_DRAIN,   /* discarding the payload of a refused WRITE */
+};
+
+struct nbd_slot {
+	uint64_t cookie; /* the client's bytes, echoed unchanged */
+	uint64_t offset;
+	uint32_t length;
+	uint16_t cmd;
+	int error; /* a refused WRITE: its payload is drained, then this is replied */
+	char *buf;
+	size_t cap;
+	uint8_t hdr[REPLY_HDR_MAX];
+};
+
+struct nbd_conn {
+	const struct nbd_conn_config *cfg;
+	struct blkserv_device *dev;
+	struct blkserv_queue *q;
+	int fd;
+	uint32_t depth;
+	struct nbd_slot *slots;
+	uint32_t *free_tags;
+	uint32_t nfree;
+	size_t cached_bytes;
+
+	char *rbuf;
+	size_t rstart, rend;
+	enum rx_state rx;
+	uint32_t rx_tag;
+	uint64_t rx_done, rx_left; /* payload bytes received and still to come */
+
+	bool recv_armed;  /* a RECV is on the ring */
+	bool recv_direct; /* ...into the payload's buffer, not the receive buffer */
+	bool big_writes;  /* the last WRITE had a big payload: read headers in small bites */
+	bool cancel_sent;
+	bool rx_open;     /* false after DISC, end of file, a protocol error or a dead socket */
+	bool tx_dead;    /* replies cannot be sent any more */
+	bool ring_warned;
+	int result;
+	struct blkserv_event recv_event;
+	struct blkserv_event cancel_event;
+
+	struct iovec iov[2 * REPLY_BATCH];
+	unsigned niov;
+	uint32_t batch[REPLY_BATCH];
+	unsigned nbatch;
+};
+
+static void submit(struct nbd_conn *c, uint32_t tag);
+static void queue_reply(struct nbd_conn *c, uint32_t tag, int result);
+
+/* ---- sockets ---------------------------------------------------------- */
+
+void nbd_socket_tune(int fd)
+{
+	int size = SOCKET_BUFFER;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+}
+
+/* ---- flags and errors ------------------------------------------------ */
+
+uint16_t nbd_tx_flags(struct blkserv_device *dev, bool read_only)
+{
+	uint64_t caps = blkserv_device_caps(dev);
+	uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_CAN_MULTI_CONN;
+
+	if (caps & BLKSERV_CAP_FLUSH)
+		f |= NBD_FLAG_SEND_FLUSH;
+	if (caps & BLKSERV_CAP_FUA)
+		f |= NBD_FLAG_SEND_FUA;
+	if (caps & BLKSERV_CAP_ROTATIONAL)
+		f |= NBD_FLAG_ROTATIONAL;
+	if (read_only || (caps & BLKSERV_CAP_READ_ONLY))
+		return f | NBD_FLAG_READ_ONLY;
+	if (caps & BLKSERV_CAP_TRIM)
+		f |= NBD_FLAG_SEND_TRIM;
+	if (caps & BLKSERV_CAP_WRITE_ZEROES)
+		f |= NBD_FLAG_SEND_WRITE_ZEROES;
+	return f;
+}
+
+uint32_t nbd_wire_error(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case 0:
+		return 0;
+	case EPERM:
+	case EROFS:
+		return NBD_EPERM;
+	case ENOMEM:
+		return NBD_ENOMEM;
+	case EINVAL:
+	case EOPNOTSUPP: /* a command or flag that was not advertised */
+		return NBD_EINVAL;
+	case ENOSPC:
+	case EDQUOT:
+	case EFBIG:
+		return NBD_ENOSPC;
+	case EOVERFLOW:
+		return NBD_EOVERFLOW;
+	case ESHUTDOWN:
+		return NBD_ESHUTDOWN;
+	default:
+		return NBD_EIO;
+	}
+}
+
+/* The command flags valid for @cmd on this connection, or -1 if the
+ * command itself is not (unknown or not advertised). */
+static int allowed_flags(uint16_t tx, uint16_t cmd)
+{
+	int fua = (tx & NBD_FLAG_SEND_FUA) ? (int)NBD_CMD_FLAG_FUA : 0;
+
+	switch (cmd) {
+	case NBD_CMD_READ:
+		return fua | ((tx & NBD_FLAG_SEND_DF) ? (int)NBD_CMD_FLAG_DF : 0);
+	case NBD_CMD_WRITE:
+		return fua;
+	case NBD_CMD_FLUSH:
+		return (tx & NBD_FLAG_SEND_FLUSH) ? fua : -1;
+	case NBD_CMD_TRIM:
+		return (tx & NBD_FLAG_SEND_TRIM) ? fua : -1;
+	case NBD_CMD_WRITE_ZEROES:
+		return (tx & NBD_FLAG_SEND_WRITE_ZEROES) ? fua | (int)NBD_CMD_FLAG_NO_HOLE : -1;
+	default:
+		return -1;
+	}
+}
+
+static bool is_write_cmd(uint16_t cmd)
+{
+	return cmd == NBD_CMD_WRITE || cmd == NBD_CMD_TRIM || cmd == NBD_CMD_WRITE_ZEROES;
+}
+
+/* The checks only the NBD layer can make; the host checks range and caps. */
+static int check_request(const struct nbd_conn *c, uint16_t cmd, uint16_t flags, uint64_t offset,
+			 uint32_t length)
+{
+	uint16_t tx = c->cfg->tx_flags;
+	int allowed = allowed_flags(tx, cmd);
+
+	if (allowed < 0 || (flags & ~allowed))
+		return -EINVAL;
+	if (is_write_cmd(cmd) && (tx & NBD_FLAG_READ_ONLY))
+		return -EPERM;
+	if (cmd == NBD_CMD_FLUSH)
+		return 0;
+	if ((cmd == NBD_CMD_READ || cmd == NBD_CMD_WRITE) && length > BLKSERV_MAX_IO_BYTES)
+		return -EINVAL;
+	if ((offset | length) & (c->cfg->min_block - 1))
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- tags and their buffers ----------------------------------------- */
+
+static uint32_t take_tag(struct nbd_conn *c)
+{
+	return c->free_tags[--c->nfree];
+}
+
+static void release_tag(struct nbd_conn *c, uint32_t tag)
+{
+	struct nbd_slot *s = &c->slots[tag];
+
+	/* Keep the memory of big requests bounded, not their speed. */
+	if (s->cap > KEEP_BUF_MAX && c->cached_bytes > CACHE_BUDGET) {
+		c->cached_bytes -= s->cap;
+		free(s->buf);
+		s->buf = NULL;
+		s->cap = 0;
+	}
+	c->free_tags[c->nfree++] = tag;
+}
+
+static int ensure_buffer(struct nbd_conn *c, struct nbd_slot *s)
+{
+	char *p;
+
+	if (s->cap >= s->length)
+		return 0;
+	/* No realloc: the old contents do not matter. */
+	p = malloc(s->length);
+	if (!p)
+		return -ENOMEM;
+	c->cached_bytes += s->length - s->cap;
+	free(s->buf);
+	s->buf = p;
+	s->cap = s->length;
+	return 0;
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static void stop_receiving(struct nbd_conn *c, int result)
+{
+	c->rx_open = false;
+	if (c->result == 0)
+		c->result = result;
+}
+
+static void send_failed(struct nbd_conn *c, int err)
+{
+	if (err != -EPIPE && err != -ECONNRESET)
+		blkserv_warning(c->dev, "%s: cannot send replies: %s", c->cfg->peer, strerror(-err));
+	c->tx_dead = true;
+	stop_receiving(c, err);
+}
+
+static void consume_iov(struct msghdr *m, size_t n)
+{
+	while (n > 0 && m->msg_iovlen > 0) {
+		struct iovec *v = m->msg_iov;
+		size_t k = n < v->iov_len ? n : v->iov_len;
+
+		v->iov_base = (char *)v->iov_base + k;
+		v->iov_len -= k;
+		n -= k;
+		if (v->iov_len == 0) {
+			m->msg_iov++;
+			m->msg_iovlen--;
+		}
+	}
+}
+
+/* Write every gathered reply whole (stream sockets may take part of it). */
+static void flush_replies(struct nbd_conn *c)
+{
+	struct msghdr m = { .msg_iov = c->iov, .msg_iovlen = c->niov };
+
+	while (m.msg_iovlen > 0 && !c->tx_dead) {
+		ssize_t n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			send_failed(c, -errno);
+			break;
+		}
+		consume_iov(&m, (size_t)n);
+	}
+	for (unsigned i = 0; i < c->nbatch; i++)
+		release_tag(c, c->batch[i]);
+	c->nbatch = c->niov = 0;
+}
+
+static size_t encode_simple(struct nbd_slot *s, uint32_t error)
+{
+	put_be32(s->hdr, NBD_SIMPLE_REPLY_MAGIC);
+	put_be32(s->hdr + 4, error);
+	memcpy(s->hdr + 8, &s->cookie, 8);
+	return NBD_SIMPLE_REPLY_SIZE;
+}
+
+/* A READ once structured replies are on: one chunk, data or error, DONE. */
+static size_t encode_structured_read(struct nbd_slot *s, uint32_t error)
+{
+	uint8_t *h = s->hdr;
+
+	put_be32(h, NBD_STRUCTURED_REPLY_MAGIC);
+	put_be16(h + 4, NBD_REPLY_FLAG_DONE);
+	memcpy(h + 8, &s->cookie, 8);
+	if (error) {
+		put_be16(h + 6, NBD_REPLY_TYPE_ERROR);
+		put_be32(h + 16, 6);
+		put_be32(h + 20, error);
+		put_be16(h + 24, 0); /* no message */
+		return NBD_STRUCTURED_REPLY_SIZE + 6;
+	}
+	put_be16(h + 6, NBD_REPLY_TYPE_OFFSET_DATA);
+	put_be32(h + 16, 8 + s->length);
+	put_be64(h + 20, s->offset);
+	return NBD_STRUCTURED_REPLY_SIZE + 8;
+}
+
+static void queue_reply(struct nbd_conn *c, uint32_t tag, int result)
+{
+	struct nbd_slot *s = &c->slots[tag];
+	uint32_t error = nbd_wire_error(result);
+	bool data = s->cmd == NBD_CMD_READ && error == 0;
+	size_t len;
+
+	if (c->tx_dead) {
+		release_tag(c, tag);
+		return;
+	}
+	if (s->cmd == NBD_CMD_READ && c->cfg->structured)
+		len = encode_structured_read(s, error);
+	else
+		len = encode_simple(s, error);
+	c->iov[c->niov++] = (struct iovec){ s->hdr, len };
+	if (data)
+		c->iov[c->niov++] = (struct iovec){ s->buf, s->length };
+	c->batch[c->nbatch++] = tag;
+	if (c->nbatch == REPLY_BATCH)
+		flush_replies(c);
+}
+
+static void on_done(struct blkserv_request *req, int result)
+{
+	queue_reply(req->frontend_data, req->tag, result);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static uint32_t op_of(uint16_t cmd)
+{
+	switch (cmd) {
+	case NBD_CMD_READ:
+		return BLKSERV_OP_READ;
+	case NBD_CMD_WRITE:
+		return BLKSERV_OP_WRITE;
+	case NBD_CMD_FLUSH:
+		return BLKSERV_OP_FLUSH;
+	case NBD_CMD_TRIM:
+		return BLKSERV_OP_TRIM;
+	default:
+		return BLKSERV_OP_WRITE_ZEROES;
+	}
+}
+
+static uint32_t req_flags_of(uint16_t cmd, uint16_t flags)
+{
+	uint32_t f = 0;
+
+	/* FUA is accepted on every command but means something only where
+	 * data is written. */
+	if ((flags & NBD_CMD_FLAG_FUA) && is_write_cmd(cmd))
+		f |= BLKSERV_REQ_FUA;
+	if (flags & NBD_CMD_FLAG_NO_HOLE)
+		f |= BLKSERV_REQ_NO_HOLE;
+	return f;
+}
+
+static void submit(struct nbd_conn *c, uint32_t tag)
+{
+	struct nbd_slot *s = &c->slots[tag];
+	struct blkserv_request *req = blkserv_queue_request(c->q, tag);
+	bool data = s->cmd == NBD_CMD_READ || s->cmd == NBD_CMD_WRITE;
+
+	req->op = op_of(s->cmd);
+	req->offset = s->cmd == NBD_CMD_FLUSH ? 0 : s->offset;
+	req->length = s->cmd == NBD_CMD_FLUSH ? 0 : s->length;
+	req->buf = data ? s->buf : NULL;
+	req->done = on_done;
+	req->frontend_data = c;
+	blkserv_submit(req);
+}
+
+static void protocol_error(struct nbd_conn *c, const char *what, uint32_t value)
+{
+	blkserv_error(c->dev, "%s: %s 0x%08x: closing the connection", c->cfg->peer, what, value);
+	stop_receiving(c, -EPROTO);
+}
+
+static void payload_done(struct nbd_conn *c)
+{
+	struct nbd_slot *s = &c->slots[c->rx_tag];
+
+	c->rx = RX_HEADER;
+	if (s->error)
+		queue_reply(c, c->rx_tag, s->error);
+	else
+		submit(c, c->rx_tag);
+}
+
+/* A WRITE header: receive its payload, or drain it when refused, so the
+ * stream stays in step either way. */
+static void start_write(struct nbd_conn *c, uint32_t tag, int error)
+{
+	struct nbd_slot *s = &c->slots[tag];
+
+	if (error == 0)
+		error = ensure_buffer(c, s);
+	s->error = error;
+	c->rx_tag = tag;
+	c->rx_done = 0;
+	c->rx_left = s->length;
+	c->rx = error ? RX_DRAIN : RX_PAYLOAD;
+	c->big_writes = s->length >= DIRECT_RECV_MIN;
+}
+
+static void handle_header(struct nbd_conn *c, const uint8_t *h)
+{
+	uint32_t magic = get_be32(h);
+	uint16_t flags = get_be16(h + 4);
+	uint16_t cmd = get_be16(h + 6);
+	struct blkserv_request *req;
+	struct nbd_slot *s;
+	uint32_t tag;
+	int r;
+
+	if (magic != NBD_REQUEST_MAGIC) {
+		protocol_error(c, "bad request magic", magic);
+		return;
+	}
+	if (cmd == NBD_CMD_DISC) {
+		/* Finish what is in flight, then close. */
+		stop_receiving(c, 0);
+		return;
+	}
+	tag = take_tag(c);
+	s = &c->slots[tag];
+	memcpy(&s->cookie, h + 8, 8);
+	s->offset = get_be64(h + 16);
+	s->length = get_be32(h + 24);
+	s->cmd = cmd;
+	r = check_request(c, cmd, flags, s->offset, s->length);
+	req = blkserv_queue_request(c->q, tag);
+	req->flags = req_flags_of(cmd, flags);
+	if (cmd == NBD_CMD_WRITE) {
+		start_write(c, tag, r);
+		return;
+	}
+	if (r == 0 && cmd == NBD_CMD_READ)
+		r = ensure_buffer(c, s);
+	if (r < 0)
+		queue_reply(c, tag, r);
+	else
+		submit(c, tag);
+}
+
+/* ---- receiving ----------------------------------------------------------- */
+
+/* Use what the receive buffer holds; false if nothing in it can be used
+ * now (incomplete, or no free tag for the next request). */
+static bool parse_step(struct nbd_conn *c)
+{
+	size_t avail = c->rend - c->rstart;
+	size_t n;
+
+	if (c->rx != RX_HEADER && c->rx_left == 0) {
+		payload_done(c);
+		return true;
+	}
+	if (c->rx == RX_HEADER) {
+		if (avail < NBD_REQUEST_SIZE)
+			return false;
+		if (c->nfree == 0 && c->nbatch > 0)
+			flush_replies(c); /* tags wait in the reply batch */
+		if (c->nfree == 0)
+			return false;
+		c->rstart += NBD_REQUEST_SIZE;
+		handle_header(c, (const uint8_t *)c->rbuf + c->rstart - NBD_REQUEST_SIZE);
+		return true;
+	}
+	if (avail == 0)
+		return false;
+	n = avail < c->rx_left ? avail : (size_t)c->rx_left;
+	if (c->rx == RX_PAYLOAD)
+		memcpy(c->slots[c->rx_tag].buf + c->rx_done, c->rbuf + c->rstart, n);
+	c->rstart += n;
+	c->rx_done += n;
+	c->rx_left -= n;
+	return true;
+}
+
+static void parse(struct nbd_conn *c)
+{
+	while (c->rx_open && parse_step(c))
+		;
+}
+
+/* More bytes are needed to go on (and, for a header, a tag to put it in). */
+static bool needs_data(const struct nbd_conn *c)
+{
+	size_t avail = c->rend - c->rstart;
+
+	if (!c->rx_open || c->recv_armed)
+		return false;
+	if (c->rx == RX_HEADER)
+		return avail < NBD_REQUEST_SIZE && c->nfree > 0;
+	return avail == 0 && c->rx_left > 0;
+}
+
+static void end_of_stream(struct nbd_conn *c, int err)
+{
+	bool mid_request = c->rx != RX_HEADER || c->rend > c->rstart;
+
+	if (mid_request)
+		blkserv_warning(c->dev, "%s: connection closed in the middle of a request", c->cfg->peer);
+	else if (err && err != -ECONNRESET)
+		blkserv_warning(c->dev, "%s: cannot receive: %s", c->cfg->peer, strerror(-err));
+	stop_receiving(c, err == -ECONNRESET ? 0 : err);
+}
+
+static void on_recv(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
+{
+	struct nbd_conn *c = (struct nbd_conn *)((char *)ev - offsetof(struct nbd_conn, recv_event));
+
+	c->recv_armed = false;
+	if (res == -EINTR || res == -EAGAIN || (res == -ECANCELED && !c->rx_open))
+		return; /* armed again, or not needed any more */
+	if (res <= 0) {
+		end_of_stream(c, res);
+		return;
+	}
+	if (c->recv_direct) {
+		c->rx_done += (uint64_t)res;
+		c->rx_left -= (uint64_t)res;
+	} else {
+		c->rend += (size_t)res;
+	}
+}
+
+static void make_room(struct nbd_conn *c)
+{
+	size_t avail = c->rend - c->rstart;
+
+	if (avail == 0) {
+		c->rstart = c->rend = 0;
+	} else if (RBUF_SIZE - c->rend < NBD_REQUEST_SIZE) {
+		memmove(c->rbuf, c->rbuf + c->rstart, avail);
+		c->rstart = 0;
+		c->rend = avail;
+	}
+}
+
+/*
+ * One receive on the ring.  A big payload goes straight into its tag's
+ * buffer, whole (MSG_WAITALL: the ring gathers the pieces without waking
+ * us); anything else into the receive buffer, as much as has arrived.
+ */
+static bool arm_recv(struct nbd_conn *c)
+{
+	struct io_uring_sqe *sqe = blkserv_queue_get_sqe(c->q);
+
+	if (!sqe)
+		return false;
+	c->recv_direct = c->rx == RX_PAYLOAD && c->rx_left >= DIRECT_RECV_MIN;
+	if (c->recv_direct) {
+		io_uring_prep_recv(sqe, c->fd, c->slots[c->rx_tag].buf + c->rx_done, c->rx_left, MSG_WAITALL);
+	} else {
+		size_t room;
+
+		make_room(c);
+		room = RBUF_SIZE - c->rend;
+		if (c->big_writes && c->rx == RX_HEADER && room > SMALL_RECV)
+			room = SMALL_RECV;
+		io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rend, room, 0);
+	}
+	blkserv_sqe_set_event(sqe, &c->recv_event);
+	c->recv_armed = true;
+	return true;
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static void on_cancelled(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
+{
+}
+
+/* The receive must end before its buffers go away. */
+static void cancel_recv(struct nbd_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->cancel_sent)
+		return;
+	sqe = blkserv_queue_get_sqe(c->q);
+	if (!sqe)
+		return;
+	io_uring_prep_cancel(sqe, &c->recv_event, 0);
+	blkserv_sqe_set_event(sqe, &c->cancel_event);
+	c->cancel_sent = true;
+}
+
+static void wait_for_events(struct nbd_conn *c)
+{
+	int timeout = TICK_MS;
+	int r;
+
+	if (needs_data(c) && !arm_recv(c))
+		timeout = 1; /* ring full: retry soon */
+	if (!c->rx_open && c->recv_armed)
+		cancel_recv(c);
+	r = blkserv_queue_process(c->q, 1, timeout);
+	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY && !c->ring_warned) {
+		blkserv_warning(c->dev, "%s: queue processing failed: %s", c->cfg->peer, strerror(-r));
+		c->ring_warned = true;
+	}
+	blkserv_queue_heartbeat(c->q);
+}
+
+static void serve_loop(struct nbd_conn *c)
+{
+	for (;;) {
+		parse(c);
+		flush_replies(c);
+		if (!c->rx_open && !c->recv_armed && blkserv_queue_inflight(c->q) == 0 && c->nbatch == 0)
+			return;
+		wait_for_events(c);
+	}
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static void conn_free(struct nbd_conn *c)
+{
+	if (c->slots)
+		for (uint32_t i = 0; i < c->depth; i++)
+			free(c->slots[i].buf);
+	free(c->slots);
+	free(c->free_tags);
+	free(c->rbuf);
+}
+
+static int conn_init(struct nbd_conn *c, const struct nbd_conn_config *cfg, int fd)
+{
+	*c = (struct nbd_conn){
+		.cfg = cfg,
+		.dev = cfg->dev,
+		.fd = fd,
+		.depth = NBD_KERNEL_QUEUE_DEPTH,
+		.rx_open = true,
+		.recv_event.fn = on_recv,
+		.cancel_event.fn = on_cancelled,
+	};
+	c->slots = calloc(c->depth, sizeof(*c->slots));
+	c->free_tags = calloc(c->depth, sizeof(*c->free_tags));
+	c->rbuf = malloc(RBUF_SIZE);
+	if (!c->slots || !c->free_tags || !c->rbuf)
+		return -ENOMEM;
+	/* Hand out low tags first: their buffers are the warm ones. */
+	for (uint32_t i = 0; i < c->depth; i++)
+		c->free_tags[c->nfree++] = c->depth - 1 - i;
+	return 0;
+}
+
+int nbd_conn_serve(const struct nbd_conn_config *cfg, int fd)
+{
+	struct nbd_conn c;
+	int r;
+
+	r = conn_init(&c, cfg, fd);
+	if (r >= 0)
+		r = blkserv_queue_new(cfg->dev, c.depth, 0, &c.q);
+	if (cfg->ready)
+		cfg->ready(cfg->opaque, r);
+	if (r < 0) {
+		blkserv_error(cfg->dev, "%s: cannot create a queue: %s", cfg->peer, strerror(-r));
+		conn_free(&c);
+		return r;
+	}
+	serve_loop(&c);
+	blkserv_queue_free(c.q);
+	conn_free(&c);
+	return c.result;
+}

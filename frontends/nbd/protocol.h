@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * protocol.h: the NBD transmission-phase engine shared by the kernel NBD
+ * frontend (a socketpair per connection) and the network export (a client
+ * socket after the handshake).  One connection = one thread = one queue.
+ */
+#ifndef BLKSERV_NBD_PROTOCOL_H
+#define BLKSERV_NBD_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blkserv/blkserv-plugin.h"
+
+struct nbd_conn_config {
+	struct blkserv_device *dev;
+	/* The transmission flags the client was given: they decide which
+	 * commands and command flags are valid on this connection. */
+	uint16_t tx_flags;
+	/* Structured replies were negotiated (never on the kernel socketpair). */
+	bool structured;
+	/* Offsets and lengths must be multiples of this (a power of two). */
+	uint32_t min_block;
+	/* For log lines: "connection 2 of /dev/nbd0", "client unix:3". */
+	const char *peer;
+	/* Called on the connection thread once its queue exists (0) or could
+	 * not be made (-errno), before the first request is read.  May be NULL. */
+	void (*ready)(void *opaque, int result);
+	void *opaque;
+};
+
+/* The transmission flags a device warrants: HAS_FLAGS plus exactly what
+ * blkserv_device_caps() promises, and CAN_MULTI_CONN (every queue of a
+ * device sees the same data).  @read_only adds READ_ONLY and drops the
+ * write-only commands. */
+uint16_t nbd_tx_flags(struct blkserv_device *dev, bool read_only);
+
+/* Give @fd a send buffer that takes a few big replies (or requests) at
+ * once, so a writer rarely waits for the reader: SO_SNDBUFFORCE when
+ * permitted (root), else what SO_SNDBUF allows. */
+void nbd_socket_tune(int fd);
+
+/* A -errno as the NBD error value of a reply (proto.md "Error values"). */
+uint32_t nbd_wire_error(int err);
+
+/*
+ * Serve the transmission phase on the connected stream socket @fd on the
+ * calling thread until the client sends DISC, the socket reaches end of
+ * file or is shut down (another thread's shutdown(2) is how a frontend
+ * stops a connection), or the client breaks the protocol.  Requests in
+ * flight are always finished before it returns.  Does not close @fd.
+ * Returns 0 at a clean end, -EPROTO after a protocol violation, or the
+ * -errno of what failed (queue creation, the socket).
+ */
+int nbd_conn_serve(const struct nbd_conn_config *cfg, int fd);
+
+#endif
