@@ -9,6 +9,9 @@
  * transmission phase on its own queue (protocol.c).  The export name is the
  * device name (the empty name works too).  Stopping shuts every client
  * socket down: each thread finishes what is in flight and ends.
+ * With tls = allow or require, clients may (must) switch to TLS with
+ * NBD_OPT_STARTTLS (tls.c); the transmission phase then runs through the
+ * TLS session.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +33,7 @@
 #include "handshake.h"
 #include "nbd-proto.h"
 #include "protocol.h"
+#include "tls.h"
 
 #define MAX_LISTEN 8
 #define LISTEN_BACKLOG 64
@@ -51,6 +55,7 @@ struct nbd_exp {
 	bool read_only;
 	uint64_t max_clients;
 	uint64_t handshake_timeout;
+	struct nbd_tls *tls;
 	struct nbd_export info;
 	char description[256];
 
@@ -78,6 +83,15 @@ static const struct blkserv_option export_options[] = {
 	{ "max_clients", BLKSERV_OPT_UINT, "16", "clients served at once; more are turned away", 0 },
 	{ "handshake_timeout", BLKSERV_OPT_UINT, "30",
 	  "seconds a client may take per handshake step before it is dropped", 0 },
+	{ "tls", BLKSERV_OPT_STRING, "off",
+	  "require, allow or off: TLS (NBD_OPT_STARTTLS) must, may or cannot be used", 0 },
+	{ "tls_certificate", BLKSERV_OPT_PATH, NULL, "X.509 server certificate chain (PEM)", 0 },
+	{ "tls_key", BLKSERV_OPT_PATH, NULL, "private key of tls_certificate (PEM)", 0 },
+	{ "tls_ca", BLKSERV_OPT_PATH, NULL,
+	  "CA certificates (PEM): clients must present a certificate they signed", 0 },
+	{ "tls_psk_file", BLKSERV_OPT_PATH, NULL, "pre-shared keys, USERNAME:HEXKEY per line (psktool)", 0 },
+	{ "tls_priority", BLKSERV_OPT_STRING, NBD_TLS_DEFAULT_PRIORITY,
+	  "GnuTLS priority string (PSK key exchanges are added when tls_psk_file is set)", 0 },
 	BLKSERV_OPTION_END,
 };
 
@@ -218,7 +232,7 @@ static void *client_main(void *arg)
 {
 	struct client *cl = arg;
 	struct nbd_exp *x = cl->x;
-	struct nbd_negotiated neg;
+	struct nbd_negotiated neg = { 0 };
 	int r = nbd_handshake(cl->fd, &x->info, cl->peer, (unsigned)x->handshake_timeout, &neg);
 
 	if (r == 0) {
@@ -229,9 +243,16 @@ static void *client_main(void *arg)
 			.min_block = x->info.min_block,
 			.peer = cl->peer,
 		};
-		blkserv_debug(x->dev, "%s: transmission phase (flags 0x%04x%s)", cl->peer, neg.tx_flags,
-			      neg.structured ? ", structured replies" : "");
+		if (neg.tls) {
+			nbd_tls_set_nonblocking_reads(neg.tls);
+			cfg.stream_recv = nbd_tls_recv;
+			cfg.stream_sendv = nbd_tls_sendv;
+			cfg.stream = neg.tls;
+		}
+		blkserv_debug(x->dev, "%s: transmission phase (flags 0x%04x%s%s)", cl->peer, neg.tx_flags,
+			      neg.structured ? ", structured replies" : "", neg.tls ? ", TLS" : "");
 		r = nbd_conn_serve(&cfg, cl->fd);
+		nbd_tls_session_end(neg.tls);
 	} else if (r == -ETIMEDOUT) {
 		blkserv_info(x->dev, "%s: handshake timed out", cl->peer);
 	}
@@ -406,9 +427,11 @@ static int export_start(void *handle)
 	}
 	x->listener_started = true;
 	set_kernel_name(x);
-	blkserv_notice(x->dev, "NBD export '%s' listening on%s%s%s%s%s", x->info.name,
+	blkserv_notice(x->dev, "NBD export '%s' listening on%s%s%s%s%s%s", x->info.name,
 		       x->unix_path ? " unix:" : "", x->unix_path ? x->unix_path : "", x->tcp ? " tcp:" : "",
-		       x->tcp ? x->tcp : "", x->read_only ? " (read-only)" : "");
+		       x->tcp ? x->tcp : "", x->read_only ? " (read-only)" : "",
+		       nbd_tls_mode(x->tls) == NBD_TLS_REQUIRE ? " (TLS required)" :
+		       nbd_tls_mode(x->tls) == NBD_TLS_ALLOW ? " (TLS allowed)" : "");
 	return 0;
 }
 
@@ -439,6 +462,27 @@ static void export_stop(void *handle, uint32_t flags)
 
 /* ---- open and close ------------------------------------------------------------- */
 
+static const char *opt_string(const struct blkserv_config *cfg, const char *name)
+{
+	const char *s;
+
+	return blkserv_config_get_string(cfg, name, &s) == 0 ? s : NULL;
+}
+
+static int read_tls_options(struct nbd_exp *x, const struct blkserv_config *cfg)
+{
+	struct nbd_tls_options o = {
+		.mode = opt_string(cfg, "tls"),
+		.certificate = opt_string(cfg, "tls_certificate"),
+		.key = opt_string(cfg, "tls_key"),
+		.ca = opt_string(cfg, "tls_ca"),
+		.psk_file = opt_string(cfg, "tls_psk_file"),
+		.priority = opt_string(cfg, "tls_priority"),
+	};
+
+	return nbd_tls_new(x->dev, &o, &x->tls);
+}
+
 static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 {
 	const char *s;
@@ -466,7 +510,7 @@ static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 		blkserv_error(x->dev, "nbd-export option 'max_clients' must be at least 1");
 		return -EINVAL;
 	}
-	return 0;
+	return read_tls_options(x, cfg);
 }
 
 static void fill_info(struct nbd_exp *x)
@@ -484,6 +528,7 @@ static void fill_info(struct nbd_exp *x)
 		.min_block = bs,
 		.pref_block = bs > 4096 ? bs : 4096,
 		.max_block = BLKSERV_MAX_IO_BYTES,
+		.tls = x->tls,
 	};
 }
 
@@ -492,6 +537,7 @@ static void export_close(void *handle)
 	struct nbd_exp *x = handle;
 
 	pthread_mutex_destroy(&x->lock);
+	nbd_tls_free(x->tls);
 	free(x->unix_path);
 	free(x->tcp);
 	free(x);

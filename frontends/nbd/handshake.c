@@ -2,9 +2,13 @@
 /*
  * handshake.c: the fixed-newstyle negotiation (proto.md "Handshake").
  *
- * Supported options: EXPORT_NAME, ABORT, LIST, INFO, GO and
- * STRUCTURED_REPLY; every other option gets NBD_REP_ERR_UNSUP and the
- * negotiation goes on.  A client that breaks a MUST (bad magic, unknown
+ * Supported options: EXPORT_NAME, ABORT, LIST, INFO, GO,
+ * STRUCTURED_REPLY and, when the export has TLS, STARTTLS; every other
+ * option gets NBD_REP_ERR_UNSUP and the negotiation goes on.  With TLS
+ * required, every option but STARTTLS and ABORT is refused with
+ * NBD_REP_ERR_TLS_REQD (EXPORT_NAME, which cannot be refused, hangs up)
+ * until the TLS handshake is done, so nothing about the export, let alone
+ * its data, reaches a client in the clear.  A client that breaks a MUST (bad magic, unknown
  * client flags, an oversized option) is disconnected; nothing it sends can
  * affect another client.
  */
@@ -27,6 +31,7 @@ struct hs {
 	const char *peer;
 	bool no_zeroes;
 	bool structured;
+	struct nbd_tls_session *tls; /* after STARTTLS */
 	uint8_t *data; /* the current option's data */
 	uint32_t opt;
 	uint32_t len;
@@ -78,6 +83,17 @@ static void set_timeout(int fd, unsigned seconds)
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+/* Through TLS once it is on. */
+static int hs_recv(struct hs *h, void *buf, size_t len)
+{
+	return h->tls ? nbd_tls_recv_all(h->tls, buf, len) : recv_all(h->fd, buf, len);
+}
+
+static int hs_send(struct hs *h, const void *buf, size_t len)
+{
+	return h->tls ? nbd_tls_send_all(h->tls, buf, len) : send_all(h->fd, buf, len);
+}
+
 /* ---- option replies --------------------------------------------------- */
 
 static int reply(struct hs *h, uint32_t type, const void *data, uint32_t len)
@@ -89,9 +105,9 @@ static int reply(struct hs *h, uint32_t type, const void *data, uint32_t len)
 	put_be32(hdr + 8, h->opt);
 	put_be32(hdr + 12, type);
 	put_be32(hdr + 16, len);
-	r = send_all(h->fd, hdr, sizeof(hdr));
+	r = hs_send(h, hdr, sizeof(hdr));
 	if (r >= 0 && len > 0)
-		r = send_all(h->fd, data, len);
+		r = hs_send(h, data, len);
 	return r;
 }
 
@@ -133,7 +149,7 @@ static int opt_export_name(struct hs *h)
 	h->structured = false; /* EXPORT_NAME has no way to confirm it */
 	put_be64(buf, h->e->size);
 	put_be16(buf + 8, tx_flags(h));
-	return send_all(h->fd, buf, h->no_zeroes ? 10 : sizeof(buf));
+	return hs_send(h, buf, h->no_zeroes ? 10 : sizeof(buf));
 }
 
 static int opt_list(struct hs *h)
@@ -238,12 +254,54 @@ static int opt_info_go(struct hs *h, bool *ret_go)
 	return r;
 }
 
+/* ACK in the clear, then the TLS handshake; what was negotiated before
+ * is forgotten (proto.md: "all prior negotiation state discarded"). */
+static int opt_starttls(struct hs *h)
+{
+	int r;
+
+	if (!h->e->tls)
+		return reply_error(h, NBD_REP_ERR_UNSUP, "TLS is not configured on this export");
+	if (h->tls)
+		return reply_error(h, NBD_REP_ERR_INVALID, "TLS is already on");
+	if (h->len != 0)
+		return reply_error(h, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+	r = reply(h, NBD_REP_ACK, NULL, 0);
+	if (r < 0)
+		return r;
+	r = nbd_tls_accept(h->e->tls, h->fd, h->peer, &h->tls);
+	if (r < 0)
+		return r;
+	h->structured = false;
+	return 0;
+}
+
+/* TLS required and not on yet: only STARTTLS and ABORT are for us.
+ * 1: handled here (refused), 0: go on with the option. */
+static int refuse_before_tls(struct hs *h, int *ret)
+{
+	if (h->tls || nbd_tls_mode(h->e->tls) != NBD_TLS_REQUIRE)
+		return 0;
+	if (h->opt == NBD_OPT_STARTTLS || h->opt == NBD_OPT_ABORT)
+		return 0;
+	if (h->opt == NBD_OPT_EXPORT_NAME) {
+		blkserv_info(h->e->dev, "%s: NBD_OPT_EXPORT_NAME without TLS, which is required: closing",
+			     h->peer);
+		*ret = -ECONNABORTED;
+		return 1;
+	}
+	*ret = reply_error(h, NBD_REP_ERR_TLS_REQD, "this export requires TLS: use NBD_OPT_STARTTLS");
+	return 1;
+}
+
 /* One option: <0 ends the handshake in failure, 1 enters transmission. */
 static int handle_option(struct hs *h)
 {
 	bool go = false;
 	int r;
 
+	if (refuse_before_tls(h, &r))
+		return r;
 	switch (h->opt) {
 	case NBD_OPT_EXPORT_NAME:
 		r = opt_export_name(h);
@@ -255,6 +313,8 @@ static int handle_option(struct hs *h)
 		return opt_list(h);
 	case NBD_OPT_STRUCTURED_REPLY:
 		return opt_structured_reply(h);
+	case NBD_OPT_STARTTLS:
+		return opt_starttls(h);
 	case NBD_OPT_INFO:
 	case NBD_OPT_GO:
 		r = opt_info_go(h, &go);
@@ -267,7 +327,7 @@ static int handle_option(struct hs *h)
 static int read_option(struct hs *h)
 {
 	uint8_t hdr[16];
-	int r = recv_all(h->fd, hdr, sizeof(hdr));
+	int r = hs_recv(h, hdr, sizeof(hdr));
 
 	if (r < 0)
 		return r;
@@ -277,7 +337,7 @@ static int read_option(struct hs *h)
 	h->len = get_be32(hdr + 12);
 	if (h->len > OPT_MAX_LEN)
 		return protocol_error(h, "option data too long");
-	return h->len ? recv_all(h->fd, h->data, h->len) : 0;
+	return h->len ? hs_recv(h, h->data, h->len) : 0;
 }
 
 static int greet(struct hs *h)
@@ -318,9 +378,12 @@ int nbd_handshake(int fd, const struct nbd_export *e, const char *peer, unsigned
 			r = handle_option(&h);
 	}
 	set_timeout(fd, 0);
-	if (r < 0)
+	if (r < 0) {
+		nbd_tls_session_end(h.tls);
 		return r;
+	}
 	ret->structured = h.structured;
 	ret->tx_flags = tx_flags(&h);
+	ret->tls = h.tls;
 	return 0;
 }

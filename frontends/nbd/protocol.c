@@ -12,9 +12,15 @@
  * thread only, so they are never interleaved; a tag becomes free again only
  * once its reply (and the read data in its buffer) went out.  With every tag
  * busy we stop reading: the client's requests wait in the socket.
+ *
+ * A secured stream (TLS, cfg->stream_recv) cannot be read by the ring:
+ * there the ring only polls the socket, and the records are drained
+ * without blocking through the stream, whose buffered bytes are always
+ * used up before the next poll; replies go through stream_sendv.
  */
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,11 +277,23 @@ static void consume_iov(struct msghdr *m, size_t n)
 	}
 }
 
+static void flush_stream(struct nbd_conn *c)
+{
+	int r = c->niov ? c->cfg->stream_sendv(c->cfg->stream, c->iov, c->niov) : 0;
+
+	if (r < 0)
+		send_failed(c, r);
+}
+
 /* Write every gathered reply whole (stream sockets may take part of it). */
 static void flush_replies(struct nbd_conn *c)
 {
 	struct msghdr m = { .msg_iov = c->iov, .msg_iovlen = c->niov };
 
+	if (c->cfg->stream_sendv && !c->tx_dead) {
+		flush_stream(c);
+		m.msg_iovlen = 0;
+	}
 	while (m.msg_iovlen > 0 && !c->tx_dead) {
 		ssize_t n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
 
@@ -551,6 +569,19 @@ static void on_recv(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
 	}
 }
 
+/* The socket of a secured stream is readable (or hung up): the next
+ * stream read says which. */
+static void on_poll(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
+{
+	struct nbd_conn *c = (struct nbd_conn *)((char *)ev - offsetof(struct nbd_conn, recv_event));
+
+	c->recv_armed = false;
+	if (res == -EINTR || res == -EAGAIN || (res == -ECANCELED && !c->rx_open))
+		return;
+	if (res < 0)
+		end_of_stream(c, res);
+}
+
 static void make_room(struct nbd_conn *c)
 {
 	size_t avail = c->rend - c->rstart;
@@ -576,7 +607,9 @@ static bool arm_recv(struct nbd_conn *c)
 	if (!sqe)
 		return false;
 	c->recv_direct = c->rx == RX_PAYLOAD && c->rx_left >= DIRECT_RECV_MIN;
-	if (c->recv_direct) {
+	if (c->cfg->stream_recv) {
+		io_uring_prep_poll_add(sqe, c->fd, POLLIN);
+	} else if (c->recv_direct) {
 		io_uring_prep_recv(sqe, c->fd, c->slots[c->rx_tag].buf + c->rx_done, c->rx_left, MSG_WAITALL);
 	} else {
 		size_t room;
@@ -589,6 +622,39 @@ static bool arm_recv(struct nbd_conn *c)
 	}
 	blkserv_sqe_set_event(sqe, &c->recv_event);
 	c->recv_armed = true;
+	return true;
+}
+
+/* One read from a secured stream, into the same places a RECV would
+ * fill; false when it has nothing now (wait for the socket). */
+static bool stream_receive(struct nbd_conn *c)
+{
+	bool direct = c->rx == RX_PAYLOAD && c->rx_left >= DIRECT_RECV_MIN;
+	char *buf;
+	size_t room;
+	ssize_t n;
+
+	if (direct) {
+		buf = c->slots[c->rx_tag].buf + c->rx_done;
+		room = c->rx_left;
+	} else {
+		make_room(c);
+		buf = c->rbuf + c->rend;
+		room = RBUF_SIZE - c->rend;
+	}
+	n = c->cfg->stream_recv(c->cfg->stream, buf, room);
+	if (n == -EAGAIN)
+		return false;
+	if (n <= 0) {
+		end_of_stream(c, (int)n);
+		return true;
+	}
+	if (direct) {
+		c->rx_done += (uint64_t)n;
+		c->rx_left -= (uint64_t)n;
+	} else {
+		c->rend += (size_t)n;
+	}
 	return true;
 }
 
@@ -615,14 +681,21 @@ static void cancel_recv(struct nbd_conn *c)
 
 static void wait_for_events(struct nbd_conn *c)
 {
+	unsigned min_events = 1;
 	int timeout = TICK_MS;
 	int r;
 
-	if (needs_data(c) && !arm_recv(c))
-		timeout = 1; /* ring full: retry soon */
+	if (needs_data(c)) {
+		/* A stream may hold decrypted bytes the socket no longer shows:
+		 * use them, and only collect what completed meanwhile. */
+		if (c->cfg->stream_recv && stream_receive(c))
+			min_events = 0;
+		else if (!arm_recv(c))
+			timeout = 1; /* ring full: retry soon */
+	}
 	if (!c->rx_open && c->recv_armed)
 		cancel_recv(c);
-	r = blkserv_queue_process(c->q, 1, timeout);
+	r = blkserv_queue_process(c->q, min_events, timeout);
 	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY && !c->ring_warned) {
 		blkserv_warning(c->dev, "%s: queue processing failed: %s", c->cfg->peer, strerror(-r));
 		c->ring_warned = true;
@@ -661,7 +734,7 @@ static int conn_init(struct nbd_conn *c, const struct nbd_conn_config *cfg, int 
 		.fd = fd,
 		.depth = NBD_KERNEL_QUEUE_DEPTH,
 		.rx_open = true,
-		.recv_event.fn = on_recv,
+		.recv_event.fn = cfg->stream_recv ? on_poll : on_recv,
 		.cancel_event.fn = on_cancelled,
 	};
 	c->slots = calloc(c->depth, sizeof(*c->slots));

@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "blkserv/blkserv-plugin.h"
 
@@ -27,6 +29,14 @@ struct nbd_conn_config {
 	 * not be made (-errno), before the first request is read.  May be NULL. */
 	void (*ready)(void *opaque, int result);
 	void *opaque;
+	/* A secured stream (TLS) on the socket, or NULL for plain I/O.
+	 * stream_recv never blocks: bytes read, 0 at end of stream, -EAGAIN
+	 * when nothing is buffered or has arrived, -ECONNRESET, or -errno (the
+	 * engine then waits for the socket on its ring and calls it again).
+	 * stream_sendv writes the whole vector, blocking: 0 or -errno. */
+	ssize_t (*stream_recv)(void *stream, void *buf, size_t len);
+	int (*stream_sendv)(void *stream, const struct iovec *iov, unsigned n);
+	void *stream;
 };
 
 /* The transmission flags a device warrants: HAS_FLAGS plus exactly what
