@@ -3,6 +3,7 @@
 #ifndef BLKSERV_CLEANUP_H
 #define BLKSERV_CLEANUP_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,12 @@ static inline void fclosep(FILE **f)
 		(void)fclose(*f);
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
+
+static inline void closedirp(DIR **d)
+{
+	if (*d)
+		(void)closedir(*d);
+}
 
 /* Hand a pointer or fd out of a cleanup scope. */
 #define TAKE_PTR(p)                                \

@@ -25,6 +25,7 @@
 #include "device.h"
 #include "fdstore.h"
 #include "log.h"
+#include "names.h"
 
 struct daemon {
 	const char *config_file;
@@ -352,6 +353,7 @@ int daemon_run(const char *config_file, const char *plugin_dir_override, int log
 	r = prepare(&d);
 	if (r >= 0) {
 		fdstore_init();
+		names_reset();
 		r = start_all_devices(&d);
 	}
 	if (r >= 0) {

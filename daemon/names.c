@@ -5,6 +5,7 @@
  * The kernel device appears before we know which one we got, so after
  * writing the file we ask udev to look at the device again ("change").
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -63,4 +64,23 @@ void names_withdraw(const struct blkserv_device *dev)
 	snprintf(path, sizeof(path), "%s/names/%s", blkserv_runtime_dir(), base);
 	if (unlink(path) == 0)
 		trigger_change(base);
+}
+
+void names_reset(void)
+{
+	char dir[4096], path[4096 + 256];
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *e;
+
+	/* Links of a daemon that died point at devices that are no longer
+	 * served (or are served again and will be published again). */
+	snprintf(dir, sizeof(dir), "%s/names", blkserv_runtime_dir());
+	d = opendir(dir);
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) == 0)
+			trigger_change(e->d_name);
+	}
 }

@@ -11,8 +11,10 @@
  * makes the kernel send DISC on every socket; the threads finish what is in
  * flight and end, and /dev/nbdN is left unconfigured (size 0).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -507,6 +509,53 @@ static int choose_control(struct nbd_kdev *k)
 	return -ENODEV;
 }
 
+/* /sys/block/nbdN/ATTR's first line into @buf; false if unreadable. */
+static bool sysfs_read(unsigned n, const char *attr, char *buf, size_t len)
+{
+	char path[64];
+	_cleanup_fclose_ FILE *f = NULL;
+
+	snprintf(path, sizeof(path), "/sys/block/nbd%u/%s", n, attr);
+	f = fopen(path, "re");
+	if (!f || !fgets(buf, (int)len, f))
+		return false;
+	buf[strcspn(buf, "\n")] = '\0';
+	return true;
+}
+
+/*
+ * A netlink-bound device stays configured when its server dies.  One whose
+ * BACKEND_IDENTIFIER is our device name and whose connecting process is
+ * gone was left by a daemon that was killed: disconnect it, so the kernel
+ * fails its I/O instead of waiting forever and it does not linger.  A live
+ * process's device is left alone (another daemon serving the same name).
+ */
+static void disconnect_stale_devices(struct nbd_kdev *k)
+{
+	_cleanup_(closedirp) DIR *d = opendir("/sys/block");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char backend[256], pid[32];
+		unsigned n;
+
+		if (sscanf(e->d_name, "nbd%u", &n) != 1 || !sysfs_read(n, "backend", backend, sizeof(backend)) ||
+		    strcmp(backend, blkserv_device_name(k->dev)) != 0 || !sysfs_read(n, "pid", pid, sizeof(pid)))
+			continue;
+		if (kill((pid_t)atoi(pid), 0) == 0 || errno != ESRCH) {
+			blkserv_warning(k->dev, "/dev/nbd%u is served as '%s' by live process %s: leaving it", n,
+					backend, pid);
+			continue;
+		}
+		int r = nbd_nl_disconnect(n);
+		if (r < 0)
+			blkserv_warning(k->dev, "cannot disconnect /dev/nbd%u left by a dead daemon (pid %s): %s", n,
+					pid, strerror(-r));
+		else
+			blkserv_notice(k->dev, "disconnected /dev/nbd%u, left by a daemon that died (pid %s)", n, pid);
+	}
+}
+
 static void reset_state(struct nbd_kdev *k)
 {
 	atomic_store(&k->stopping, false);
@@ -534,6 +583,8 @@ static int nbd_start(void *handle)
 
 	reset_state(k);
 	r = choose_control(k);
+	if (r >= 0 && !k->via_ioctl)
+		disconnect_stale_devices(k);
 	if (r >= 0)
 		r = make_socketpairs(k);
 	if (r >= 0)

@@ -69,12 +69,6 @@ static int ublk_fail(struct ublk *u, int r, const char *fmt, ...)
 	return r;
 }
 
-static void closedirp(DIR **d)
-{
-	if (*d)
-		(void)closedir(*d);
-}
-
 /* ---- open / close -------------------------------------------------- */
 
 static int ublk_open(struct blkserv_device *dev, const struct blkserv_config *cfg, void **ret_handle)

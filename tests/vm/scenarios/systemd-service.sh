@@ -1,0 +1,111 @@
+# shellcheck shell=dash
+# systemd-service: blkservd as users run it: systemctl start/reload/stop,
+# sd_notify status, /dev/blkserv/NAME links, journal fields, blkservctl,
+# and a kill -9 that systemd recovers from with ramdisk data and the ublk
+# device intact.
+# mode: systemd
+# modules: nbd ublk_drv
+# requires: daemon/blkservd daemon/blkservctl plugins/blkserv-frontend-nbd.so plugins/blkserv-frontend-ublk.so plugins/blkserv-backend-ramdisk.so tests/vm/extra/systemd/blkservd.service
+# timeout: 600
+
+extra=$BLKSERV_EXTRA/systemd
+unit=/etc/systemd/system/blkservd.service
+
+write_config() { # extra device sections on stdin
+	{
+		cat <<EOF
+plugin_dir = "$BLKSERV_PLUGIN_DIR"
+device "nb" {
+	size = 256M
+	block_size = 4096
+	frontend "nbd" { }
+	backend "ramdisk" { }
+}
+device "ub" {
+	size = 256M
+	block_size = 4096
+	frontend "ublk" { queues = 2 }
+	backend "ramdisk" { }
+}
+EOF
+		cat
+	} >/etc/blkservd.conf
+}
+
+install_service() {
+	# The build's paths (prefix /usr/local) become the VM's.
+	sed "s|^ExecStart=.*|ExecStart=$BLKSERVD --config /etc/blkservd.conf|; s|^ExecStartPre=/.*blkservd |ExecStartPre=$BLKSERVD --config /etc/blkservd.conf |" \
+		"$extra/blkservd.service" >"$unit" &&
+		cp "$extra/60-blkservd.rules" /etc/udev/rules.d/ &&
+		cp "$extra/modules-load.conf" /etc/modules-load.d/blkservd.conf &&
+		systemctl restart systemd-modules-load &&
+		udevadm control --reload && systemctl daemon-reload
+}
+
+status_names_devices() {
+	status=$(systemctl show -p StatusText --value blkservd)
+	case "$status" in *"nb (nbd /dev/nbd"*) ;; *) echo "$status"; return 1 ;; esac
+	case "$status" in *"ub (ublk /dev/ublkb"*) ;; *) echo "$status"; return 1 ;; esac
+}
+
+main_pid() { systemctl show -p MainPID --value blkservd; }
+
+restarted() { # old pid
+	[ "$(main_pid)" != "$1" ] && [ "$(main_pid)" != 0 ] && systemctl is-active -q blkservd
+}
+
+must "install the unit and udev rule" install_service
+write_config </dev/null
+start_service() {
+	systemctl start blkservd && return 0
+	systemctl status --no-pager blkservd
+	journalctl -b -u blkservd --no-pager | tail -25
+	return 1
+}
+
+must "systemctl start blkservd" start_service
+check_eq "the unit is active" active "$(systemctl is-active blkservd)"
+check "STATUS= names both devices" status_names_devices
+must "/dev/blkserv/nb appears" wait_for 20 test -b /dev/blkserv/nb
+must "/dev/blkserv/ub appears" wait_for 20 test -b /dev/blkserv/ub
+fs_roundtrip nbd-link /dev/blkserv/nb 20
+check "journalctl BLKSERV_DEVICE=nb finds its lines" sh -c 'journalctl -b BLKSERV_DEVICE=nb | grep -q "serving nbd"'
+check "the journal entries carry the frontend" sh -c 'journalctl -b BLKSERV_DEVICE=ub -o verbose | grep -q BLKSERV_FRONTEND=ublk'
+check "blkservctl stats counts the I/O just done" sh -c \
+	"$BLKSERVCTL --json stats nb | grep -Eq '\"write\": [{]\"ops\": [1-9]'"
+
+# Reload: an added device appears; a broken file changes nothing.
+write_config <<'EOF'
+device "added" {
+	size = 64M
+	frontend "nbd" { }
+	backend "ramdisk" { }
+}
+EOF
+must "systemctl reload blkservd" systemctl reload blkservd
+check "the added device appears" wait_for 20 test -b /dev/blkserv/added
+check "blkservctl lists it" sh -c "$BLKSERVCTL list | grep -q '^added '"
+printf 'device "broken" {\n\tsize = 12Q\n}\n' >>/etc/blkservd.conf
+systemctl reload blkservd
+check_eq "a broken reload keeps the unit active" active "$(systemctl is-active blkservd)"
+check "the broken line is logged" sh -c 'journalctl -b -u blkservd | grep -q "reload failed.*blkservd.conf:2[0-9]:"'
+check "the old devices still serve" sh -c "$BLKSERVCTL list | grep -q '^ub ' && test -b /dev/blkserv/nb"
+
+# kill -9: systemd restarts the daemon; the ramdisk comes back from the fd
+# store and the ublk device is recovered in place.
+write_config </dev/null
+systemctl reload blkservd
+must "write a pattern to the ublk device" sh -c \
+	'head -c 4194304 /dev/urandom >pattern && dd if=pattern of=/dev/blkserv/ub bs=1M oflag=direct conv=fsync 2>/dev/null'
+ublk_before=$(readlink -f /dev/blkserv/ub)
+pid=$(main_pid)
+kill -9 "$pid"
+check "systemd restarts the daemon" wait_for 60 restarted "$pid"
+check_eq "the ublk device is the same one" "$ublk_before" "$(readlink -f /dev/blkserv/ub)"
+check "the ublk data survived" sh -c \
+	'dd if=/dev/blkserv/ub of=readback bs=1M count=4 iflag=direct 2>/dev/null && cmp pattern readback'
+
+must "systemctl stop blkservd" systemctl stop blkservd
+check "no /dev/blkserv link is left" sh -c '! ls /dev/blkserv/* 2>/dev/null'
+check "no /dev/ublkc* is left" sh -c '! ls /dev/ublkc* 2>/dev/null'
+check "no nbd device is connected" sh -c 'for p in /sys/block/nbd*/pid; do [ -e "$p" ] && exit 1; done; exit 0'
