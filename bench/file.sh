@@ -19,37 +19,19 @@
 # system; tmpfs has no O_DIRECT before Linux 6.6).  BENCH_RUNTIME: seconds per
 # run (default 5).  Not part of the test suite.
 set -euo pipefail
+source "$(dirname "$(readlink -f "$0")")/lib.sh"
 
-BUILD=$(readlink -f "${1:?usage: bench/file.sh BUILD-DIR [ROUNDS]}")
+bench_init file "${1:?usage: bench/file.sh BUILD-DIR [ROUNDS]}"
 ROUNDS=${2:-2}
 RUNTIME=${BENCH_RUNTIME:-5}
 DIR=${BENCH_DIR:-/var/tmp}
-for t in fio nbdkit python3; do
-	command -v $t >/dev/null || { echo "bench/file.sh: $t is not installed" >&2; exit 1; }
-done
+bench_need fio nbdkit python3
 fio --enghelp 2>/dev/null | grep -qw nbd || { echo "bench/file.sh: fio has no nbd engine" >&2; exit 1; }
 [[ -f $BUILD/plugins/blkserv-frontend-nbd-export.so ]] ||
 	{ echo "bench/file.sh: the nbd-export frontend is not built in $BUILD" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/blkserv-bench-file.XXXXXX)
 IMG=$(mktemp "$DIR/blkserv-bench-file.XXXXXX.img")
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$TMP" "$IMG"
-}
-trap cleanup EXIT
-
-wait_socket() {
-	for _ in $(seq 100); do
-		[[ -S $1 ]] && return 0
-		sleep 0.1
-	done
-	echo "bench/file.sh: $1 did not appear; log:" >&2
-	cat "$TMP"/*.log >&2
-	exit 1
-}
+trap '_bench_cleanup; rm -f "$IMG"' EXIT
 
 # Write the whole file once, so no mode measures block allocation.
 fio --name=fill --filename="$IMG" --size=1G --rw=write --bs=1M --iodepth=8 \
@@ -70,20 +52,20 @@ start_servers() {
 	CONF
 	rm -f "$TMP/blkservd.sock" "$TMP/nbdkit.sock"
 	"$BUILD/daemon/blkservd" -c "$TMP/blkservd.conf" >"$TMP/blkservd.log" 2>&1 &
-	PIDS+=($!)
+	BENCH_PIDS+=($!)
 	# nbdkit's cache=none is not O_DIRECT (it evicts the page cache after
 	# each request); its plugin has no O_DIRECT, so it is the closest peer.
 	nbdkit --foreground --unix "$TMP/nbdkit.sock" file "$IMG" cache="$cache" \
 		>"$TMP/nbdkit.log" 2>&1 &
-	PIDS+=($!)
-	wait_socket "$TMP/blkservd.sock"
-	wait_socket "$TMP/nbdkit.sock"
+	BENCH_PIDS+=($!)
+	bench_wait_socket "$TMP/blkservd.sock"
+	bench_wait_socket "$TMP/nbdkit.sock"
 }
 
 stop_servers() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	PIDS=()
+	BENCH_PIDS=()
 }
 
 # run_fio PEER DIRECT(0|1) JOB-ARGS...: prints IOPS and MiB/s of the job.
@@ -152,7 +134,6 @@ table false
 table true
 
 if [[ ${BENCH_VM:-0} == 1 ]]; then
-	SRC=$(dirname "$(readlink -f "$0")")/..
 	echo "## In a VM (qemu TCG): file backend on a tmpfs file behind ublk and nbd vs fio on the file"
 	echo
 	"$SRC/tests/vm/run-scenario" --build-root "$BUILD" --source-root "$SRC" file-bench >"$TMP/vm.log" 2>&1 || {

@@ -14,15 +14,11 @@
 #   BENCH_RUNTIME=5   seconds per workload
 #   BENCH_ROUNDS=2    rounds; the best of each is reported
 set -euo pipefail
+source "$(dirname "$(readlink -f "$0")")/lib.sh"
 
-BUILD=$(readlink -f "${1:?usage: bench/ublk.sh BUILD-DIR}")
-SRC=$(dirname "$(dirname "$(readlink -f "$0")")")
+bench_init ublk "${1:?usage: bench/ublk.sh BUILD-DIR}"
 RUNTIME=${BENCH_RUNTIME:-5}
 ROUNDS=${BENCH_ROUNDS:-2}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-[[ -x $BUILD/daemon/blkservd ]] || { echo "no $BUILD/daemon/blkservd: build first" >&2; exit 1; }
 for p in frontend-ublk frontend-nbd backend-ramdisk backend-file; do
 	[[ -f $BUILD/plugins/blkserv-$p.so ]] || { echo "no plugin blkserv-$p.so in $BUILD/plugins" >&2; exit 1; }
 done
@@ -106,14 +102,8 @@ blkservd_stop 0
 EOF
 
 echo "running the benchmark VM ($ROUNDS rounds of $RUNTIME s per workload and target; several minutes under TCG)..." >&2
-rc=0
-"$SRC/tests/vm/run-scenario" --build-root "$BUILD" --source-root "$SRC" "$TMP/bench-ublk.sh" >"$TMP/vm.out" 2>&1 || rc=$?
-results=$BUILD/tests/vm/run/bench-ublk/results.log
-if [[ $rc != 0 ]] || ! grep -q '^BENCH ' "$results"; then
-	cat "$TMP/vm.out" >&2
-	echo "benchmark VM failed (status $rc)" >&2
-	exit 1
-fi
+results=$(bench_run_vm "$TMP/bench-ublk.sh") || exit 1
+grep -q '^BENCH ' "$results" || { echo "bench/ublk.sh: the VM reported no figures" >&2; exit 1; }
 
 tr -d '\r' <"$results" | awk '
 	$1 == "BENCH" {
