@@ -254,6 +254,7 @@ static const char *cluster_pool(void)
 	return p && p[0] ? p : "rbd";
 }
 
+/* First in a test: skip() longjmps past _cleanup_ handlers. */
 #define NEED_CLUSTER()                                                          \
 	do {                                                                    \
 		if (!cluster_conf()) {                                          \
@@ -300,10 +301,10 @@ static bool all_zero(const char *buf, size_t len)
 
 static void test_cluster_missing_image(void **state)
 {
+	NEED_CLUSTER();
 	_cleanup_free_ char *img = image_name("missing");
 	_cleanup_free_ char *o = NULL;
 
-	NEED_CLUSTER();
 	o = xasprintf("pool = \"%s\" image = \"%s\" conf = \"%s\"", cluster_pool(), img, cluster_conf());
 	EXPECT_ERROR("", o, -ENOENT, img, "does not exist", "create = true");
 	free(o);
@@ -317,11 +318,11 @@ static void test_cluster_missing_image(void **state)
 
 static void test_cluster_create_and_size(void **state)
 {
+	NEED_CLUSTER();
 	_cleanup_free_ char *img = image_name("size");
 	_cleanup_free_ char *o = NULL;
 	struct blkserv_device *dev;
 
-	NEED_CLUSTER();
 	dev = open_rbd("size = 8M", img, "create = true");
 	assert_int_equal(blkserv_device_size(dev), 8 * MiB);
 	test_close_device(dev);
@@ -336,13 +337,13 @@ static void test_cluster_create_and_size(void **state)
 
 static void test_cluster_io(void **state)
 {
+	NEED_CLUSTER();
 	_cleanup_free_ char *img = image_name("io");
 	_cleanup_free_ char *a = malloc(4 * MiB), *b = malloc(4 * MiB);
 	struct blkserv_device *dev;
 	struct blkserv_queue *q;
 	uint64_t caps;
 
-	NEED_CLUSTER();
 	dev = open_rbd("size = 16M", img, "create = true");
 	caps = blkserv_device_caps(dev);
 	assert_true(caps & BLKSERV_CAP_FLUSH);
@@ -421,6 +422,7 @@ static void submit_all(struct blkserv_queue *q, int n, uint32_t op, char *bufs, 
 
 static void test_cluster_parallel(void **state)
 {
+	NEED_CLUSTER();
 	_cleanup_free_ char *img = image_name("par");
 	enum { N = 32, LEN = 64 * 1024 };
 	_cleanup_free_ char *bufs = malloc((size_t)N * LEN), *check = malloc((size_t)N * LEN);
@@ -428,7 +430,6 @@ static void test_cluster_parallel(void **state)
 	struct blkserv_queue *q;
 	struct par p;
 
-	NEED_CLUSTER();
 	dev = open_rbd("size = 8M", img, "create = true");
 	assert_int_equal(blkserv_queue_new(dev, N, 0, &q), 0);
 	for (int i = 0; i < N; i++)
@@ -444,11 +445,11 @@ static void test_cluster_parallel(void **state)
 /* With exclusive = true (the default), a second opener is refused at open. */
 static void test_cluster_exclusive(void **state)
 {
+	NEED_CLUSTER();
 	_cleanup_free_ char *img = image_name("excl");
 	_cleanup_free_ char *o = NULL;
 	struct blkserv_device *dev, *dev2;
 
-	NEED_CLUSTER();
 	dev = open_rbd("size = 8M", img, "create = true");
 	o = xasprintf("pool = \"%s\" image = \"%s\" conf = \"%s\" timeout = 20", cluster_pool(), img,
 		      cluster_conf());
