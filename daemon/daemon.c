@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -306,8 +307,18 @@ static void lock_memory(const struct config *c)
 	/* ASan reserves terabytes of shadow memory; locking it cannot work. */
 	log_notice("built with AddressSanitizer: not locking memory");
 #else
+	struct rlimit rl;
+
 	if (!c->lock_memory)
 		return;
+	/* Without CAP_IPC_LOCK, MCL_FUTURE would make every later allocation
+	 * (thread stacks, queue rings) fail once RLIMIT_MEMLOCK is used up. */
+	if (geteuid() != 0 && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		log_warning("not locking memory: RLIMIT_MEMLOCK is %llu bytes (raise it, e.g. "
+			    "LimitMEMLOCK=infinity, or set lock_memory = false)",
+			    (unsigned long long)rl.rlim_cur);
+		return;
+	}
 	/* A daemon that serves a block device must not wait for its own
 	 * pages to be paged in through that device. */
 	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
