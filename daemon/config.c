@@ -459,7 +459,7 @@ static int device_line(const char *file, const char *name, int fallback)
 static int read_faults(struct parse_ctx *ctx, cfg_t *dev, struct device_config *d)
 {
 	unsigned n = cfg_size(dev, "faults");
-	const char *expected, *error;
+	const char *expected, *error, *option;
 	cfg_t *sec;
 
 	fault_config_init(&d->faults);
@@ -476,8 +476,9 @@ static int read_faults(struct parse_ctx *ctx, cfg_t *dev, struct device_config *
 		const struct option_value *v = cfg_getptr(sec, o->name);
 		(void)fault_config_set(&d->faults, o->name, v->value, &expected); /* checked while parsing */
 	}
-	if (fault_config_check(&d->faults, &error) < 0)
-		return fail(ctx, sec->line, "device '%s': faults: %s", cfg_title(dev), error);
+	if (fault_config_check(&d->faults, &error, &option) < 0)
+		return fail(ctx, ((const struct option_value *)cfg_getptr(sec, option))->line,
+			    "device '%s': faults: %s", cfg_title(dev), error);
 	return 0;
 }
 

@@ -101,10 +101,11 @@ int fault_config_set(struct fault_config *fc, const char *name, const char *valu
 	return -ENOENT;
 }
 
-int fault_config_check(const struct fault_config *fc, const char **ret_error)
+int fault_config_check(const struct fault_config *fc, const char **ret_error, const char **ret_option)
 {
 	if (fc->delay_every != FAULT_OFF && fc->delay_ms == FAULT_OFF) {
 		*ret_error = "delay_every needs delay_ms";
+		*ret_option = "delay_every";
 		return -EINVAL;
 	}
 	return 0;
@@ -163,7 +164,7 @@ static const char *const kind_names[FAULT__MAX] = {
 	[FAULT_READ_EVERY] = "read_error_every",   [FAULT_READ_RANGE] = "read_error_offset/length",
 	[FAULT_WRITE_EVERY] = "write_error_every", [FAULT_WRITE_RANGE] = "write_error_offset/length",
 	[FAULT_WRITE_AFTER] = "write_error_after", [FAULT_ENOSPC] = "enospc_after",
-	[FAULT_FLUSH] = "flush_error_after",       [FAULT_FUA_AFTER_FLUSH] = "a FUA write after a failed flush",
+	[FAULT_FLUSH] = "flush_error_after",       [FAULT_FUA_AFTER_FLUSH] = "FUA after a failed flush",
 	[FAULT_DELAY] = "delay_ms",
 };
 
@@ -325,10 +326,11 @@ void faults_log_summary(struct faults *f)
 	buf[0] = '\0';
 	for (int k = 0; k < FAULT__MAX && n < sizeof(buf); k++) {
 		uint64_t v = faults_injected(f, (enum fault_kind)k);
-		if (v)
+		if (v && k != FAULT_DELAY)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%llu %s", n ? ", " : "",
 					      (unsigned long long)v, kind_names[k]);
 	}
-	log_full(f->dev, BLKSERV_LOG_NOTICE, 0, "fault injection: %llu errors injected%s%s",
-		 (unsigned long long)faults_injected_total(f), n ? ": " : "", buf);
+	log_full(f->dev, BLKSERV_LOG_NOTICE, 0, "fault injection: %llu errors injected%s%s%s, %llu requests delayed",
+		 (unsigned long long)faults_injected_total(f), n ? " (" : "", buf, n ? ")" : "",
+		 (unsigned long long)faults_injected(f, FAULT_DELAY));
 }

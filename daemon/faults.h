@@ -48,8 +48,9 @@ void fault_config_init(struct fault_config *fc);
 /* Set option @name from its config text: 0, -ENOENT (no such option), or
  * -EINVAL with *ret_expected saying what the value must be. */
 int fault_config_set(struct fault_config *fc, const char *name, const char *value, const char **ret_expected);
-/* Checks across options: 0, or -EINVAL with *ret_error. */
-int fault_config_check(const struct fault_config *fc, const char **ret_error);
+/* Checks across options: 0, or -EINVAL with *ret_error and the option to
+ * blame in *ret_option. */
+int fault_config_check(const struct fault_config *fc, const char **ret_error, const char **ret_option);
 bool fault_config_equal(const struct fault_config *a, const struct fault_config *b);
 /* "read_error_every=10 delay_ms=50" (the options written). */
 void fault_config_describe(const struct fault_config *fc, char *buf, size_t len);

@@ -28,6 +28,15 @@
 #define PR_SET_IO_FLUSHER 57
 #endif
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 enum fua_state {
 	FUA_NONE,
 	FUA_AFTER_WRITE, /* the write runs; a flush follows it */
@@ -553,18 +562,49 @@ static int dispatch(struct blkserv_queue *q)
 	return n;
 }
 
-int blkserv_queue_process(struct blkserv_queue *q, unsigned min_events, int timeout_ms)
+static int submit_and_wait(struct blkserv_queue *q, unsigned min_events, int timeout_ms)
 {
 	struct __kernel_timespec ts = {
 		.tv_sec = timeout_ms / 1000,
 		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
 	};
 	struct io_uring_cqe *cqe;
+
+	return io_uring_submit_and_wait_timeout(&q->ring, &cqe, min_events, timeout_ms >= 0 ? &ts : NULL, NULL);
+}
+
+/*
+ * Valgrind (3.19) lets no other thread run while one is blocked in
+ * io_uring_enter(), so a queue waiting for a completion another thread
+ * posts would wait out its whole timeout under it.  There, wait in short
+ * slices and yield between them; elsewhere RUNNING_ON_VALGRIND is 0 and
+ * this is one call.
+ */
+#define VALGRIND_WAIT_SLICE_MS 5
+
+static int wait_events(struct blkserv_queue *q, unsigned min_events, int timeout_ms)
+{
+	int left = timeout_ms, slice, r;
+
+	if (!RUNNING_ON_VALGRIND)
+		return submit_and_wait(q, min_events, timeout_ms);
+	for (;;) {
+		slice = left < 0 || left > VALGRIND_WAIT_SLICE_MS ? VALGRIND_WAIT_SLICE_MS : left;
+		r = submit_and_wait(q, min_events, slice);
+		if (r != -ETIME || left == slice)
+			return r;
+		if (left > 0)
+			left -= slice;
+		sched_yield();
+	}
+}
+
+int blkserv_queue_process(struct blkserv_queue *q, unsigned min_events, int timeout_ms)
+{
 	int r, n;
 
 	if (min_events > 0)
-		r = io_uring_submit_and_wait_timeout(&q->ring, &cqe, min_events,
-						     timeout_ms >= 0 ? &ts : NULL, NULL);
+		r = wait_events(q, min_events, timeout_ms);
 	else
 		r = io_uring_submit(&q->ring);
 	n = dispatch(q);
