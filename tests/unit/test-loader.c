@@ -150,6 +150,55 @@ static void test_truncated(void **state)
 	free(dir);
 }
 
+static void test_empty_file(void **state)
+{
+	char *dir = dir_with("good", "good", 0755), path[1024];
+
+	snprintf(path, sizeof(path), "%s/blkserv-backend-empty.so", dir);
+	fclose(fopen(path, "w"));
+	assert_int_equal(chmod(path, 0755), 0);
+	expect_refused(dir, "empty", -ENOEXEC, "not an ELF shared object", "blkserv-backend-empty.so");
+	free(dir);
+}
+
+static void test_directory(void **state)
+{
+	char *dir = dir_with("good", "good", 0755), path[1024];
+
+	snprintf(path, sizeof(path), "%s/blkserv-backend-dir.so", dir);
+	assert_int_equal(mkdir(path, 0755), 0);
+	expect_refused(dir, "dir", -EINVAL, "not a regular file", "blkserv-backend-dir.so");
+	free(dir);
+}
+
+/* An ELF program, not a shared object. */
+static void test_executable(void **state)
+{
+	char *dir = dir_with("good", "good", 0755), cmd[2048];
+
+	snprintf(cmd, sizeof(cmd), "cp /bin/true '%s/blkserv-backend-prog.so' && chmod 0755 '%s/blkserv-backend-prog.so'",
+		 dir, dir);
+	assert_int_equal(system(cmd), 0);
+	expect_refused(dir, "prog", -ENOEXEC, "cannot load plugin", "blkserv-backend-prog.so");
+	free(dir);
+}
+
+/* A shared object for another machine (e_machine patched to AArch64). */
+static void test_foreign_machine(void **state)
+{
+	char *dir = dir_with("good", "good", 0755), path[1024];
+	const unsigned char aarch64[2] = { 0xb7, 0x00 };
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/blkserv-backend-good.so", dir);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, aarch64, sizeof(aarch64), 18), 2);
+	close(fd);
+	expect_refused(dir, "good", -ENOEXEC, "cannot load plugin", "blkserv-backend-good.so");
+	free(dir);
+}
+
 static void test_symlink(void **state)
 {
 	char *dir = dir_with("good", "good", 0755), link[1024];
@@ -199,6 +248,10 @@ int main(void)
 		cmocka_unit_test(test_foreign_owner),
 		cmocka_unit_test(test_not_elf),
 		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_empty_file),
+		cmocka_unit_test(test_directory),
+		cmocka_unit_test(test_executable),
+		cmocka_unit_test(test_foreign_machine),
 		cmocka_unit_test(test_symlink),
 		cmocka_unit_test(test_missing_and_bad_names),
 		cmocka_unit_test(test_build_plugins_load),

@@ -24,8 +24,8 @@ static int setup_dev(void **state, const char *text)
 
 	f->dev = test_open_backend(text, "rd");
 	assert_int_equal(blkserv_queue_new(f->dev, 4, 0, &f->q), 0);
-	f->a = malloc(1 << 20);
-	f->b = malloc(1 << 20);
+	f->a = calloc(1, 1 << 20); /* written before it is filled, by some tests */
+	f->b = calloc(1, 1 << 20);
 	*state = f;
 	return 0;
 }
