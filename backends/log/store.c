@@ -204,8 +204,11 @@ int store_ckpt_load(struct log_store *s, const unsigned char *p, uint64_t count,
 {
 	uint64_t prev_end = 0, dropped = 0;
 
-	if (log_get64(p) != count)
+	if (log_get64(p) != count) {
+		store_msg(s, 3, "checkpoint in segment %" PRIu64 ": it lists %" PRIu64 " extents but its record "
+			  "header says %" PRIu64, ckpt_seg, log_get64(p), count);
 		return -EBADMSG;
+	}
 	p += LOG_CKPT_HEAD_SIZE;
 	for (uint64_t i = 0; i < count; i++, p += LOG_CKPT_EXTENT_SIZE) {
 		struct extent e = { log_get64(p), log_get64(p + 8), log_get64(p + 16), log_get64(p + 24) };
