@@ -194,6 +194,9 @@ static bool submit_rest(struct ramdisk_io *io)
 		io_uring_prep_read(sqe, io->rd->fd, buf, (unsigned)(req->length - io->done), req->offset + io->done);
 	else
 		io_uring_prep_write(sqe, io->rd->fd, buf, (unsigned)(req->length - io->done), req->offset + io->done);
+	/* Straight to an io-wq worker: on tmpfs the ring would otherwise copy
+	 * inline, in this thread, and nothing would overlap. */
+	io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
 	blkserv_sqe_set_event(sqe, &io->ev);
 	return true;
 }
