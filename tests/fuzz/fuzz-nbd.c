@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,9 +78,8 @@ struct client {
 
 /* Send everything, reading (and dropping) replies all along so neither side
  * can block the other; then leave and read until the server closes. */
-static void *client_main(void *arg)
+static void run_client(struct client *cl)
 {
-	struct client *cl = arg;
 	size_t sent = 0;
 	char sink[65536];
 
@@ -105,7 +105,23 @@ static void *client_main(void *arg)
 				shutdown(cl->fd, SHUT_WR);
 		}
 	}
-	return NULL;
+}
+
+/* One client thread for the whole run (a thread per input would cost more
+ * than most inputs): it takes an input when `go` is posted, and posts
+ * `done` when the server has closed. */
+static struct client current;
+static sem_t go, done;
+
+static void *client_main(void *arg)
+{
+	for (;;) {
+		while (sem_wait(&go) < 0)
+			;
+		run_client(&current);
+		sem_post(&done);
+	}
+	return arg;
 }
 
 static int serve(int fd, unsigned mode)
@@ -136,8 +152,7 @@ static int serve(int fd, unsigned mode)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct client cl = { .data = data + 1, .size = size ? size - 1 : 0 };
-	pthread_t t;
+	static pthread_t client;
 	int sv[2];
 
 	if (size < 1)
@@ -147,15 +162,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		log_set_max_level(getenv("BLKSERV_FUZZ_VERBOSE") ? BLKSERV_LOG_DEBUG : 0);
 		signal(SIGPIPE, SIG_IGN);
 		dev = open_device();
+		if (sem_init(&go, 0, 0) < 0 || sem_init(&done, 0, 0) < 0 ||
+		    pthread_create(&client, NULL, client_main, NULL) != 0)
+			abort();
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		abort();
-	cl.fd = sv[0];
-	if (pthread_create(&t, NULL, client_main, &cl) != 0)
-		abort();
+	current = (struct client){ .fd = sv[0], .data = data + 1, .size = size - 1 };
+	sem_post(&go);
 	(void)serve(sv[1], data[0]);
 	shutdown(sv[1], SHUT_RDWR); /* as the frontends do: the client sees the end */
-	pthread_join(t, NULL);
+	while (sem_wait(&done) < 0)
+		;
 	close(sv[0]);
 	close(sv[1]);
 	return 0;
