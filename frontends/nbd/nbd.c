@@ -31,6 +31,10 @@
 #include "protocol.h"
 
 #define MAX_CONNECTIONS 16
+/* How long a connect to a fixed index waits for a device that is free but
+ * held open by another process (see connect_netlink). */
+#define BUSY_WAIT_MS 5000
+#define BUSY_RETRY_MS 100
 
 enum control {
 	CONTROL_AUTO,
@@ -292,6 +296,36 @@ static void close_sockets(struct nbd_kdev *k)
 		k->conns[i].fd = safe_close(k->conns[i].fd);
 }
 
+/* ---- sysfs ------------------------------------------------------------- */
+
+/* /sys/block/nbdN, or its attribute @attr ("" for the directory). */
+static bool sysfs_exists(unsigned n, const char *attr)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/block/nbd%u/%s", n, attr);
+	return access(path, F_OK) == 0;
+}
+
+static uint64_t sysfs_size(unsigned n)
+{
+	char path[64];
+	unsigned long long size = 0;
+	_cleanup_fclose_ FILE *f = NULL;
+
+	snprintf(path, sizeof(path), "/sys/block/nbd%u/size", n);
+	f = fopen(path, "re");
+	if (!f || fscanf(f, "%llu", &size) != 1)
+		return UINT64_MAX; /* unreadable: not ours to take */
+	return size;
+}
+
+/* Nobody serves /dev/nbd@n: no server pid and size 0. */
+static bool device_looks_free(unsigned n)
+{
+	return !sysfs_exists(n, "pid") && sysfs_size(n) == 0;
+}
+
 /* ---- netlink ----------------------------------------------------------- */
 
 static const char *nodev_hint =
@@ -334,7 +368,20 @@ static int connect_netlink(struct nbd_kdev *k)
 
 	for (unsigned i = 0; i < k->connections; i++)
 		fds[i] = k->conns[i].kfd;
-	r = nbd_nl_connect(&a, &k->dev_index);
+	/* The kernel gives whoever opens an unconfigured device a config of
+	 * its own, and refuses a connect with EBUSY while it is open: udev's
+	 * blkid probing after a uevent does that for a moment.  A device that
+	 * nobody serves is waited for, a while, before calling it taken. */
+	for (unsigned waited_ms = 0;; waited_ms += BUSY_RETRY_MS) {
+		r = nbd_nl_connect(&a, &k->dev_index);
+		if (r != -EBUSY || !k->have_index || waited_ms >= BUSY_WAIT_MS || !device_looks_free(k->index)) {
+			if (waited_ms && r >= 0)
+				blkserv_notice(k->dev, "waited %u ms for /dev/nbd%u: another process had it open",
+					       waited_ms, k->index);
+			break;
+		}
+		usleep(BUSY_RETRY_MS * 1000);
+	}
 	if (r < 0)
 		log_connect_error(k, r);
 	return r;
@@ -342,33 +389,11 @@ static int connect_netlink(struct nbd_kdev *k)
 
 /* ---- ioctls -------------------------------------------------------------- */
 
-/* /sys/block/nbdN, or its attribute @attr ("" for the directory). */
-static bool sysfs_exists(unsigned n, const char *attr)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/sys/block/nbd%u/%s", n, attr);
-	return access(path, F_OK) == 0;
-}
-
-static uint64_t sysfs_size(unsigned n)
-{
-	char path[64];
-	unsigned long long size = 0;
-	_cleanup_fclose_ FILE *f = NULL;
-
-	snprintf(path, sizeof(path), "/sys/block/nbd%u/size", n);
-	f = fopen(path, "re");
-	if (!f || fscanf(f, "%llu", &size) != 1)
-		return UINT64_MAX; /* unreadable: not ours to take */
-	return size;
-}
-
-/* A device nobody configured: no server pid and size 0. */
+/* The first device nobody serves. */
 static int find_free_device(struct nbd_kdev *k, uint32_t *ret)
 {
 	for (unsigned n = 0; sysfs_exists(n, ""); n++)
-		if (!sysfs_exists(n, "pid") && sysfs_size(n) == 0) {
+		if (device_looks_free(n)) {
 			*ret = n;
 			return 0;
 		}

@@ -59,8 +59,17 @@ nbd_of() {
 	return 1
 }
 
+# Another process holds /dev/nbd3 open for a moment when the daemon starts
+# (as udev's blkid probing does): the kernel refuses a connect with EBUSY
+# while it is open, and the daemon must wait for it, not fail.
+sh -c "exec 3</dev/nbd3; touch $BLKSERV_TMP/held; sleep 2" &
+holder=$!
+must "another process holds /dev/nbd3 open" wait_for 10 test -e "$BLKSERV_TMP/held"
 blkservd_start "$conf" || exit 1
 must "multi is /dev/nbd3" wait_for_blockdev /dev/nbd3
+check "the daemon waited for /dev/nbd3 while it was held open" \
+	grep -q "multi: waited [0-9]* ms for /dev/nbd3: another process had it open" "$BLKSERVD_LOG"
+wait "$holder"
 must "legacy is /dev/nbd2" wait_for_blockdev /dev/nbd2
 must "auto got a device" wait_for 20 nbd_of auto
 auto=$(nbd_of auto)
