@@ -66,8 +66,18 @@ start_service() {
 must "systemctl start blkservd" start_service
 check_eq "the unit is active" active "$(systemctl is-active blkservd)"
 check "STATUS= names both devices" status_names_devices
-must "/dev/blkserv/nb appears" wait_for 20 test -b /dev/blkserv/nb
-must "/dev/blkserv/ub appears" wait_for 20 test -b /dev/blkserv/ub
+# /dev/blkserv/NAME appears (udev under TCG on a loaded host can take long:
+# up to 60 s); if not, what the daemon and udev know.
+link_appears() {
+	wait_for 60 test -b "/dev/blkserv/$1" && return 0
+	echo "block devices: $(ls /sys/block | tr '\n' ' ')"
+	ls -l /dev/blkserv/ /run/blkservd/names/ 2>&1
+	journalctl -b -u systemd-udevd --no-pager | tail -5
+	journalctl -b -u blkservd --no-pager | tail -12
+	return 1
+}
+must "/dev/blkserv/nb appears" link_appears nb
+must "/dev/blkserv/ub appears" link_appears ub
 fs_roundtrip nbd-link /dev/blkserv/nb 20
 check "journalctl BLKSERV_DEVICE=nb finds its lines" sh -c 'journalctl -b BLKSERV_DEVICE=nb | grep -q "serving nbd"'
 check "the journal entries carry the frontend" sh -c 'journalctl -b BLKSERV_DEVICE=ub -o verbose | grep -q BLKSERV_FRONTEND=ublk'
