@@ -197,11 +197,21 @@ static void print_status(struct record *recs, int n)
 			printf("%-14s %s\n", recs[i].fields[f].key, recs[i].fields[f].value);
 }
 
+/* The value of the one-field line KEY=VALUE among @recs, or "0". */
+static const char *get_counter(struct record *recs, int n, const char *key)
+{
+	for (int i = 0; i < n; i++)
+		if (recs[i].nfields == 1 && get(&recs[i], key))
+			return get(&recs[i], key);
+	return "0";
+}
+
 static void print_stats_json(struct record *recs, int n)
 {
 	bool first_op = true, first_backend = true;
 
-	printf("{\"inflight\": %s, \"ops\": {", get(&recs[0], "inflight") ? get(&recs[0], "inflight") : "0");
+	printf("{\"inflight\": %s, \"reads_mapped\": %s, \"ops\": {", get_counter(recs, n, "inflight"),
+	       get_counter(recs, n, "reads_mapped"));
 	for (int i = 0; i < n; i++) {
 		const char *op = get(&recs[i], "op");
 		bool first = true;
@@ -242,6 +252,7 @@ static void print_stats(struct record *recs, int n)
 	for (int i = 0; i < n; i++)
 		for (int f = 0; f < recs[i].nfields; f++)
 			if (strcmp(recs[i].fields[f].key, "inflight") == 0 ||
+			    strcmp(recs[i].fields[f].key, "reads_mapped") == 0 ||
 			    strncmp(recs[i].fields[f].key, "backend.", 8) == 0)
 				printf("%s: %s\n", recs[i].fields[f].key, recs[i].fields[f].value);
 }

@@ -93,6 +93,7 @@ static void put_stats(FILE *out, struct blkserv_device *dev)
 
 	device_get_stats(dev, &s);
 	fprintf(out, "inflight=%llu\n", (unsigned long long)s.inflight);
+	fprintf(out, "reads_mapped=%llu\n", (unsigned long long)s.reads_mapped);
 	for (unsigned op = 0; op < BLKSERV_OP__MAX; op++) {
 		const struct op_stats *o = &s.op[op];
 		uint64_t ok = o->ops - o->errors;

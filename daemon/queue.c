@@ -129,6 +129,29 @@ static blkserv_data_fn backend_fn(const struct blkserv_device *dev, uint32_t op)
 
 static bool fault_intercept(struct blkserv_request *req);
 
+/* A READ the frontend can send from a file: ask the backend where its
+ * bytes are.  true: @req completed that way (or with the backend's error).
+ * Never with fault injection, whose read errors must reach the client. */
+static bool answer_with_map(struct blkserv_queue *q, void *qdata, struct blkserv_request *req)
+{
+	const struct blkserv_backend *b = &q->dev->backend->backend;
+	uint64_t offset;
+	int fd, r;
+
+	if (!b->read_map || q->dev->faults)
+		return false;
+	r = b->read_map(qdata, req, &fd, &offset);
+	if (r == -EOPNOTSUPP)
+		return false;
+	if (r == 0) {
+		req->map_fd = fd;
+		req->map_offset = offset;
+		stats_count_mapped_read(&q->stats);
+	}
+	blkserv_request_complete(req, r > 0 ? -EIO : r);
+	return true;
+}
+
 static void call_backend(struct blkserv_request *req)
 {
 	struct blkserv_queue *q = req->queue;
@@ -138,6 +161,8 @@ static void call_backend(struct blkserv_request *req)
 
 	/* The one test of the data path for fault injection. */
 	if (__builtin_expect(q->dev->faults != NULL, 0) && fault_intercept(req))
+		return;
+	if ((req->flags & BLKSERV_REQ_MAP_OK) && answer_with_map(q, qdata, req))
 		return;
 	fn = backend_fn(q->dev, req->op);
 	r = fn ? fn(qdata, req) : -EOPNOTSUPP;
@@ -284,6 +309,8 @@ int request_validate(const struct blkserv_device *dev, const struct blkserv_requ
 		return -EINVAL;
 	if ((req->flags & BLKSERV_REQ_FUA) && !is_write)
 		return -EINVAL;
+	if ((req->flags & BLKSERV_REQ_MAP_OK) && req->op != BLKSERV_OP_READ)
+		return -EINVAL;
 	if (is_write && (dev->caps & BLKSERV_CAP_READ_ONLY))
 		return -EPERM;
 	switch (req->op) {
@@ -339,6 +366,7 @@ void blkserv_submit(struct blkserv_request *req)
 
 	q->inflight++;
 	req->start_ns = now_ns();
+	req->map_fd = -1;
 	slot_of(req)->fua = FUA_NONE;
 	r = request_validate(dev, req);
 	if (r < 0) {

@@ -38,6 +38,11 @@ void stats_record(struct op_stats *s, uint64_t bytes, int result, uint64_t laten
 	BUMP(s->latency[latency_bucket(latency_ns)], 1);
 }
 
+void stats_count_mapped_read(struct io_stats *s)
+{
+	BUMP(s->reads_mapped, 1);
+}
+
 #define LOAD(field) atomic_load_explicit((_Atomic uint64_t *)&(field), memory_order_relaxed)
 
 void stats_add(struct io_stats *sum, const struct io_stats *s)
@@ -53,6 +58,7 @@ void stats_add(struct io_stats *sum, const struct io_stats *s)
 			d->latency[b] += LOAD(o->latency[b]);
 	}
 	sum->inflight += LOAD(s->inflight);
+	sum->reads_mapped += LOAD(s->reads_mapped);
 }
 
 uint64_t stats_percentile(const struct op_stats *s, double percent)

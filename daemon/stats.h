@@ -22,9 +22,12 @@ struct op_stats {
 struct io_stats {
 	struct op_stats op[BLKSERV_OP__MAX];
 	uint64_t inflight;
+	/* Reads answered with a file range the frontend sent without a copy. */
+	uint64_t reads_mapped;
 };
 
 void stats_record(struct op_stats *s, uint64_t bytes, int result, uint64_t latency_ns);
+void stats_count_mapped_read(struct io_stats *s);
 void stats_add(struct io_stats *sum, const struct io_stats *s);
 /* Latency in ns below which @percent of the recorded operations fell. */
 uint64_t stats_percentile(const struct op_stats *s, double percent);

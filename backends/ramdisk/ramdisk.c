@@ -251,6 +251,16 @@ static int ramdisk_write(void *qdata, struct blkserv_request *req)
 	return transfer(qdata, req);
 }
 
+/* The bytes are in the memfd as they are: a frontend may send them from
+ * there (sendfile), which saves copying them into its buffer.  A hole reads
+ * as the zero page there too, allocating nothing. */
+static int ramdisk_read_map(void *qdata, const struct blkserv_request *req, int *ret_fd, uint64_t *ret_offset)
+{
+	*ret_fd = ((struct ramdisk_queue *)qdata)->rd->fd;
+	*ret_offset = req->offset;
+	return 0;
+}
+
 static int ramdisk_queue_open(void *handle, struct blkserv_queue *q, void **ret_qdata)
 {
 	struct ramdisk_queue *qd = calloc(1, sizeof(*qd));
@@ -328,6 +338,7 @@ static struct blkserv_backend ramdisk_backend = {
 	.write_zeroes = ramdisk_write_zeroes,
 	.get_stats    = ramdisk_get_stats,
 	.preserve     = ramdisk_preserve,
+	.read_map     = ramdisk_read_map,
 };
 
 BLKSERV_REGISTER_BACKEND(ramdisk_backend)

@@ -12,6 +12,9 @@
  * thread only, so they are never interleaved; a tag becomes free again only
  * once its reply (and the read data in its buffer) went out.  With every tag
  * busy we stop reading: the client's requests wait in the socket.
+ * A big read whose bytes the backend keeps in a file (the ramdisk's memfd)
+ * is sent with sendfile() after its header: the kernel hands the file's
+ * pages to the socket, and the only copy left is the client's.
  *
  * A secured stream (TLS, cfg->stream_recv) cannot be read by the ring:
  * there the ring only polls the socket, and the records are drained
@@ -24,6 +27,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -46,6 +50,10 @@
  * buffer (one copy more). */
 #define SMALL_RECV (4u << 10)
 #define REPLY_HDR_MAX 32
+/* Reads at least this big may be sent straight from the backend's file
+ * (sendfile): no copy into our buffer and out of it again.  Smaller ones
+ * are cheaper copied and batched with other replies in one sendmsg(). */
+#define MAP_READ_MIN (64u << 10)
 
 enum rx_state {
 	RX_HEADER,  /* waiting for a 28-byte request header */
@@ -339,11 +347,40 @@ static size_t encode_structured_read(struct nbd_slot *s, uint32_t error)
 	return NBD_STRUCTURED_REPLY_SIZE + 8;
 }
 
+/* Everything gathered so far and @tag's reply header go out, then the
+ * read's bytes from the backend's file.  A failure after the header has
+ * promised the bytes breaks the stream: the connection ends. */
+static void send_mapped_reply(struct nbd_conn *c, uint32_t tag, size_t hdr_len, int fd, uint64_t offset)
+{
+	struct nbd_slot *s = &c->slots[tag];
+	off_t pos = (off_t)offset;
+	size_t left = s->length;
+
+	c->iov[c->niov++] = (struct iovec){ s->hdr, hdr_len };
+	flush_replies(c);
+	while (left > 0 && !c->tx_dead) {
+		ssize_t n = sendfile(c->fd, fd, &pos, left);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			send_failed(c, n < 0 ? -errno : -EIO);
+			/* The header promised bytes that will not come: end
+			 * the stream now, so the client does not wait. */
+			shutdown(c->fd, SHUT_RDWR);
+			break;
+		}
+		left -= (size_t)n;
+	}
+	release_tag(c, tag);
+}
+
 static void queue_reply(struct nbd_conn *c, uint32_t tag, int result)
 {
 	struct nbd_slot *s = &c->slots[tag];
 	uint32_t error = nbd_wire_error(result);
 	bool data = s->cmd == NBD_CMD_READ && error == 0;
+	const struct blkserv_request *req = blkserv_queue_request(c->q, tag);
 	size_t len;
 
 	if (c->tx_dead) {
@@ -354,6 +391,10 @@ static void queue_reply(struct nbd_conn *c, uint32_t tag, int result)
 		len = encode_structured_read(s, error);
 	else
 		len = encode_simple(s, error);
+	if (data && req->map_fd >= 0) {
+		send_mapped_reply(c, tag, len, req->map_fd, req->map_offset);
+		return;
+	}
 	c->iov[c->niov++] = (struct iovec){ s->hdr, len };
 	if (data)
 		c->iov[c->niov++] = (struct iovec){ s->buf, s->length };
@@ -474,6 +515,10 @@ static void handle_header(struct nbd_conn *c, const uint8_t *h)
 	r = check_request(c, cmd, flags, s->offset, s->length);
 	req = blkserv_queue_request(c->q, tag);
 	req->flags = req_flags_of(cmd, flags);
+	req->map_fd = -1;
+	/* Not through a secured stream: its records are encrypted here. */
+	if (cmd == NBD_CMD_READ && s->length >= MAP_READ_MIN && !c->cfg->stream_sendv)
+		req->flags |= BLKSERV_REQ_MAP_OK;
 	if (cmd == NBD_CMD_WRITE) {
 		start_write(c, tag, r);
 		return;

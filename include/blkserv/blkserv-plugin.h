@@ -160,7 +160,11 @@ enum blkserv_op {
 
 #define BLKSERV_REQ_FUA (1u << 0)     /* WRITE, WRITE_ZEROES: durable on completion */
 #define BLKSERV_REQ_NO_HOLE (1u << 1) /* WRITE_ZEROES: keep the range allocated */
-#define BLKSERV_REQ__ALL (BLKSERV_REQ_FUA | BLKSERV_REQ_NO_HOLE)
+/* READ: the frontend can send the data straight from a file (sendfile or
+ * splice into its socket), so the host may answer with a file range
+ * instead of filling buf: see map_fd below and the backend's read_map. */
+#define BLKSERV_REQ_MAP_OK (1u << 2)
+#define BLKSERV_REQ__ALL (BLKSERV_REQ_FUA | BLKSERV_REQ_NO_HOLE | BLKSERV_REQ_MAP_OK)
 
 /* Largest READ/WRITE payload any frontend may pass: 32 MiB (NBD, ublk, dblock all fit). */
 #define BLKSERV_MAX_IO_BYTES (32u << 20)
@@ -189,6 +193,15 @@ struct blkserv_request {
 	uint32_t reserved32;
 	uint64_t start_ns;   /* for latency statistics */
 	uint64_t host_state; /* host bookkeeping */
+
+	/* Set by the host when a READ with BLKSERV_REQ_MAP_OK completes with
+	 * 0: map_fd >= 0 means buf was not touched and the data are the
+	 * length bytes at map_offset of map_fd (the backend's file, valid
+	 * while the device is open; the frontend must not close it).
+	 * map_fd is -1 when the data are in buf. */
+	int32_t map_fd;
+	uint32_t reserved_map;
+	uint64_t map_offset;
 };
 
 /* The backend's private area of @req (request_priv_size bytes, zeroed at queue creation). */
@@ -364,6 +377,14 @@ struct blkserv_backend {
 	/* Optional.  Main thread.  Keep state for a daemon restart (e.g. put a
 	 * memfd in the fd store) instead of releasing it at close. */
 	int (*preserve)(void *handle);
+	/* Optional.  The owning queue thread.  When a READ's bytes lie
+	 * unchanged in a file (a ramdisk's memfd), name it: *ret_fd (owned by
+	 * the backend, open until close) and *ret_offset, so a frontend that
+	 * asked with BLKSERV_REQ_MAP_OK sends them without a copy.  Return 0,
+	 * or -EOPNOTSUPP to have the request served by read.  The host calls
+	 * it only for a validated READ with BLKSERV_REQ_MAP_OK and never on a
+	 * device with fault injection. */
+	int (*read_map)(void *qdata, const struct blkserv_request *req, int *ret_fd, uint64_t *ret_offset);
 	/* New fields go here, at the end. */
 };
 

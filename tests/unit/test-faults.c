@@ -111,6 +111,30 @@ static void test_read_range(void **state)
 	test_close_device(dev);
 }
 
+/* A read offered for sendfile (BLKSERV_REQ_MAP_OK) on a device with
+ * faults is never answered with the ramdisk's file: the fault reaches the
+ * client, and a good read comes back in the buffer. */
+static void test_read_range_not_mapped(void **state)
+{
+	struct blkserv_device *dev = open_faulty("ramdisk", "read_error_offset = 1M\nread_error_length = 4K");
+	struct blkserv_queue *q;
+	const struct blkserv_request *req;
+	static char buf[64 * KiB], want[64 * KiB];
+
+	assert_int_equal(blkserv_queue_new(dev, 4, 0, &q), 0);
+	req = blkserv_queue_request(q, 0);
+	write_pattern(q, 4 * MiB);
+	assert_int_equal(test_io(q, BLKSERV_OP_READ, BLKSERV_REQ_MAP_OK, 1 * MiB - 32 * KiB, sizeof(buf), buf),
+			 -EIO);
+	assert_int_equal(req->map_fd, -1);
+	assert_int_equal(test_io(q, BLKSERV_OP_READ, BLKSERV_REQ_MAP_OK, 2 * MiB, sizeof(buf), buf), 0);
+	assert_int_equal(req->map_fd, -1);
+	fill(want, sizeof(want), (unsigned)(2 * MiB / sizeof(want)));
+	assert_memory_equal(buf, want, sizeof(buf));
+	blkserv_queue_free(q);
+	test_close_device(dev);
+}
+
 static void test_read_range_to_the_end(void **state)
 {
 	struct blkserv_device *dev = open_faulty("ramdisk", "read_error_offset = 3M");
@@ -427,6 +451,7 @@ int main(void)
 		cmocka_unit_test(test_no_section_no_faults),
 		cmocka_unit_test(test_read_every),
 		cmocka_unit_test(test_read_range),
+		cmocka_unit_test(test_read_range_not_mapped),
 		cmocka_unit_test(test_read_range_to_the_end),
 		cmocka_unit_test(test_write_range),
 		cmocka_unit_test(test_write_every_and_after),

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test-helpers.h"
 
@@ -204,6 +205,44 @@ static void test_stats_count(void **state)
 	assert_true(stats_percentile(&s.op[BLKSERV_OP_READ], 99) > 0);
 }
 
+/* A READ that may be answered with a file range (BLKSERV_REQ_MAP_OK): the
+ * ramdisk names its memfd and the offset, the buffer stays untouched, and
+ * the range holds the bytes; without the flag the buffer is filled. */
+static void test_read_map(void **state)
+{
+	struct fixture *f = *state;
+	const struct blkserv_request *req = blkserv_queue_request(f->q, 0);
+	const uint64_t off = 8u << 20;
+	struct io_stats s;
+
+	fill(f->a, 1 << 20, 11);
+	assert_int_equal(test_io(f->q, BLKSERV_OP_WRITE, 0, off, 1 << 20, f->a), 0);
+	assert_int_equal(req->map_fd, -1);
+	memset(f->b, 0xee, 1 << 20);
+	assert_int_equal(test_io(f->q, BLKSERV_OP_READ, BLKSERV_REQ_MAP_OK, off + 4096, 65536, f->b), 0);
+	assert_true(req->map_fd >= 0);
+	assert_int_equal(req->map_offset, off + 4096);
+	for (size_t i = 0; i < 65536; i++)
+		assert_int_equal((unsigned char)f->b[i], 0xee);
+	assert_int_equal(pread(req->map_fd, f->b, 65536, (off_t)req->map_offset), 65536);
+	assert_memory_equal(f->b, f->a + 4096, 65536);
+	/* Without the flag: into the buffer, no file range. */
+	memset(f->b, 0xee, 65536);
+	assert_int_equal(test_io(f->q, BLKSERV_OP_READ, 0, off + 4096, 65536, f->b), 0);
+	assert_int_equal(req->map_fd, -1);
+	assert_memory_equal(f->b, f->a + 4096, 65536);
+	/* The flag is for reads only, and a bad range is refused first. */
+	assert_int_equal(test_io(f->q, BLKSERV_OP_WRITE, BLKSERV_REQ_MAP_OK, 0, 4096, f->a), -EINVAL);
+	assert_int_equal(test_io(f->q, BLKSERV_OP_TRIM, BLKSERV_REQ_MAP_OK, 0, 4096, NULL), -EINVAL);
+	assert_int_equal(test_io(f->q, BLKSERV_OP_READ, BLKSERV_REQ_MAP_OK, SIZE_1G - 4095, 4096, f->b), -EINVAL);
+	assert_int_equal(req->map_fd, -1);
+	/* Counted as a read, and as one answered with a file range. */
+	device_get_stats(f->dev, &s);
+	assert_int_equal(s.op[BLKSERV_OP_READ].ops, 3);
+	assert_int_equal(s.op[BLKSERV_OP_READ].bytes, 2 * 65536);
+	assert_int_equal(s.reads_mapped, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -214,6 +253,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_range_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_only, setup_ro, teardown),
 		cmocka_unit_test_setup_teardown(test_stats_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_map, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@ set -euo pipefail
 
 CHECK=${1:?usage: host-nbd-export.sh CHECK}
 BLKSERVD=${BLKSERVD:?BLKSERVD is not set (run through meson test)}
+BLKSERVCTL=${BLKSERVCTL:?BLKSERVCTL is not set (run through meson test)}
 PLUGINS=${BLKSERV_PLUGIN_DIR:?BLKSERV_PLUGIN_DIR is not set}
 
 TMP=$(mktemp -d /tmp/blkserv-nbd-host.XXXXXX)
@@ -121,6 +122,11 @@ info_field() { # URI FIELD
 expect_eq() { # WHAT WANT GOT
 	[[ $2 == "$3" ]] && ok "$1 = $3" || fail "$1: want '$2', got '$3'"
 }
+expect_true() { # WHAT COMMAND...
+	local what=$1
+	shift
+	"$@" && ok "$what" || fail "$what: '$*' is false"
+}
 
 check_nbdinfo() {
 	need nbdinfo
@@ -165,6 +171,15 @@ check_nbdcopy() {
 	nbdcopy --connections=4 "$URI" "$TMP/big.out"
 	truncate -s 200M "$TMP/big.out"
 	expect_eq "nbdcopy 4 connections sha256" "$(sha256sum <"$TMP/big.img")" "$(sha256sum <"$TMP/big.out")"
+	# nbdcopy's big reads of the ramdisk went out with sendfile (the
+	# sha256s above say they were right); the file backend has no file
+	# range to offer.
+	expect_true "ramdisk reads sent from its memfd" [ "$(reads_mapped ram0)" -gt 0 ]
+	expect_eq "file backend reads not mapped" 0 "$(reads_mapped file0)"
+}
+
+reads_mapped() { # DEVICE
+	"$BLKSERVCTL" --socket "$TMP/run/control.sock" stats "$1" | sed -n 's/^reads_mapped: //p'
 }
 
 fio_verify() { # LABEL URI BS IODEPTH SIZE [extra...]

@@ -95,7 +95,8 @@ static int teardown(void **state)
 		shutdown(f->fd, SHUT_RDWR);
 		join_server(f);
 	}
-	close(f->fd);
+	if (f->fd >= 0)
+		close(f->fd);
 	test_close_device(f->dev);
 	free(f->a);
 	free(f->b);
@@ -506,6 +507,107 @@ static void test_structured_read(void **state)
 	disconnect(f);
 }
 
+/* ---- reads sent from the backend's file (sendfile) ------------------------ */
+
+static uint64_t reads_mapped(struct blkserv_device *dev)
+{
+	struct io_stats st;
+
+	device_get_stats(dev, &st);
+	return st.reads_mapped;
+}
+
+/* Big reads go out from the ramdisk's memfd with sendfile, small ones from
+ * the buffer; mixed in one pipeline, every reply keeps its place in the
+ * stream and carries the right bytes, written or hole. */
+static void test_mapped_reads(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		uint64_t off;
+		uint32_t len;
+		bool mapped;
+	} reads[] = {
+		{ 0, 4096, false },
+		{ 0, 1u << 20, true },
+		{ 4096, 64u << 10, true },          /* the smallest mapped size */
+		{ 8192, (64u << 10) - 512, false }, /* just below it */
+		{ 512, 4096, false },
+		{ (8u << 20) - 4096, 1u << 20, true }, /* written, then a hole */
+		{ DEV_SIZE - (2u << 20), 2u << 20, true }, /* a hole up to the end */
+	};
+	enum { N = sizeof(reads) / sizeof(reads[0]) };
+	uint64_t expect_mapped = 0;
+
+	start_server(f);
+	fill(f->a, 8u << 20, 21);
+	do_write(f, 0, 0, 8u << 20, f->a, 0);
+	memset(f->a + (8u << 20), 0, DEV_SIZE - (8u << 20));
+	/* One at a time. */
+	for (unsigned i = 0; i < N; i++) {
+		memset(f->b, 0xee, reads[i].len);
+		do_read(f, reads[i].off, reads[i].len, f->b, 0);
+		assert_memory_equal(f->b, f->a + reads[i].off, reads[i].len);
+		expect_mapped += reads[i].mapped;
+	}
+	assert_int_equal(reads_mapped(f->dev), expect_mapped);
+	/* All at once: the replies come in the order the reads were sent,
+	 * since the ramdisk answers each at once. */
+	for (unsigned i = 0; i < N; i++)
+		send_request(f->fd, 0, NBD_CMD_READ, 1000 + i, reads[i].off, reads[i].len, NULL);
+	for (unsigned i = 0; i < N; i++) {
+		expect_reply(f->fd, 1000 + i, 0);
+		memset(f->b, 0xee, reads[i].len);
+		assert_int_equal(read_full(f->fd, f->b, reads[i].len), 0);
+		assert_memory_equal(f->b, f->a + reads[i].off, reads[i].len);
+		expect_mapped += reads[i].mapped;
+	}
+	assert_int_equal(reads_mapped(f->dev), expect_mapped);
+	disconnect(f);
+}
+
+/* A structured reply's OFFSET_DATA chunk header, then the file's bytes. */
+static void test_mapped_structured_read(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t h[NBD_STRUCTURED_REPLY_SIZE + 8];
+	uint64_t cookie = 0x5566778899aabbccull;
+	const uint32_t len = 1u << 20;
+
+	f->cfg.structured = true;
+	start_server(f);
+	fill(f->a, len, 22);
+	do_write(f, 0, 3u << 20, len, f->a, 0);
+	send_request(f->fd, 0, NBD_CMD_READ, cookie, 3u << 20, len, NULL);
+	assert_int_equal(read_full(f->fd, h, sizeof(h)), 0);
+	assert_int_equal(get_be32(h), NBD_STRUCTURED_REPLY_MAGIC);
+	assert_int_equal(get_be16(h + 6), NBD_REPLY_TYPE_OFFSET_DATA);
+	assert_memory_equal(h + 8, &cookie, 8);
+	assert_int_equal(get_be32(h + 16), 8 + len);
+	assert_int_equal(get_be64(h + 20), 3u << 20);
+	assert_int_equal(read_full(f->fd, f->b, len), 0);
+	assert_memory_equal(f->a, f->b, len);
+	assert_int_equal(reads_mapped(f->dev), 1);
+	disconnect(f);
+}
+
+/* The client goes away while a big read is being sent: the connection
+ * ends with the error, nothing else happens. */
+static void test_mapped_read_client_gone(void **state)
+{
+	struct fixture *f = *state;
+
+	start_server(f);
+	for (unsigned i = 0; i < 16; i++)
+		send_request(f->fd, 0, NBD_CMD_READ, i, 0, 8u << 20, NULL);
+	/* Read a little so the server is surely sending, then hang up. */
+	assert_int_equal(read_full(f->fd, f->b, 4096), 0);
+	close(f->fd);
+	f->fd = -1;
+	assert_int_not_equal(join_server(f), 0);
+	assert_true(reads_mapped(f->dev) >= 1);
+}
+
 /* ---- flags and errors ----------------------------------------------------- */
 
 static void test_wire_errors(void **state)
@@ -587,6 +689,13 @@ static void test_async_backend(void **state)
 		fill(f->a, SZ, 300 + i);
 		assert_memory_equal(f->a, f->b, SZ);
 	}
+	/* A big read offered for sendfile: this backend names no file, so
+	 * the host reads it into the buffer as usual. */
+	fill(f->a, 256u << 10, 399);
+	do_write(f, 0, 768u << 10, 256u << 10, f->a, 0);
+	do_read(f, 768u << 10, 256u << 10, f->b, 0);
+	assert_memory_equal(f->a, f->b, 256u << 10);
+	assert_int_equal(reads_mapped(f->dev), 0);
 	disconnect(f);
 }
 
@@ -611,6 +720,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_eof_mid_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_stops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_structured_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mapped_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mapped_structured_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mapped_read_client_gone, setup, teardown),
 		cmocka_unit_test(test_wire_errors),
 		cmocka_unit_test_setup_teardown(test_tx_flags, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_async_backend, setup_async, teardown),

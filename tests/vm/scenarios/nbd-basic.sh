@@ -4,7 +4,8 @@
 # index, one configured through the ioctl fallback.  Checks what the kernel
 # was told (size, block size, flags, backend name), a file system round trip
 # (mkfs.ext4, write, umount, e2fsck clean, checksum after remount), fio 4k
-# randwrite QD16 with verify=crc32c over 2 connections, trim and write-zeroes,
+# randwrite QD16 with verify=crc32c over 2 connections (and 1 MiB, whose
+# reads are sent from the ramdisk's memfd), trim and write-zeroes,
 # and that a clean stop leaves no /dev/nbdN connected.
 # tools: mkfs.ext4 e2fsck fio blkdiscard
 # files: /etc/mke2fs.conf
@@ -96,6 +97,12 @@ check_eq "legacy: logical block size" 512 "$(cat /sys/block/nbd2/queue/logical_b
 fs_roundtrip nbd-auto "$auto" 20
 fio_verify nbd-multi /dev/nbd3 --size=16M --numjobs=2 --offset_increment=48M
 fio_verify nbd-legacy /dev/nbd2 --size=8M
+# Reads of 64 KiB and more leave the daemon with sendfile from the
+# ramdisk's memfd; fio's verify checks what the kernel got.
+fio_verify nbd-multi-1m /dev/nbd3 --size=32M --offset=64M --bs=1M --iodepth=4
+reads_mapped=$($BLKSERVCTL --socket "$run/control.sock" stats multi | sed -n 's/^reads_mapped: //p')
+log "multi: $reads_mapped reads sent from the memfd"
+check "multi: big reads were sent from the ramdisk's memfd" test "${reads_mapped:-0}" -gt 0
 
 zero1m=$(dd if=/dev/zero bs=1M count=1 2>/dev/null | sha256sum)
 dev_mib() { dd if="$1" bs=1M skip="$2" count=1 iflag=direct 2>/dev/null | sha256sum; }
