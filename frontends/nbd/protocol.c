@@ -515,7 +515,6 @@ static void handle_header(struct nbd_conn *c, const uint8_t *h)
 	r = check_request(c, cmd, flags, s->offset, s->length);
 	req = blkserv_queue_request(c->q, tag);
 	req->flags = req_flags_of(cmd, flags);
-	req->map_fd = -1;
 	/* Not through a secured stream: its records are encrypted here. */
 	if (cmd == NBD_CMD_READ && s->length >= MAP_READ_MIN && !c->cfg->stream_sendv)
 		req->flags |= BLKSERV_REQ_MAP_OK;
