@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # A throwaway one-node Ceph cluster for tests and benchmarks: one monitor and
 # one OSD with the memstore object store (data in memory), cephx disabled,
-# bound to 127.0.0.1 only, everything (config, logs, sockets, pid files) in
-# one directory.
+# bound to 127.0.0.1 only (or $CEPH_ADDR), everything (config, logs,
+# sockets, pid files) in one directory.
 #
 #   ceph-cluster.sh start DIR [POOL]  create DIR, start the cluster, create
 #                                     POOL (default "rbd", initialised for RBD);
@@ -15,10 +15,19 @@
 #
 # Exit 77 from start when a program is missing (a test then skips).  Up with
 # a pool in about 10 s on a 2-core machine.
+#
+# The environment of start:
+#   CEPH_ADDR            the IPv4 address the daemons bind to and advertise
+#                        (default 127.0.0.1); it must be on an interface here
+#   CEPH_PORT            the monitor's port (default: a random free one); the
+#                        OSD takes ports within CEPH_PORT+1 .. CEPH_PORT+60
+#   CEPH_MEMSTORE_BYTES  the OSD's memory store (default 2 GiB)
+#   CEPH_START_TIMEOUT   seconds until the pool must take writes (default 90)
 set -euo pipefail
 
 PROGRAMS=(ceph-mon ceph-osd monmaptool ceph rados rbd python3)
 START_TIMEOUT=${CEPH_START_TIMEOUT:-90}
+ADDR=${CEPH_ADDR:-127.0.0.1}
 
 log() { echo "ceph-cluster: $*" >&2; }
 
@@ -31,15 +40,19 @@ missing_program() {
 	return 1
 }
 
-# A free TCP port on 127.0.0.1 followed by 60 more that look free: the
-# monitor takes the first, the OSD binds within the rest.
+# A free TCP port on $ADDR followed by 60 more that look free: the monitor
+# takes the first, the OSD binds within the rest.  $CEPH_PORT fixes the first.
 pick_ports() {
-	python3 - <<'PY'
-import random, socket
+	if [[ -n ${CEPH_PORT:-} ]]; then
+		echo "$CEPH_PORT"
+		return
+	fi
+	python3 - "$ADDR" <<'PY'
+import random, socket, sys
 def free(p):
     s = socket.socket()
     try:
-        s.bind(("127.0.0.1", p))
+        s.bind((sys.argv[1], p))
         return True
     except OSError:
         return False
@@ -60,9 +73,9 @@ write_conf() {
 	cat >"$dir/ceph.conf" <<-EOF
 		[global]
 		fsid = $fsid
-		mon_host = v2:127.0.0.1:$port
-		public_addr = 127.0.0.1
-		cluster_addr = 127.0.0.1
+		mon_host = v2:$ADDR:$port
+		public_addr = $ADDR
+		cluster_addr = $ADDR
 		ms_bind_ipv4 = true
 		ms_bind_ipv6 = false
 		ms_bind_msgr1 = false
@@ -105,7 +118,7 @@ write_conf() {
 
 start_mon() {
 	local dir=$1 port=$2 fsid=$3
-	monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port]" "$dir/monmap" >/dev/null
+	monmaptool --create --fsid "$fsid" --addv a "[v2:$ADDR:$port]" "$dir/monmap" >/dev/null
 	ceph-mon -c "$dir/ceph.conf" -i a --mkfs --monmap "$dir/monmap" >"$dir/log/mkfs-mon.log" 2>&1
 	ceph-mon -c "$dir/ceph.conf" -i a
 }
