@@ -4,6 +4,10 @@
  * name; the udev rule 60-blkservd.rules turns it into /dev/blkserv/NAME.
  * The kernel device appears before we know which one we got, so after
  * writing the file we ask udev to look at the device again ("change").
+ * Under systemd that needs /sys/devices/virtual/block writable
+ * (ReadWritePaths= in blkservd.service, as ProtectKernelTunables= makes
+ * /sys read-only); without it the link depends on udev's timing, so a
+ * failed request is logged.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +20,7 @@
 #include "cleanup.h"
 #include "device.h"
 #include "io-util.h"
+#include "log.h"
 #include "names.h"
 
 /* "/dev/nbd3" → "nbd3"; NULL when the device is not a kernel block device. */
@@ -26,15 +31,17 @@ static const char *kernel_basename(const struct blkserv_device *dev)
 	return dev->kernel_name + 5;
 }
 
-static void trigger_change(const char *base)
+/* Ask udev to apply its rules to /dev/@base again.  0 or -errno. */
+static int trigger_change(const char *base)
 {
 	char path[256];
 	_cleanup_close_ int fd = -1;
 
 	snprintf(path, sizeof(path), "/sys/class/block/%s/uevent", base);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd >= 0)
-		(void)write_full(fd, "change", 6);
+	if (fd < 0)
+		return -errno;
+	return write_full(fd, "change", 6);
 }
 
 void names_publish(const struct blkserv_device *dev)
@@ -42,6 +49,7 @@ void names_publish(const struct blkserv_device *dev)
 	const char *base = kernel_basename(dev);
 	char dir[4096], path[4096 + 64];
 	_cleanup_close_ int fd = -1;
+	int r;
 
 	if (!base)
 		return;
@@ -49,9 +57,18 @@ void names_publish(const struct blkserv_device *dev)
 	(void)mkdir(dir, 0755);
 	snprintf(path, sizeof(path), "%s/%s", dir, base);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write_full(fd, dev->name, strlen(dev->name)) < 0)
+	r = fd < 0 ? -errno : write_full(fd, dev->name, strlen(dev->name));
+	if (r < 0) {
+		log_full((struct blkserv_device *)dev, BLKSERV_LOG_WARNING, -r,
+			 "cannot record the name for /dev/blkserv/%s in %s: %m", dev->name, path);
 		return;
-	trigger_change(base);
+	}
+	r = trigger_change(base);
+	if (r < 0)
+		log_full((struct blkserv_device *)dev, BLKSERV_LOG_WARNING, -r,
+			 "cannot ask udev to add /dev/blkserv/%s (writing /sys/class/block/%s/uevent: %m); "
+			 "it appears only if udev handles /dev/%s after this",
+			 dev->name, base, base);
 }
 
 void names_withdraw(const struct blkserv_device *dev)

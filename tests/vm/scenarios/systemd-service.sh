@@ -72,12 +72,29 @@ link_appears() {
 	wait_for 60 test -b "/dev/blkserv/$1" && return 0
 	echo "block devices: $(ls /sys/block | tr '\n' ' ')"
 	ls -l /dev/blkserv/ /run/blkservd/names/ 2>&1
-	journalctl -b -u systemd-udevd --no-pager | tail -5
+	# Is udev still busy with an event (a probe stuck on the device)?
+	ls -l /run/udev/queue 2>&1
+	for b in /sys/block/ublkb* /sys/block/nbd0; do
+		echo "${b##*/}: inflight $(cat "$b/inflight" 2>/dev/null)"
+		udevadm info --query=all "/dev/${b##*/}" 2>&1 | grep -E 'S:|DEVLINKS|BLKSERV|ID_FS' || true
+	done
+	$BLKSERVCTL stats "$1" 2>&1 | tail -4
+	ps -eo pid,stat,wchan:30,etime,args | grep -E 'udev|blkid|blkservd' | grep -v grep
+	for p in $(pgrep -f systemd-udevd); do
+		echo "-- /proc/$p/stack"
+		cat "/proc/$p/stack" 2>&1 | head -12
+	done
+	journalctl -b -u systemd-udevd --no-pager | tail -20
 	journalctl -b -u blkservd --no-pager | tail -12
 	return 1
 }
 must "/dev/blkserv/nb appears" link_appears nb
 must "/dev/blkserv/ub appears" link_appears ub
+# The links must not depend on udev's timing: the daemon asked udev to
+# look at each device again once its name was recorded (the unit keeps
+# /sys/devices/virtual/block writable for that).
+check "the daemon could ask udev for the links" sh -c \
+	"! journalctl -b -u blkservd | grep 'cannot ask udev\|cannot record the name'"
 fs_roundtrip nbd-link /dev/blkserv/nb 20
 check "journalctl BLKSERV_DEVICE=nb finds its lines" sh -c 'journalctl -b BLKSERV_DEVICE=nb | grep -q "serving nbd"'
 check "the journal entries carry the frontend" sh -c 'journalctl -b BLKSERV_DEVICE=ub -o verbose | grep -q BLKSERV_FRONTEND=ublk'
