@@ -312,6 +312,38 @@ static bool pid_alive(pid_t pid)
 	return pid > 0 && pid != getpid() && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
+/*
+ * A device whose daemon died stays LIVE until the kernel has quiesced it, in
+ * a work item that holds the device's mutex for as long as the block layer
+ * takes (seen: more than 20 s under load).  GET_PARAMS and
+ * START_USER_RECOVERY take that mutex and would wait for it in the kernel,
+ * unkillable (a hung task); GET_DEV_INFO does not, so ask it until the
+ * device is no longer LIVE.  After RECOVERY_WAIT_MS go on anyway.
+ */
+static int wait_while_quiescing(struct ublk *u, uint32_t dev_id, struct bs_ublk_dev_info *info)
+{
+	int r;
+
+	for (int waited = 0; info->state == UBLK_S_DEV_LIVE && !pid_alive(info->ublksrv_pid);
+	     waited += RETRY_SLEEP_MS) {
+		if (waited >= RECOVERY_WAIT_MS) {
+			blkserv_warning(u->dev, "ublk: device %u is still LIVE %d s after its daemon (pid %d) "
+						"ended: trying to recover it anyway",
+					dev_id, RECOVERY_WAIT_MS / 1000, info->ublksrv_pid);
+			return 0;
+		}
+		if (waited == 0)
+			blkserv_info(u->dev, "ublk: device %u: waiting for the kernel to quiesce it (its daemon, "
+					     "pid %d, is gone)",
+				     dev_id, info->ublksrv_pid);
+		sleep_ms(RETRY_SLEEP_MS);
+		r = ublk_ctrl_get_dev_info(&u->ctrl, dev_id, info);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* The device a previous daemon recorded; *ret_fits: its geometry is ours. */
 static int check_old_device(struct ublk *u, const struct ublk_state *st, struct bs_ublk_dev_info *info,
 			    bool *ret_fits)
@@ -324,6 +356,9 @@ static int check_old_device(struct ublk *u, const struct ublk_state *st, struct 
 		return r;
 	if (info->ublksrv_flags != UBLK_BLKSERV_MARK)
 		return -ENODEV; /* the id was reused by someone else */
+	r = wait_while_quiescing(u, st->dev_id, info);
+	if (r < 0)
+		return r;
 	r = ublk_ctrl_get_params(&u->ctrl, st->dev_id, &p);
 	if (r < 0)
 		return r;
