@@ -380,7 +380,7 @@ static void queue_reply(struct nbd_conn *c, uint32_t tag, int result)
 	struct nbd_slot *s = &c->slots[tag];
 	uint32_t error = nbd_wire_error(result);
 	bool data = s->cmd == NBD_CMD_READ && error == 0;
-	const struct blkserv_request *req = blkserv_queue_request(c->q, tag);
+	const struct blkserv_request *req = data ? blkserv_queue_request(c->q, tag) : NULL;
 	size_t len;
 
 	if (c->tx_dead) {
