@@ -354,6 +354,16 @@ void blkserv_device_set_kernel_name(struct blkserv_device *dev, const char *name
 	snprintf(dev->kernel_name, sizeof(dev->kernel_name), "%s", name ? name : "");
 }
 
+void blkserv_device_set_data_fresh(struct blkserv_device *dev)
+{
+	dev->data_fresh = true;
+}
+
+bool blkserv_device_data_fresh(struct blkserv_device *dev)
+{
+	return dev->data_fresh;
+}
+
 int blkserv_device_require_write_through(struct blkserv_device *dev)
 {
 	if (dev->write_through)

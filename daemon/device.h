@@ -29,6 +29,7 @@ struct blkserv_device {
 	uint64_t caps;         /* BLKSERV_CAP_* as served */
 	uint64_t native_caps;  /* what the backend does itself (FUA may be emulated) */
 	bool write_through;    /* every write made durable before completion */
+	bool data_fresh;       /* the backend's data is new: no kernel device may be resumed */
 	struct faults *faults; /* fault injection (a faults section); NULL: none */
 	char kernel_name[128];
 

@@ -100,8 +100,11 @@ static int ramdisk_open(struct blkserv_device *dev, const struct blkserv_config 
 	rd->dev = dev;
 	rd->size = size;
 	rd->fd = adopt_stored_memfd(dev, size);
-	if (rd->fd < 0)
+	if (rd->fd < 0) {
 		rd->fd = new_memfd(dev, size);
+		/* A kernel device the last daemon left holds data we lost. */
+		blkserv_device_set_data_fresh(dev);
+	}
 	if (rd->fd < 0) {
 		r = rd->fd;
 		blkserv_error(dev, "cannot create the ramdisk memfd: %s", strerror(-r));

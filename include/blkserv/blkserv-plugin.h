@@ -291,6 +291,16 @@ uint64_t blkserv_device_size(struct blkserv_device *dev);
 uint32_t blkserv_device_block_size(struct blkserv_device *dev);
 /* Backend capabilities, already masked by the device's read_only option. */
 uint64_t blkserv_device_caps(struct blkserv_device *dev);
+/*
+ * Backend, from open: the data of this instance is new (a ramdisk whose
+ * memfd was not handed back by the previous daemon), so whatever a kernel
+ * device left by that daemon holds in its page cache or file system no
+ * longer matches.  A frontend must then not resume such a device
+ * (blkserv_device_data_fresh): it removes it and starts a new one.
+ * Backends whose data lives in a file, log or cluster never call it.
+ */
+void blkserv_device_set_data_fresh(struct blkserv_device *dev);
+bool blkserv_device_data_fresh(struct blkserv_device *dev);
 /* Frontend: the kernel device or address the device is served as, for
  * status and logs ("/dev/nbd3", "unix:/run/blkservd/a.sock"). */
 void blkserv_device_set_kernel_name(struct blkserv_device *dev, const char *name);
