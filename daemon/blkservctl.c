@@ -39,7 +39,9 @@ static void help(void)
 	       "  list           every device: frontend, backend, kernel device, size, state\n"
 	       "  status NAME    one device, with its capabilities\n"
 	       "  stats NAME     I/O counters and latency percentiles per operation\n"
-	       "  reload         reload the config (like systemctl reload blkservd)\n\n"
+	       "  reload         reload the config (like systemctl reload blkservd)\n"
+	       "  upgrade [BINARY]  re-execute the daemon (default: its own path) in place,\n"
+	       "                 keeping its PID and every device; waits for the result\n\n"
 	       "Options:\n"
 	       "  --json         print JSON for scripts\n"
 	       "  --socket PATH  control socket (default %s)\n",
@@ -257,6 +259,22 @@ static void print_stats(struct record *recs, int n)
 				printf("%s: %s\n", recs[i].fields[f].key, recs[i].fields[f].value);
 }
 
+static void print_version(struct record *recs, int n)
+{
+	bool first = true;
+
+	if (n < 1)
+		return;
+	if (arg_json) {
+		printf("{");
+		json_fields(&recs[0], NULL, &first);
+		printf("}\n");
+		return;
+	}
+	for (int f = 0; f < recs[0].nfields; f++)
+		printf("%s: %s\n", recs[0].fields[f].key, recs[0].fields[f].value);
+}
+
 static int run(const char *command, const char *name)
 {
 	static struct record recs[MAX_RECORDS];
@@ -281,8 +299,71 @@ static int run(const char *command, const char *name)
 		print_status(recs, n);
 	else if (strcmp(command, "stats") == 0)
 		print_stats(recs, n);
+	else if (strcmp(command, "version") == 0)
+		print_version(recs, n);
 	else if (arg_json)
 		printf("{\"result\": \"ok\"}\n");
+	return 0;
+}
+
+/* The value of @key in the first record of a "version" answer. */
+static bool version_field(const char *key, char *buf, size_t len)
+{
+	static struct record recs[MAX_RECORDS];
+	_cleanup_free_ char *answer = NULL;
+
+	if (ask("version\n", &answer) < 0 || strncmp(answer, "ok\n", 3) != 0 ||
+	    parse_records(answer + 3, recs, MAX_RECORDS) < 1)
+		return false;
+	for (int f = 0; f < recs[0].nfields; f++)
+		if (strcmp(recs[0].fields[f].key, key) == 0) {
+			snprintf(buf, len, "%s", recs[0].fields[f].value);
+			return true;
+		}
+	return false;
+}
+
+#define UPGRADE_WAIT_MS 120000
+
+/* Ask for the upgrade, then wait for a new image of the daemon to answer:
+ * its generation counts the executions of the same PID. */
+static int upgrade(const char *binary)
+{
+	_cleanup_free_ char *answer = NULL;
+	char before[32], now[32], result[32], error[512] = "", request[4200];
+	int r;
+
+	if (!version_field("generation", before, sizeof(before))) {
+		fprintf(stderr, "blkservctl: cannot reach blkservd at %s\n", arg_socket);
+		return 1;
+	}
+	snprintf(request, sizeof(request), "upgrade%s%s\n", binary ? " " : "", binary ? binary : "");
+	r = ask(request, &answer);
+	if (r < 0 || strncmp(answer, "ok\n", 3) != 0) {
+		fprintf(stderr, "blkservctl: upgrade refused: %s", r < 0 ? strerror(-r) :
+			strncmp(answer, "error ", 6) == 0 ? answer + 6 : answer);
+		return 1;
+	}
+	for (int waited = 0; waited < UPGRADE_WAIT_MS; waited += 100) {
+		usleep(100 * 1000);
+		if (version_field("generation", now, sizeof(now)) && strcmp(now, before) != 0)
+			break;
+	}
+	if (!version_field("upgrade", result, sizeof(result)) || strcmp(now, before) == 0) {
+		fprintf(stderr, "blkservctl: the daemon did not come back within %d s (see journalctl -u blkservd)\n",
+			UPGRADE_WAIT_MS / 1000);
+		return 1;
+	}
+	if (strcmp(result, "done") != 0) {
+		(void)version_field("upgrade_error", error, sizeof(error));
+		fprintf(stderr, "blkservctl: upgrade undone, the previous binary serves the devices again: %s\n", error);
+		return 1;
+	}
+	(void)version_field("version", now, sizeof(now));
+	if (arg_json)
+		printf("{\"result\": \"ok\", \"version\": \"%s\"}\n", now);
+	else
+		printf("upgraded in place: blkservd %s serves every device\n", now);
 	return 0;
 }
 
@@ -312,10 +393,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[optind], *name = optind + 1 < argc ? argv[optind + 1] : NULL;
+	if (strcmp(cmd, "upgrade") == 0 && optind + 2 >= argc)
+		return upgrade(name);
 	bool needs_name = strcmp(cmd, "status") == 0 || strcmp(cmd, "stats") == 0;
-	bool known = needs_name || strcmp(cmd, "list") == 0 || strcmp(cmd, "reload") == 0;
+	bool known = needs_name || strcmp(cmd, "list") == 0 || strcmp(cmd, "reload") == 0 ||
+		     strcmp(cmd, "version") == 0;
 	if (!known || needs_name != (name != NULL) || optind + 1 + (name != NULL) < argc) {
-		fprintf(stderr, "blkservctl: usage: blkservctl [--json] list | status NAME | stats NAME | reload\n");
+		fprintf(stderr, "blkservctl: usage: blkservctl [--json] list | status NAME | stats NAME | reload | "
+				"version | upgrade [BINARY]\n");
 		return 2;
 	}
 	return run(cmd, name);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Requests (one line): "list", "status NAME", "stats NAME", "reload".
+ * Requests (one line): "list", "status NAME", "stats NAME", "reload",
+ * "version", "upgrade [BINARY]".
  * Answers: "ok" or "error MESSAGE" on the first line, then one record per
  * line, fields separated by tabs as key=value (values never contain tabs or
  * newlines).  blkservctl turns them into tables or JSON.
@@ -18,6 +19,8 @@
 #include "control.h"
 #include "device.h"
 #include "log.h"
+#include "upgrade.h"
+#include "build-config.h"
 
 int control_listen(const char *path)
 {
@@ -111,6 +114,20 @@ static void put_stats(FILE *out, struct blkserv_device *dev)
 	}
 }
 
+/* Which image of the daemon answers: blkservctl upgrade waits for the
+ * generation to change, then reads whether the upgrade was undone. */
+static void put_version(FILE *out)
+{
+	const char *failure = upgrade_failure();
+	char text[512];
+
+	snprintf(text, sizeof(text), "%s", failure ? failure : "");
+	text[strcspn(text, "\t\n")] = '\0';
+	fprintf(out, "ok\nversion=%s\tpid=%d\tgeneration=%u\tupgrade=%s\tupgrade_error=%s\n", BLKSERV_VERSION,
+		(int)getpid(), upgrade_generation(), !upgrade_generation() ? "none" : failure ? "undone" : "done",
+		failure ? text : "-");
+}
+
 static struct blkserv_device *find(const struct control_ops *ops, const char *name)
 {
 	for (size_t i = 0; i < ops->count(ops->userdata); i++) {
@@ -137,6 +154,20 @@ static void answer(FILE *out, const struct control_ops *ops, char *line)
 	if (strcmp(line, "reload") == 0) {
 		char *error = NULL;
 		int r = ops->reload(ops->userdata, &error);
+		if (r < 0)
+			fprintf(out, "error %s\n", error ? error : strerror(-r));
+		else
+			fprintf(out, "ok\n");
+		free(error);
+		return;
+	}
+	if (strcmp(line, "version") == 0) {
+		put_version(out);
+		return;
+	}
+	if (strcmp(line, "upgrade") == 0) {
+		char *error = NULL;
+		int r = ops->upgrade(ops->userdata, arg, &error);
 		if (r < 0)
 			fprintf(out, "error %s\n", error ? error : strerror(-r));
 		else

@@ -15,6 +15,10 @@ struct control_ops {
 	struct blkserv_device *(*device_at)(void *userdata, size_t i);
 	/* 0, or -errno with a message in *ret_error (malloc'd). */
 	int (*reload)(void *userdata, char **ret_error);
+	/* 0 if @binary (NULL: the daemon's own path) accepted the config and
+	 * the daemon will execute it once the answer is sent; else -errno
+	 * with a message in *ret_error. */
+	int (*upgrade)(void *userdata, const char *binary, char **ret_error);
 };
 
 /* Listen on @path (replacing a stale socket); returns the fd or -errno. */

@@ -1,11 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The daemon's life: load the config, start every device (all or nothing),
- * tell systemd, then wait for signals: SIGTERM/SIGINT stop every device
- * cleanly, SIGHUP reloads the config.  The watchdog is fed only while every
- * device reports its I/O threads healthy.
+ * tell systemd, then wait for signals: SIGTERM/SIGINT stop, SIGHUP reloads
+ * the config, SIGUSR2 (or `blkservctl upgrade`) re-executes the binary.
+ * The watchdog is fed only while every device reports its I/O threads
+ * healthy.
+ *
+ * A device belongs to the host, not to this process: at a restart of the
+ * unit, at an upgrade, and at a plain stop for a device that is in use,
+ * each frontend leaves its kernel device to the next process
+ * (BLKSERV_STOP_KEEP_DEVICE); only idle devices are removed at a stop.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +34,8 @@
 #include "fdstore.h"
 #include "log.h"
 #include "names.h"
+#include "systemd-job.h"
+#include "upgrade.h"
 
 struct daemon {
 	const char *config_file;
@@ -39,6 +48,7 @@ struct daemon {
 	int watchdog_fd;
 	int control_fd;
 	bool watchdog_failing;
+	char *upgrade_binary; /* set: leave the loop and execute it */
 };
 
 /* ---- devices ------------------------------------------------------- */
@@ -55,7 +65,9 @@ static int add_device(struct daemon *d, const struct device_config *cfg)
 	r = device_new(cfg, d->config->plugin_dir, &dev);
 	if (r < 0)
 		return r;
-	r = device_start(dev);
+	r = upgrade_test_failure(cfg->name);
+	if (r >= 0)
+		r = device_start(dev);
 	if (r < 0) {
 		device_free(dev);
 		return r;
@@ -74,25 +86,102 @@ static int remove_device_at(struct daemon *d, size_t i, uint32_t flags)
 	return r;
 }
 
-/* Stop every device; -EIO if any could not make its data durable. */
-static int stop_all_devices(struct daemon *d, uint32_t flags)
+enum stop_mode {
+	STOP_PLAIN,   /* systemctl stop, Ctrl-C: remove what nobody uses */
+	STOP_RESTART, /* the unit restarts: keep every device */
+	STOP_UPGRADE, /* this process executes a new binary: keep every device */
+	STOP_FAILED,  /* another device failed to start: undo the start */
+};
+
+/* Whether the device's data lives only in this process (a ramdisk) and so
+ * cannot outlive a stop: systemd drops its fd store when the unit stops. */
+static bool data_is_volatile(const struct blkserv_device *dev)
 {
+	return dev->backend->backend.preserve != NULL;
+}
+
+/* What a stop does with @dev, said in the journal when it is not the
+ * plain removal of an idle device.  Main thread (check_idle). */
+static uint32_t stop_flags(struct blkserv_device *dev, enum stop_mode mode)
+{
+	const struct blkserv_frontend *f = &dev->frontend->frontend;
+	const char *kname = dev->kernel_name[0] ? dev->kernel_name : "the device";
+
+	if (mode == STOP_RESTART || mode == STOP_UPGRADE)
+		return BLKSERV_STOP_KEEP_DEVICE;
+	/* STOP_FAILED as STOP_PLAIN: a device just taken over may be mounted. */
+	if (!f->check_idle || f->check_idle(dev->frontend_handle) >= 0)
+		return 0;
+	if (data_is_volatile(dev)) {
+		log_full(dev, BLKSERV_LOG_WARNING, 0,
+			 "%s is in use (mounted?) but its %s data does not outlive the daemon: removing it; "
+			 "its users get I/O errors from now on",
+			 kname, device_backend_name(dev));
+		return 0;
+	}
+	log_full(dev, BLKSERV_LOG_WARNING, 0,
+		 "%s is in use (mounted?): not removing it; everything acknowledged is on the backend, "
+		 "and its I/O waits for the next blkservd to take it over (see blkservd(8), STOP)",
+		 kname);
+	return BLKSERV_STOP_KEEP_DEVICE;
+}
+
+struct stopper {
+	struct blkserv_device *dev;
+	uint32_t flags;
+	int result;
+	pthread_t thread;
+	bool started;
+};
+
+static void *stopper_main(void *arg)
+{
+	struct stopper *s = arg;
+
+	s->result = device_stop(s->dev, s->flags);
+	return NULL;
+}
+
+/* Stop every device, all at once: one slow device (a backend flushing, a
+ * kernel driver waiting) must not hold up the others.  -EIO if any could
+ * not make its data durable. */
+static int stop_all_devices(struct daemon *d, enum stop_mode mode)
+{
+	_cleanup_free_ struct stopper *s = calloc(d->ndevices, sizeof(*s));
 	int r = 0;
 
-	while (d->ndevices > 0)
-		if (remove_device_at(d, d->ndevices - 1, flags) < 0)
+	if (!s && d->ndevices)
+		return log_error_errno(ENOMEM, "out of memory");
+	for (size_t i = 0; i < d->ndevices; i++) {
+		s[i].dev = d->devices[i];
+		s[i].flags = stop_flags(d->devices[i], mode);
+	}
+	for (size_t i = 0; i < d->ndevices; i++)
+		s[i].started = pthread_create(&s[i].thread, NULL, stopper_main, &s[i]) == 0;
+	for (size_t i = 0; i < d->ndevices; i++) {
+		if (s[i].started)
+			pthread_join(s[i].thread, NULL);
+		else
+			stopper_main(&s[i]); /* no thread to be had: in turn */
+		if (s[i].result < 0)
 			r = -EIO;
+		device_free(s[i].dev);
+	}
+	d->ndevices = 0;
 	return r;
 }
 
-static int start_all_devices(struct daemon *d)
+/* All or nothing; *ret_failed names the device that failed. */
+static int start_all_devices(struct daemon *d, const char **ret_failed)
 {
 	for (size_t i = 0; i < d->config->ndevices; i++) {
 		int r = add_device(d, &d->config->devices[i]);
+		*ret_failed = d->config->devices[i].name;
 		if (r < 0) {
 			log_error("device '%s' failed to start; stopping the %zu already started",
 				  d->config->devices[i].name, d->ndevices);
-			(void)stop_all_devices(d, 0);
+			/* After an upgrade the previous binary takes them back. */
+			(void)stop_all_devices(d, upgrade_in_progress() ? STOP_UPGRADE : STOP_FAILED);
 			return r;
 		}
 	}
@@ -231,6 +320,34 @@ static int control_reload(void *userdata, char **ret_error)
 	return reload(userdata, ret_error);
 }
 
+/* blkservctl upgrade [BINARY]: refuse a binary that refuses the config;
+ * otherwise leave the main loop to execute it. */
+static int request_upgrade(struct daemon *d, const char *binary, char **ret_error)
+{
+	char *path;
+	int r;
+
+	if (!binary || !*binary)
+		binary = upgrade_default_binary();
+	r = upgrade_preflight(binary, d->config_file, d->plugin_dir_override, ret_error);
+	if (r < 0) {
+		log_error("not upgrading: %s", ret_error && *ret_error ? *ret_error : strerror(-r));
+		return r;
+	}
+	path = strdup(binary);
+	if (!path)
+		return -ENOMEM;
+	free(d->upgrade_binary);
+	d->upgrade_binary = path;
+	log_notice("upgrading in place to %s", path);
+	return 0;
+}
+
+static int control_upgrade(void *userdata, const char *binary, char **ret_error)
+{
+	return request_upgrade(userdata, binary, ret_error);
+}
+
 static void setup_control(struct daemon *d)
 {
 	_cleanup_free_ char *path = NULL;
@@ -253,6 +370,7 @@ static int setup_signals(struct daemon *d)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR2);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
 		return log_error_errno(errno, "cannot block signals: %m");
 	signal(SIGPIPE, SIG_IGN); /* a client hanging up is an error return, not death */
@@ -269,9 +387,10 @@ static int event_loop(struct daemon *d)
 		.count = control_count,
 		.device_at = control_device_at,
 		.reload = control_reload,
+		.upgrade = control_upgrade,
 	};
 
-	for (;;) {
+	while (!d->upgrade_binary) {
 		struct pollfd fds[3] = {
 			{ .fd = d->signal_fd, .events = POLLIN },
 			{ .fd = d->control_fd, .events = POLLIN },
@@ -296,9 +415,14 @@ static int event_loop(struct daemon *d)
 			(void)reload(d, NULL);
 			continue;
 		}
+		if (si.ssi_signo == SIGUSR2) {
+			(void)request_upgrade(d, NULL, NULL);
+			continue;
+		}
 		log_info("received %s, stopping", strsignal((int)si.ssi_signo));
 		return 0;
 	}
+	return 0;
 }
 
 static void lock_memory(const struct config *c)
@@ -349,6 +473,69 @@ static int prepare(struct daemon *d)
 	return r;
 }
 
+static void close_control(struct daemon *d)
+{
+	char path[4096];
+
+	if (d->control_fd < 0)
+		return;
+	snprintf(path, sizeof(path), "%s/control.sock", d->config->runtime_dir);
+	(void)unlink(path);
+	d->control_fd = safe_close(d->control_fd);
+}
+
+/* Start every device of the config, from the fds and state a previous
+ * process (or this one, before a failed exec) left. */
+static int start_devices(struct daemon *d)
+{
+	const char *failed = "";
+	int r;
+
+	names_reset();
+	r = start_all_devices(d, &failed);
+	if (r < 0 && upgrade_in_progress()) {
+		char reason[256];
+		snprintf(reason, sizeof(reason), "the new binary could not start device '%s' (%s)", failed,
+			 strerror(-r));
+		log_error("%s: handing the devices back to the previous binary", reason);
+		r = upgrade_fall_back(reason);
+		log_error_errno(r, "cannot execute the previous binary again: %m");
+	}
+	upgrade_done();
+	fdstore_release_unclaimed();
+	return r;
+}
+
+/* Hand every device to d->upgrade_binary; back here only if the exec
+ * failed, with the devices started again. */
+static int upgrade(struct daemon *d)
+{
+	_cleanup_free_ char *binary = TAKE_PTR(d->upgrade_binary);
+	int r;
+
+	(void)sd_notifyf(0, "RELOADING=1\nSTATUS=Upgrading: handing %zu devices to %s", d->ndevices, binary);
+	if (stop_all_devices(d, STOP_UPGRADE) < 0)
+		log_warning("a device could not make its data durable before the upgrade");
+	close_control(d);
+	r = upgrade_exec(binary);
+	log_error_errno(r, "cannot execute %s (%m): taking the devices back", binary);
+	fdstore_reinherit();
+	setup_control(d);
+	r = start_devices(d);
+	if (r >= 0)
+		notify_status(d, "READY=1\n");
+	return r;
+}
+
+static enum stop_mode final_stop_mode(void)
+{
+	if (systemd_restart_pending()) {
+		log_notice("systemd is restarting the unit: keeping every device for the next process");
+		return STOP_RESTART;
+	}
+	return STOP_PLAIN;
+}
+
 int daemon_run(const char *config_file, const char *plugin_dir_override, int log_level)
 {
 	struct daemon d = {
@@ -364,27 +551,25 @@ int daemon_run(const char *config_file, const char *plugin_dir_override, int log
 	r = prepare(&d);
 	if (r >= 0) {
 		fdstore_init();
-		names_reset();
-		r = start_all_devices(&d);
+		r = start_devices(&d);
 	}
 	if (r >= 0) {
-		fdstore_release_unclaimed();
 		notify_status(&d, "READY=1\n");
-		log_info("ready: %zu device%s", d.ndevices, d.ndevices == 1 ? "" : "s");
-		r = event_loop(&d);
+		log_info("ready: %zu device%s%s", d.ndevices, d.ndevices == 1 ? "" : "s",
+			 upgrade_generation() ? (upgrade_failure() ? " (the upgrade was undone)" : " (upgraded in place)")
+					      : "");
+		do
+			r = event_loop(&d);
+		while (r >= 0 && d.upgrade_binary && upgrade(&d) >= 0);
 		(void)sd_notify(0, "STOPPING=1\nSTATUS=Stopping devices");
-		if (stop_all_devices(&d, 0) < 0 && r >= 0)
+		if (stop_all_devices(&d, final_stop_mode()) < 0 && r >= 0)
 			r = log_error_errno(EIO, "a device could not make its data durable at stop: exiting with failure");
 	} else {
 		(void)sd_notifyf(0, "STATUS=Failed to start: %s\nERRNO=%d", strerror(-r), -r);
 	}
-	if (d.control_fd >= 0) {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/control.sock", d.config->runtime_dir);
-		(void)unlink(path);
-		safe_close(d.control_fd);
-	}
+	close_control(&d);
 	free(d.devices);
+	free(d.upgrade_binary);
 	config_free(d.config);
 	safe_close(d.signal_fd);
 	safe_close(d.watchdog_fd);

@@ -266,7 +266,7 @@ int device_stop(struct blkserv_device *dev, uint32_t flags)
 		(void)b->preserve(dev->backend_handle);
 	r = device_close_backend(dev);
 	dev->state = DEVICE_STOPPED;
-	log_full(dev, BLKSERV_LOG_INFO, 0, "stopped");
+	log_full(dev, BLKSERV_LOG_INFO, 0, (flags & BLKSERV_STOP_KEEP_DEVICE) ? "stopped, its kernel device kept for the next process" : "stopped");
 	return r;
 }
 

@@ -1,11 +1,22 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* systemd's fd store: file descriptors that outlive a daemon restart. */
+/* File descriptors that outlive the process: systemd's fd store, and our
+ * own copies carried across an in-place upgrade (exec). */
 #ifndef BLKSERVD_FDSTORE_H
 #define BLKSERVD_FDSTORE_H
 
-/* Adopt the fds systemd passed us (LISTEN_FDS/LISTEN_FDNAMES). */
+/* Adopt the fds a previous image of this process (an upgrade) or systemd
+ * (LISTEN_FDS/LISTEN_FDNAMES) passed us. */
 void fdstore_init(void);
 /* Close and drop from the store every inherited fd no device took. */
 void fdstore_release_unclaimed(void);
+/* Make every fd stored so far available to blkserv_fd_take again: the
+ * devices of this same process start again (an exec that failed). */
+void fdstore_reinherit(void);
+/* Before exec: everything stored or unclaimed is left open across it and
+ * named in the environment for the next image's fdstore_init.  Returns
+ * the number of fds or -errno. */
+int fdstore_prepare_exec(void);
+/* The exec failed: close-on-exec again, environment cleaned. */
+void fdstore_exec_failed(void);
 
 #endif

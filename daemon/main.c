@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "plugin-info.h"
+#include "upgrade.h"
 
 static const char *arg_config = BLKSERV_CONFIG_FILE;
 static const char *arg_plugin_dir;
@@ -125,6 +126,7 @@ int main(int argc, char **argv)
 	int r;
 
 	log_setup(LOG_TARGET_AUTO);
+	upgrade_init(argv);
 	r = parse_argv(argc, argv);
 	if (r <= 0)
 		return r < 0 ? 2 : 0;
