@@ -517,6 +517,9 @@ static int upgrade(struct daemon *d)
 	if (stop_all_devices(d, STOP_UPGRADE) < 0)
 		log_warning("a device could not make its data durable before the upgrade");
 	close_control(d);
+	/* The new image feeds the watchdog only once it serves again. */
+	if (d->watchdog_fd >= 0)
+		(void)sd_notify(0, "WATCHDOG=1");
 	r = upgrade_exec(binary);
 	log_error_errno(r, "cannot execute %s (%m): taking the devices back", binary);
 	fdstore_reinherit();
