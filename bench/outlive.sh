@@ -36,12 +36,7 @@ runtime=$RUNTIME
 dblock=$DBLOCK
 EOF
 	cat <<'EOF'
-extra=$BLKSERV_EXTRA/systemd
-sed "s|^ExecStart=.*|ExecStart=$BLKSERVD --config /etc/blkservd.conf|; s|^ExecStartPre=/.*blkservd |ExecStartPre=$BLKSERVD --config /etc/blkservd.conf |" \
-	"$extra/blkservd.service" >/etc/systemd/system/blkservd.service
-cp "$extra/60-blkservd.rules" /etc/udev/rules.d/
-udevadm control --reload
-systemctl daemon-reload
+install_blkservd_unit
 {
 	echo "plugin_dir = \"$BLKSERV_PLUGIN_DIR\""
 	echo 'device "nbd" { size = 128M frontend "nbd" { } backend "ramdisk" { } }'

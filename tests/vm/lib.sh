@@ -211,6 +211,19 @@ fio_verify() {
 
 # --- the daemon --------------------------------------------------------------
 
+# install_blkservd_unit: (systemd mode) the build's unit, udev rule and
+# modules-load file, with the build's paths (prefix /usr/local) made the
+# VM's.
+install_blkservd_unit() {
+	local extra=$BLKSERV_EXTRA/systemd
+	sed "s|^ExecStart=.*|ExecStart=$BLKSERVD --config /etc/blkservd.conf|; s|^ExecStartPre=/.*blkservd |ExecStartPre=$BLKSERVD --config /etc/blkservd.conf |" \
+		"$extra/blkservd.service" >/etc/systemd/system/blkservd.service &&
+		cp "$extra/60-blkservd.rules" /etc/udev/rules.d/ &&
+		cp "$extra/modules-load.conf" /etc/modules-load.d/blkservd.conf &&
+		systemctl restart systemd-modules-load &&
+		udevadm control --reload && systemctl daemon-reload
+}
+
 _alive() {
 	[ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]
 }

@@ -16,20 +16,10 @@
 # requires: daemon/blkservd daemon/blkservctl plugins/blkserv-frontend-nbd.so plugins/blkserv-frontend-ublk.so plugins/blkserv-frontend-dblock.so plugins/blkserv-backend-ramdisk.so plugins/blkserv-backend-file.so plugins/blkserv-backend-log.so tests/vm/extra/systemd/blkservd.service
 # timeout: 1500
 
-extra=$BLKSERV_EXTRA/systemd
-unit=/etc/systemd/system/blkservd.service
 state=/root/outlive
 mkdir -p "$state" /srv/blkserv
 STOP=$state/stop
 
-install_service() {
-	sed "s|^ExecStart=.*|ExecStart=$BLKSERVD --config /etc/blkservd.conf|; s|^ExecStartPre=/.*blkservd |ExecStartPre=$BLKSERVD --config /etc/blkservd.conf |" \
-		"$extra/blkservd.service" >"$unit" &&
-		cp "$extra/60-blkservd.rules" /etc/udev/rules.d/ &&
-		cp "$extra/modules-load.conf" /etc/modules-load.d/blkservd.conf &&
-		systemctl restart systemd-modules-load &&
-		udevadm control --reload && systemctl daemon-reload
-}
 
 write_config() {
 	cat >/etc/blkservd.conf <<EOF
@@ -122,7 +112,7 @@ writers_moved() { # progress-before
 	done
 }
 
-must "install the unit and udev rule" install_service
+must "install the unit and udev rule" install_blkservd_unit
 truncate -s 256M /srv/blkserv/nf.img
 write_config
 must "systemctl start blkservd" systemctl start blkservd

@@ -8,8 +8,6 @@
 # requires: daemon/blkservd daemon/blkservctl plugins/blkserv-frontend-nbd.so plugins/blkserv-frontend-ublk.so plugins/blkserv-backend-ramdisk.so tests/vm/extra/systemd/blkservd.service
 # timeout: 600
 
-extra=$BLKSERV_EXTRA/systemd
-unit=/etc/systemd/system/blkservd.service
 
 write_config() { # extra device sections on stdin
 	{
@@ -32,15 +30,6 @@ EOF
 	} >/etc/blkservd.conf
 }
 
-install_service() {
-	# The build's paths (prefix /usr/local) become the VM's.
-	sed "s|^ExecStart=.*|ExecStart=$BLKSERVD --config /etc/blkservd.conf|; s|^ExecStartPre=/.*blkservd |ExecStartPre=$BLKSERVD --config /etc/blkservd.conf |" \
-		"$extra/blkservd.service" >"$unit" &&
-		cp "$extra/60-blkservd.rules" /etc/udev/rules.d/ &&
-		cp "$extra/modules-load.conf" /etc/modules-load.d/blkservd.conf &&
-		systemctl restart systemd-modules-load &&
-		udevadm control --reload && systemctl daemon-reload
-}
 
 status_names_devices() {
 	status=$(systemctl show -p StatusText --value blkservd)
@@ -54,7 +43,7 @@ restarted() { # old pid
 	[ "$(main_pid)" != "$1" ] && [ "$(main_pid)" != 0 ] && systemctl is-active -q blkservd
 }
 
-must "install the unit and udev rule" install_service
+must "install the unit and udev rule" install_blkservd_unit
 write_config </dev/null
 start_service() {
 	systemctl start blkservd && return 0
