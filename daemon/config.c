@@ -169,8 +169,10 @@ static int check_limits(cfg_t *sec, const struct plugin *p, const struct blkserv
 		return 0; /* the type check reports it */
 	if (v >= c->min && v <= c->max)
 		return 0;
-	cfg_error(sec, "option '%s' of %s '%s' expects %s from %s, not '%s'", o->name, cfg_name(sec), p->name,
-		  o->type == BLKSERV_OPT_SIZE ? "a size" : "a number", allowed, value);
+	*strstr(allowed, "..") = '\0';
+	cfg_error(sec, "option '%s' of %s '%s' expects %s from %s to %s, not '%s'", o->name, cfg_name(sec),
+		  p->name, o->type == BLKSERV_OPT_SIZE ? "a size" : "a number", allowed, allowed + strlen(allowed) + 2,
+		  value);
 	return -1;
 }
 

@@ -45,7 +45,7 @@ static void setup(void)
 	f = fopen(path, "w");
 	if (!f || !plugins)
 		abort();
-	fputs("device \"d0\" {\n  size = 1M\n  block_size = 4096\n"
+	fputs("device \"d0\" {\n  size = 4M\n  block_size = 4096\n"
 	      "  frontend \"dblock\" { }\n  backend \"ramdisk\" { }\n}\n", f);
 	fclose(f);
 	if (config_load(path, plugins, &c, &error) < 0 || device_new(&c->devices[0], plugins, &dev) < 0 ||
