@@ -38,6 +38,15 @@ struct claim {
 	int line;
 };
 
+/* Where a string, comment or brace is left open (scan_lexically). */
+struct lexical_scan {
+	int open_string_line; /* 0: none */
+	char open_quote;
+	int open_comment_line;
+	int open_brace_line;
+	int extra_brace_line;
+};
+
 /* The error of the parse in progress (the first one counts). */
 struct parse_ctx {
 	struct config *config;
@@ -46,6 +55,8 @@ struct parse_ctx {
 	size_t nseen;
 	struct claim *claims;
 	size_t nclaims;
+	char *text; /* the file, comments blanked (read_config_text) */
+	struct lexical_scan scan;
 };
 static struct parse_ctx *current_ctx;
 
@@ -81,7 +92,7 @@ static void add_error_fmt(struct parse_ctx *ctx, const char *file, int line, con
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 {
-	const char *file = cfg->filename ? cfg->filename : current_ctx->config->file;
+	const char *file = current_ctx->config->file; /* cfg_parse_buf names it "[buf]" */
 	const char *name = cfg_name(cfg);
 	char msg[1024], option[256];
 
@@ -386,7 +397,7 @@ static cfg_opt_t *fault_section_opts(void)
 }
 
 /* Pass 1: plugin sections are free-form, errors are left for pass 2. */
-static cfg_t *parse_loose(const char *file)
+static cfg_t *parse_loose(const char *text)
 {
 	static cfg_opt_t plugin_opts[] = { CFG_END() };
 	cfg_opt_t device_opts[] = {
@@ -411,7 +422,7 @@ static cfg_t *parse_loose(const char *file)
 	if (!cfg)
 		return NULL;
 	cfg_set_error_function(cfg, silent_errfunc);
-	(void)cfg_parse(cfg, file);
+	(void)cfg_parse_buf(cfg, text);
 	return cfg;
 }
 
@@ -432,7 +443,7 @@ static int load_section_plugin(struct parse_ctx *ctx, cfg_t *dev, const char *ki
 /* Pass 1 and the plugin loading it allows. */
 static int load_plugins(struct parse_ctx *ctx, const char *plugin_dir_override)
 {
-	cfg_t *cfg = parse_loose(ctx->config->file);
+	cfg_t *cfg = parse_loose(ctx->text);
 	const char *dir = plugin_dir_override;
 	int r = 0;
 
@@ -628,6 +639,7 @@ static void parse_ctx_clear(struct parse_ctx *ctx)
 	}
 	free(ctx->claims);
 	free(ctx->seen);
+	free(ctx->text);
 }
 
 /* The plugin's validate callback, which reports through blkserv_config_error(). */
@@ -798,102 +810,175 @@ static int read_device(struct parse_ctx *ctx, cfg_t *dev, struct device_config *
 	return r;
 }
 
-/* After a backslash in a string: what libconfuse takes as an escape
- * (any character in "...", only \\ and \' in '...') is skipped. */
-static void skip_escape(FILE *f, bool single, int *line)
-{
-	int c = fgetc(f);
+/*
+ * The file as libconfuse's lexer (src/lexer.l) reads it, scanned by us:
+ *  - libconfuse counts a comment's line twice (3.3: each # or // comment
+ *    adds two to the line number, a slash-star one adds one), so every
+ *    error after a comment would name a wrong line.  We blank comments out
+ *    (newlines kept) and give libconfuse the result.
+ *  - It names the end of the file for a string left open (and accepts a
+ *    comment left open, swallowing the rest), and accepts a file that ends
+ *    inside a section.  We note where the unclosed one starts.
+ * Token rules as libconfuse 3.3 applies them (checked by hand): an
+ * unquoted string is a run of characters other than space, tab, CR, LF,
+ * # " ' = { } ( ) + , *; "#" anywhere, and "//" or slash-star at the start
+ * of a token, begin a comment; "//" inside a token ("/usr//lib") does not.
+ */
 
-	if (c == '\n')
-		(*line)++;
-	else if (c != EOF && single && c != '\\' && c != '\'')
-		ungetc(c, f);
+static bool is_unquoted_char(char c)
+{
+	return c && !strchr(" \t\r\n#\"'={}()+,*", c);
 }
 
-/*
- * What libconfuse reports badly or not at all: a string or comment never
- * closed (it names the end of the file, not where it starts; a comment
- * silently swallows the rest), and a file that ends inside a section
- * (accepted, silently swallowing what follows).  Scan strings ("..." and
- * '...'), comments (#, //, slash-star) and braces and name the line where
- * the unclosed one starts.
- */
-static int check_lexical(struct parse_ctx *ctx)
+static void blank(char *from, char *to)
 {
-	_cleanup_fclose_ FILE *f = fopen(ctx->config->file, "re");
-	enum { CODE, DQ_STRING, SQ_STRING, LINE_COMMENT, BLOCK_COMMENT } state = CODE;
-	int open_lines[64], depth = 0, line = 1, c, prev = 0, start = 0;
+	for (char *p = from; p < to; p++)
+		if (*p != '\n')
+			*p = ' ';
+}
+
+static int count_newlines(const char *from, const char *to)
+{
+	int n = 0;
+
+	for (const char *p = from; p < to; p++)
+		n += *p == '\n';
+	return n;
+}
+
+/* From the opening quote: past the closing one, or NULL at the end. */
+static char *skip_string(char *p)
+{
+	char quote = *p++;
+
+	for (; *p; p++) {
+		if (*p == quote)
+			return p + 1;
+		if (*p == '\\' && p[1] && (quote == '"' || p[1] == '\\' || p[1] == '\'' || p[1] == '\n'))
+			p++;
+		else if (quote == '"' && p[0] == '$' && p[1] == '{' && strchr(p, '}'))
+			p = strchr(p, '}'); /* ${VAR} substitution */
+	}
+	return NULL;
+}
+
+static void scan_lexically(char *text, struct lexical_scan *ret)
+{
+	struct lexical_scan s = {};
+	int open_lines[64], depth = 0, line = 1;
+	char *p = text;
+
+	while (*p) {
+		char *start = p, *end;
+		size_t run = 0, slashes = 0;
+
+		while (is_unquoted_char(p[run]))
+			run++;
+		while (p[slashes] == '/')
+			slashes++;
+		if (*p == '\n') {
+			line++;
+			p++;
+		} else if (*p == '#' || slashes >= 2) {
+			p += strcspn(p, "\n");
+			blank(start, p);
+		} else if (p[0] == '/' && p[1] == '*') {
+			end = strstr(p + 2, "*/");
+			if (!end) {
+				s.open_comment_line = line;
+				end = p + strlen(p) - 2;
+			}
+			p = end + 2;
+			line += count_newlines(start, p);
+			blank(start, p);
+		} else if (*p == '"' || *p == '\'') {
+			end = skip_string(p);
+			if (!end) {
+				s.open_string_line = line;
+				s.open_quote = *p;
+				break;
+			}
+			line += count_newlines(p, end);
+			p = end;
+		} else if (p[0] == '$' && p[1] == '{' && strchr(p, '}')) {
+			end = strchr(p, '}') + 1;
+			line += count_newlines(p, end);
+			p = end;
+		} else if (*p == '{') {
+			if (depth < 64)
+				open_lines[depth] = line;
+			depth++;
+			p++;
+		} else if (*p == '}') {
+			if (--depth < 0 && !s.extra_brace_line)
+				s.extra_brace_line = line;
+			p++;
+		} else {
+			p += run ? run : 1;
+		}
+	}
+	if (depth > 0)
+		s.open_brace_line = open_lines[depth <= 64 ? depth - 1 : 63];
+	*ret = s;
+}
+
+/* The file's text with comments blanked (see above); a NUL byte is refused
+ * (libconfuse would stop reading there).  @ctx NULL: no error message. */
+static int read_config_text(struct parse_ctx *ctx, const char *file, char **ret, struct lexical_scan *scan)
+{
+	_cleanup_fclose_ FILE *f = fopen(file, "re");
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0, size = 0, n;
+	const char *nul;
 
 	if (!f)
-		return 0; /* pass 2 reports an unreadable file */
-	while ((c = fgetc(f)) != EOF) {
-		if (c == '\n')
-			line++;
-		switch (state) {
-		case LINE_COMMENT:
-			if (c == '\n')
-				state = CODE;
-			break;
-		case BLOCK_COMMENT:
-			if (prev == '*' && c == '/') {
-				state = CODE;
-				c = 0;
-			}
-			break;
-		case DQ_STRING:
-		case SQ_STRING:
-			if (c == '\\') {
-				skip_escape(f, state == SQ_STRING, &line);
-				c = 0;
-			} else if (c == (state == DQ_STRING ? '"' : '\'')) {
-				state = CODE;
-			}
-			break;
-		case CODE:
-			if (c == '"' || c == '\'') {
-				state = c == '"' ? DQ_STRING : SQ_STRING;
-				start = line;
-			} else if (c == '#' || (prev == '/' && c == '/')) {
-				state = LINE_COMMENT;
-			} else if (prev == '/' && c == '*') {
-				state = BLOCK_COMMENT;
-				start = line;
-				c = 0;
-			} else if (c == '{') {
-				if (depth < 64)
-					open_lines[depth] = line;
-				depth++;
-			} else if (c == '}' && --depth < 0) {
-				return fail(ctx, line, "'}' without a matching '{'");
-			}
-			break;
+		return ctx ? fail(ctx, 0, "cannot read the config file: %m") : -errno;
+	do {
+		if (size - len < 4096) {
+			char *bigger = realloc(text, size + 65536);
+			if (!bigger)
+				return -ENOMEM;
+			text = bigger;
+			size += 65536;
 		}
-		prev = c;
-	}
-	if (state == DQ_STRING || state == SQ_STRING)
-		return fail(ctx, start, "this string is never closed (missing %s before the end of the file)",
-			    state == DQ_STRING ? "'\"'" : "\"'\"");
-	if (state == BLOCK_COMMENT)
-		return fail(ctx, start, "this comment is never closed (missing '*/' before the end of the file)");
-	if (depth > 0)
-		return fail(ctx, open_lines[depth <= 64 ? depth - 1 : 63],
+		n = fread(text + len, 1, size - len - 1, f);
+		len += n;
+	} while (n > 0);
+	if (ferror(f))
+		return ctx ? fail(ctx, 0, "cannot read the config file: %m") : -EIO;
+	text[len] = '\0';
+	nul = memchr(text, '\0', len);
+	if (nul)
+		return ctx ? fail(ctx, count_newlines(text, nul) + 1, "a NUL byte: this is not a text file") : -EINVAL;
+	scan_lexically(text, scan);
+	*ret = TAKE_PTR(text);
+	return 0;
+}
+
+/* What libconfuse accepted but must not be (see struct lexical_scan). */
+static int check_lexical(struct parse_ctx *ctx, const struct lexical_scan *s)
+{
+	if (s->extra_brace_line)
+		return fail(ctx, s->extra_brace_line, "'}' without a matching '{'");
+	if (s->open_comment_line)
+		return fail(ctx, s->open_comment_line,
+			    "this comment is never closed (missing '*/' before the end of the file)");
+	if (s->open_brace_line)
+		return fail(ctx, s->open_brace_line,
 			    "this '{' is never closed (missing '}' before the end of the file)");
 	return 0;
 }
 
 /* libconfuse names the end of the file for a string left open: name where it starts. */
-static void improve_lexer_error(struct parse_ctx *ctx)
+static void improve_lexer_error(struct parse_ctx *ctx, const struct lexical_scan *s)
 {
-	char *lib_error;
-
-	if (!ctx->error ||
+	if (!ctx->error || !s->open_string_line ||
 	    (!strstr(ctx->error, "premature end of file") && !strstr(ctx->error, "unterminated string")))
 		return;
-	lib_error = TAKE_PTR(ctx->error);
-	if (check_lexical(ctx) < 0)
-		free(lib_error);
-	else
-		ctx->error = lib_error;
+	free(ctx->error);
+	ctx->error = NULL;
+	fail(ctx, s->open_string_line, "this string is never closed (missing %s before the end of the file)",
+	     s->open_quote == '"' ? "'\"'" : "\"'\"");
 }
 
 static int parse_strict(struct parse_ctx *ctx)
@@ -935,10 +1020,10 @@ static int parse_strict(struct parse_ctx *ctx)
 	cfg_set_validate_func(cfg, "lock_memory", validate_once);
 	cfg_set_validate_func(cfg, "device|read_only", validate_once);
 
-	r = cfg_parse(cfg, c->file);
+	r = cfg_parse_buf(cfg, ctx->text);
 	if (r == CFG_PARSE_ERROR)
-		improve_lexer_error(ctx);
-	if (r == CFG_SUCCESS && check_lexical(ctx) < 0)
+		improve_lexer_error(ctx, &ctx->scan);
+	if (r == CFG_SUCCESS && check_lexical(ctx, &ctx->scan) < 0)
 		r = CFG_PARSE_ERROR;
 	if (r == CFG_FILE_ERROR)
 		r = fail(ctx, 0, "cannot read the config file: %m");
@@ -992,6 +1077,8 @@ int config_load(const char *file, const char *plugin_dir_override, struct config
 	ctx.config = c;
 	current_ctx = &ctx;
 	r = check_config_file(&ctx);
+	if (r >= 0)
+		r = read_config_text(&ctx, file, &ctx.text, &ctx.scan);
 	if (r >= 0)
 		r = load_plugins(&ctx, plugin_dir_override);
 	if (r >= 0)
@@ -1137,9 +1224,16 @@ int blkserv_parse_uint(const char *s, uint64_t *ret)
 
 int config_peek_plugin_dir(const char *file, char **ret)
 {
-	cfg_t *cfg = parse_loose(file);
+	_cleanup_free_ char *text = NULL;
+	struct lexical_scan scan;
+	cfg_t *cfg;
+	int r;
 
 	*ret = NULL;
+	r = read_config_text(NULL, file, &text, &scan);
+	if (r < 0)
+		return r;
+	cfg = parse_loose(text);
 	if (!cfg)
 		return -ENOMEM;
 	if (cfg_size(cfg, "plugin_dir") > 0 && cfg_getstr(cfg, "plugin_dir"))
