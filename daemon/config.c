@@ -160,13 +160,13 @@ static int validate_once(cfg_t *cfg, cfg_opt_t *opt)
 static int check_limits(cfg_t *sec, const struct plugin *p, const struct blkserv_option *o, const char *value)
 {
 	const struct blkserv_option_check *c = plugin_find_option_check(p, o->name);
-	char allowed[512];
+	char allowed[512], lo[32], hi[32];
 	uint64_t v;
 
 	if (!c)
 		return 0;
-	option_check_describe(o, c, allowed, sizeof(allowed));
 	if (c->choices) {
+		option_check_describe(o, c, allowed, sizeof(allowed));
 		for (const char *const *ch = c->choices; *ch; ch++)
 			if (strcmp(*ch, value) == 0)
 				return 0;
@@ -180,10 +180,10 @@ static int check_limits(cfg_t *sec, const struct plugin *p, const struct blkserv
 		return 0; /* the type check reports it */
 	if (v >= c->min && v <= c->max)
 		return 0;
-	*strstr(allowed, "..") = '\0';
+	option_format_value(o, c->min, lo, sizeof(lo));
+	option_format_value(o, c->max, hi, sizeof(hi));
 	cfg_error(sec, "option '%s' of %s '%s' expects %s from %s to %s, not '%s'", o->name, cfg_name(sec),
-		  p->name, o->type == BLKSERV_OPT_SIZE ? "a size" : "a number", allowed, allowed + strlen(allowed) + 2,
-		  value);
+		  p->name, o->type == BLKSERV_OPT_SIZE ? "a size" : "a number", lo, hi, value);
 	return -1;
 }
 

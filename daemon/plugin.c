@@ -319,6 +319,16 @@ const struct blkserv_option *plugin_find_option(const struct plugin *p, const ch
 }
 
 /* "64K", "1T": a size as the user would write it. */
+static void format_size(uint64_t v, char *buf, size_t len);
+
+void option_format_value(const struct blkserv_option *o, uint64_t v, char *buf, size_t len)
+{
+	if (o->type == BLKSERV_OPT_SIZE)
+		format_size(v, buf, len);
+	else
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
 static void format_size(uint64_t v, char *buf, size_t len)
 {
 	static const char suffix[] = "KMGTPE";
@@ -346,13 +356,8 @@ void option_check_describe(const struct blkserv_option *o, const struct blkserv_
 		for (const char *const *v = c->choices; *v && n < len; v++)
 			n += (size_t)snprintf(buf + n, len - n, "%s%s", v == c->choices ? "" : ", ", *v);
 	} else if (c && c->max) {
-		if (o->type == BLKSERV_OPT_SIZE) {
-			format_size(c->min, lo, sizeof(lo));
-			format_size(c->max, hi, sizeof(hi));
-		} else {
-			snprintf(lo, sizeof(lo), "%llu", (unsigned long long)c->min);
-			snprintf(hi, sizeof(hi), "%llu", (unsigned long long)c->max);
-		}
+		option_format_value(o, c->min, lo, sizeof(lo));
+		option_format_value(o, c->max, hi, sizeof(hi));
 		snprintf(buf, len, "%s..%s", lo, hi);
 	}
 }
