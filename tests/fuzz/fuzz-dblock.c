@@ -8,7 +8,7 @@
  * Input: up to 4 operations, each the bytes of a struct dblock_operation
  * (4152 bytes; a shorter last piece is zero-padded) with no data.  A write
  * writes whatever the data area holds; a read fills it.  The device is a
- * 1 MiB ramdisk, opened once (BLKSERV_TEST_PLUGIN_DIR).
+ * 4 MiB ramdisk (the smallest dblock device), opened once (BLKSERV_TEST_PLUGIN_DIR).
  *
  * Checked after each operation: an answered request keeps its handle_id
  * and operation_id, reports no more bytes than it asked for, and a failed
