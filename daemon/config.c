@@ -910,7 +910,9 @@ static void scan_lexically(char *text, struct lexical_scan *ret)
 			depth++;
 			p++;
 		} else if (*p == '}') {
-			if (--depth < 0 && !s.extra_brace_line)
+			if (depth > 0)
+				depth--;
+			else if (!s.extra_brace_line)
 				s.extra_brace_line = line;
 			p++;
 		} else {
