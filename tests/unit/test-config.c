@@ -91,6 +91,10 @@ static void test_empty_config(void **state)
 	assert_int_equal(test_load_config("# nothing\n", &c, &error), 0);
 	assert_int_equal(c->ndevices, 0);
 	config_free(c);
+	/* An empty file is an empty config (libconfuse reads a buffer now). */
+	assert_int_equal(test_load_config("", &c, &error), 0);
+	assert_int_equal(c->ndevices, 0);
+	config_free(c);
 }
 
 /* The shipped config must validate (with the build's plugins). */
