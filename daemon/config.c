@@ -8,10 +8,12 @@
  */
 #include <confuse.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "build-config.h"
@@ -21,10 +23,40 @@
 
 #define MAX_DEVICE_NAME 32
 
+/* An option already given in a section (libconfuse keeps the last value). */
+struct seen_option {
+	const cfg_opt_t *opt;
+	int line;
+};
+
+/* A resource a device's plugin claims (blkserv_config_claim). */
+struct claim {
+	char *resource;
+	char *key;
+	char *where; /* "device 'a': frontend 'x' option 'y'" */
+	const char *device;
+	int line;
+};
+
+/* Where a string, comment or brace is left open (scan_lexically). */
+struct lexical_scan {
+	int open_string_line; /* 0: none */
+	char open_quote;
+	int open_comment_line;
+	int open_brace_line;
+	int extra_brace_line;
+};
+
 /* The error of the parse in progress (the first one counts). */
 struct parse_ctx {
 	struct config *config;
 	char *error;
+	struct seen_option *seen;
+	size_t nseen;
+	struct claim *claims;
+	size_t nclaims;
+	char *text; /* the file, comments blanked (read_config_text) */
+	struct lexical_scan scan;
 };
 static struct parse_ctx *current_ctx;
 
@@ -60,7 +92,7 @@ static void add_error_fmt(struct parse_ctx *ctx, const char *file, int line, con
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 {
-	const char *file = cfg->filename ? cfg->filename : current_ctx->config->file;
+	const char *file = current_ctx->config->file; /* cfg_parse_buf names it "[buf]" */
 	const char *name = cfg_name(cfg);
 	char msg[1024], option[256];
 
@@ -94,6 +126,66 @@ static int fail(struct parse_ctx *ctx, int line, const char *fmt, ...)
 }
 
 /* ---- values ------------------------------------------------------ */
+
+/*
+ * The same option twice in one section: libconfuse silently keeps the last
+ * value, so the user may not get what they read.  Called for every value
+ * set from the file; @opt is the section instance's own option.
+ */
+static int check_duplicate(cfg_t *sec, cfg_opt_t *opt)
+{
+	struct parse_ctx *ctx = current_ctx;
+	struct seen_option *seen;
+
+	for (size_t i = 0; i < ctx->nseen; i++)
+		if (ctx->seen[i].opt == opt) {
+			cfg_error(sec, "option '%s' is set twice (first on line %d): set it once",
+				  opt->name, ctx->seen[i].line);
+			return -1;
+		}
+	seen = realloc(ctx->seen, (ctx->nseen + 1) * sizeof(*seen));
+	if (!seen)
+		return -1;
+	ctx->seen = seen;
+	ctx->seen[ctx->nseen++] = (struct seen_option){ .opt = opt, .line = sec->line };
+	return 0;
+}
+
+static int validate_once(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return check_duplicate(cfg, opt);
+}
+
+/* The declared range or choices of a plugin option (type already checked). */
+static int check_limits(cfg_t *sec, const struct plugin *p, const struct blkserv_option *o, const char *value)
+{
+	const struct blkserv_option_check *c = plugin_find_option_check(p, o->name);
+	char allowed[512], lo[32], hi[32];
+	uint64_t v;
+
+	if (!c)
+		return 0;
+	if (c->choices) {
+		option_check_describe(o, c, allowed, sizeof(allowed));
+		for (const char *const *ch = c->choices; *ch; ch++)
+			if (strcmp(*ch, value) == 0)
+				return 0;
+		cfg_error(sec, "option '%s' of %s '%s' expects one of %s, not '%s'", o->name, cfg_name(sec), p->name,
+			  allowed, value);
+		return -1;
+	}
+	if (!c->max)
+		return 0;
+	if (o->type == BLKSERV_OPT_SIZE ? parse_size(value, &v) : parse_uint(value, &v))
+		return 0; /* the type check reports it */
+	if (v >= c->min && v <= c->max)
+		return 0;
+	option_format_value(o, c->min, lo, sizeof(lo));
+	option_format_value(o, c->max, hi, sizeof(hi));
+	cfg_error(sec, "option '%s' of %s '%s' expects %s from %s to %s, not '%s'", o->name, cfg_name(sec),
+		  p->name, o->type == BLKSERV_OPT_SIZE ? "a size" : "a number", lo, hi, value);
+	return -1;
+}
 
 static const char *type_expectation(enum blkserv_option_type type)
 {
@@ -183,6 +275,8 @@ static int parse_plugin_option(cfg_t *sec, cfg_opt_t *opt, const char *value, vo
 			  p->name, type_expectation(decl->type), value);
 		return -1;
 	}
+	if (check_limits(sec, p, decl, value) < 0 || check_duplicate(sec, opt) < 0)
+		return -1;
 	return store_option_value(sec, opt->name, value, result);
 }
 
@@ -197,6 +291,8 @@ static int parse_fault_option(cfg_t *sec, cfg_opt_t *opt, const char *value, voi
 		cfg_error(sec, "option '%s' of faults expects %s, not '%s'", opt->name, expected, value);
 		return -1;
 	}
+	if (check_duplicate(sec, opt) < 0)
+		return -1;
 	return store_option_value(sec, opt->name, value, result);
 }
 
@@ -211,7 +307,7 @@ static int validate_size(cfg_t *cfg, cfg_opt_t *opt)
 			  opt->name, s);
 		return -1;
 	}
-	return 0;
+	return check_duplicate(cfg, opt);
 }
 
 static int validate_block_size(cfg_t *cfg, cfg_opt_t *opt)
@@ -223,7 +319,7 @@ static int validate_block_size(cfg_t *cfg, cfg_opt_t *opt)
 		cfg_error(cfg, "option 'block_size' expects 512, 1024, 2048 or 4096, not '%s'", s);
 		return -1;
 	}
-	return 0;
+	return check_duplicate(cfg, opt);
 }
 
 static int validate_log_level(cfg_t *cfg, cfg_opt_t *opt)
@@ -234,7 +330,7 @@ static int validate_log_level(cfg_t *cfg, cfg_opt_t *opt)
 		cfg_error(cfg, "option 'log_level' expects err, warning, notice, info or debug, not '%s'", s);
 		return -1;
 	}
-	return 0;
+	return check_duplicate(cfg, opt);
 }
 
 static int validate_abs_path(cfg_t *cfg, cfg_opt_t *opt)
@@ -245,7 +341,7 @@ static int validate_abs_path(cfg_t *cfg, cfg_opt_t *opt)
 		cfg_error(cfg, "option '%s' expects an absolute path, not '%s'", opt->name, s ? s : "");
 		return -1;
 	}
-	return 0;
+	return check_duplicate(cfg, opt);
 }
 
 /* ---- schema -------------------------------------------------------- */
@@ -301,7 +397,7 @@ static cfg_opt_t *fault_section_opts(void)
 }
 
 /* Pass 1: plugin sections are free-form, errors are left for pass 2. */
-static cfg_t *parse_loose(const char *file)
+static cfg_t *parse_loose(const char *text)
 {
 	static cfg_opt_t plugin_opts[] = { CFG_END() };
 	cfg_opt_t device_opts[] = {
@@ -326,7 +422,7 @@ static cfg_t *parse_loose(const char *file)
 	if (!cfg)
 		return NULL;
 	cfg_set_error_function(cfg, silent_errfunc);
-	(void)cfg_parse(cfg, file);
+	(void)cfg_parse_buf(cfg, text);
 	return cfg;
 }
 
@@ -347,7 +443,7 @@ static int load_section_plugin(struct parse_ctx *ctx, cfg_t *dev, const char *ki
 /* Pass 1 and the plugin loading it allows. */
 static int load_plugins(struct parse_ctx *ctx, const char *plugin_dir_override)
 {
-	cfg_t *cfg = parse_loose(ctx->config->file);
+	cfg_t *cfg = parse_loose(ctx->text);
 	const char *dir = plugin_dir_override;
 	int r = 0;
 
@@ -366,6 +462,201 @@ static int load_plugins(struct parse_ctx *ctx, const char *plugin_dir_override)
 	}
 	cfg_free(cfg);
 	return r;
+}
+
+/* ---- the plugins' validate step ----------------------------------- */
+
+/* The line of @option in @cfg's section, or of the section. */
+static int option_line(const struct blkserv_config *cfg, const char *option)
+{
+	for (size_t i = 0; option && i < cfg->nvalues; i++)
+		if (strcmp(cfg->values[i].name, option) == 0)
+			return cfg->values[i].line;
+	return cfg->line;
+}
+
+/* "device 'a': backend 'log' option 'dir'" */
+static char *section_where(const struct blkserv_config *cfg, const char *option)
+{
+	char *s;
+
+	if (asprintf(&s, "device '%s': %s '%s'%s%s%s", cfg->device->name, plugin_kind_name(cfg->plugin->kind),
+		     cfg->plugin->name, option ? " option '" : "", option ? option : "", option ? "'" : "") < 0)
+		return NULL;
+	return s;
+}
+
+int blkserv_config_error(const struct blkserv_config *cfg, const char *option, const char *fmt, ...)
+{
+	_cleanup_free_ char *where = NULL;
+	char msg[1024];
+	va_list ap;
+
+	if (!current_ctx || !cfg->device)
+		return -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	where = section_where(cfg, option);
+	add_error_fmt(current_ctx, current_ctx->config->file, option_line(cfg, option), "%s: %s",
+		      where ? where : "", msg);
+	return -EINVAL;
+}
+
+const char *blkserv_config_device_name(const struct blkserv_config *cfg)
+{
+	return cfg->device ? cfg->device->name : "";
+}
+
+uint64_t blkserv_config_device_size(const struct blkserv_config *cfg)
+{
+	return cfg->device ? cfg->device->size : 0;
+}
+
+uint32_t blkserv_config_device_block_size(const struct blkserv_config *cfg)
+{
+	return cfg->device ? cfg->device->block_size : 0;
+}
+
+/* @path without "//", "/./" and a trailing '/' (".." is left alone). */
+static char *normalize_path_lexically(const char *path)
+{
+	char *out = malloc(strlen(path) + 2), *o = out;
+
+	if (!out)
+		return NULL;
+	for (const char *p = path; *p;) {
+		size_t n;
+		while (*p == '/')
+			p++;
+		n = strcspn(p, "/");
+		if (n == 0 || (n == 1 && p[0] == '.')) {
+			p += n;
+			continue;
+		}
+		*o++ = '/';
+		memcpy(o, p, n);
+		o += n;
+		p += n;
+	}
+	if (o == out)
+		*o++ = '/';
+	*o = '\0';
+	return out;
+}
+
+/* A path claim's key: symlinks resolved as far as the path exists (a
+ * socket or file to be created: its directory), so two spellings of one
+ * path are one key. */
+static char *normalize_key(const char *key)
+{
+	char resolved[PATH_MAX], *lexical, *slash, *joined;
+
+	if (key[0] != '/')
+		return strdup(key);
+	if (realpath(key, resolved))
+		return strdup(resolved);
+	lexical = normalize_path_lexically(key);
+	if (!lexical)
+		return NULL;
+	slash = strrchr(lexical, '/');
+	if (slash == lexical || !slash)
+		return lexical;
+	*slash = '\0';
+	if (!realpath(lexical, resolved) ||
+	    asprintf(&joined, "%s/%s", strcmp(resolved, "/") ? resolved : "", slash + 1) < 0) {
+		*slash = '/';
+		return lexical;
+	}
+	free(lexical);
+	return joined;
+}
+
+int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource,
+			 const char *key)
+{
+	struct parse_ctx *ctx = current_ctx;
+	struct claim *claims, c = {};
+
+	if (!ctx || !cfg->device)
+		return 0;
+	c.resource = strdup(resource);
+	c.key = normalize_key(key);
+	c.where = section_where(cfg, option);
+	c.device = cfg->device->name;
+	c.line = option_line(cfg, option);
+	claims = realloc(ctx->claims, (ctx->nclaims + 1) * sizeof(*claims));
+	if (!c.resource || !c.key || !c.where || !claims) {
+		free(c.resource);
+		free(c.key);
+		free(c.where);
+		if (claims)
+			ctx->claims = claims;
+		return -ENOMEM;
+	}
+	ctx->claims = claims;
+	ctx->claims[ctx->nclaims++] = c;
+	return 0;
+}
+
+/* '*' matches any text; everything else itself. */
+static bool key_glob(const char *pat, const char *s)
+{
+	if (*pat == '*')
+		return key_glob(pat + 1, s) || (*s && key_glob(pat, s + 1));
+	if (!*pat)
+		return !*s;
+	return *pat == *s && key_glob(pat + 1, s + 1);
+}
+
+static bool keys_conflict(const char *a, const char *b)
+{
+	return strcmp(a, b) == 0 || (strchr(a, '*') && key_glob(a, b)) || (strchr(b, '*') && key_glob(b, a));
+}
+
+/* Two devices must not share a socket, an address, a file, a kernel name. */
+static int check_conflicts(struct parse_ctx *ctx)
+{
+	for (size_t j = 1; j < ctx->nclaims; j++) {
+		const struct claim *b = &ctx->claims[j];
+		for (size_t i = 0; i < j; i++) {
+			const struct claim *a = &ctx->claims[i];
+			if (strcmp(a->resource, b->resource) != 0 || !keys_conflict(a->key, b->key))
+				continue;
+			return fail(ctx, b->line, "%s: the %s %s is already used by device '%s' (line %d): "
+				    "two devices cannot share it", b->where, b->resource, b->key, a->device, a->line);
+		}
+	}
+	return 0;
+}
+
+static void parse_ctx_clear(struct parse_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nclaims; i++) {
+		free(ctx->claims[i].resource);
+		free(ctx->claims[i].key);
+		free(ctx->claims[i].where);
+	}
+	free(ctx->claims);
+	free(ctx->seen);
+	free(ctx->text);
+}
+
+/* The plugin's validate callback, which reports through blkserv_config_error(). */
+static int validate_section(struct parse_ctx *ctx, const struct blkserv_config *cfg)
+{
+	int (*validate)(const struct blkserv_config *) = plugin_validate_fn(cfg->plugin);
+	int r;
+
+	if (!validate)
+		return 0;
+	r = validate(cfg);
+	if (ctx->error)
+		return r < 0 ? r : -EINVAL;
+	if (r < 0)
+		return fail(ctx, cfg->line, "device '%s': %s '%s' refuses its options: %s", cfg->device->name,
+			    plugin_kind_name(cfg->plugin->kind), cfg->plugin->name, strerror(-r));
+	return 0;
 }
 
 /* ---- pass 2 -------------------------------------------------------- */
@@ -409,6 +700,7 @@ static int read_plugin_section(struct parse_ctx *ctx, cfg_t *dev, const char *ki
 	for (const struct blkserv_option *o = opts; o && o->name; o++)
 		nopts++;
 	ret_cfg->plugin = p;
+	ret_cfg->line = sec->line;
 	ret_cfg->values = calloc(nopts ? nopts : 1, sizeof(*ret_cfg->values));
 	if (!ret_cfg->values)
 		return -ENOMEM;
@@ -504,59 +796,191 @@ static int read_device(struct parse_ctx *ctx, cfg_t *dev, struct device_config *
 	if (d->size % d->block_size)
 		return fail(ctx, dev->line, "device '%s': size %llu is not a multiple of block_size %u",
 			    d->name, (unsigned long long)d->size, d->block_size);
+	d->frontend_cfg.device = d;
+	d->backend_cfg.device = d;
 	r = read_plugin_section(ctx, dev, "frontend", PLUGIN_FRONTEND, &d->frontend, &d->frontend_cfg);
 	if (r >= 0)
 		r = read_plugin_section(ctx, dev, "backend", PLUGIN_BACKEND, &d->backend, &d->backend_cfg);
+	if (r >= 0)
+		r = validate_section(ctx, &d->frontend_cfg);
+	if (r >= 0)
+		r = validate_section(ctx, &d->backend_cfg);
 	if (r >= 0)
 		r = read_faults(ctx, dev, d);
 	return r;
 }
 
 /*
- * libconfuse accepts a file that ends inside a section, so a lost closing
- * brace would silently swallow what follows.  Count braces outside strings
- * and comments and name the line of the one left open.
+ * The file as libconfuse's lexer (src/lexer.l) reads it, scanned by us:
+ *  - libconfuse counts a comment's line twice (3.3: each # or // comment
+ *    adds two to the line number, a slash-star one adds one), so every
+ *    error after a comment would name a wrong line.  We blank comments out
+ *    (newlines kept) and give libconfuse the result.
+ *  - It names the end of the file for a string left open (and accepts a
+ *    comment left open, swallowing the rest), and accepts a file that ends
+ *    inside a section.  We note where the unclosed one starts.
+ * Token rules as libconfuse 3.3 applies them (checked by hand): an
+ * unquoted string is a run of characters other than space, tab, CR, LF,
+ * # " ' = { } ( ) + , *; "#" anywhere, and "//" or slash-star at the start
+ * of a token, begin a comment; "//" inside a token ("/usr//lib") does not.
  */
-static int check_braces(struct parse_ctx *ctx)
-{
-	_cleanup_fclose_ FILE *f = fopen(ctx->config->file, "re");
-	int open_lines[64], depth = 0, line = 1, c, prev = 0;
-	bool in_string = false, in_line_comment = false, in_block_comment = false;
 
-	if (!f)
-		return 0; /* pass 2 reports an unreadable file */
-	while ((c = fgetc(f)) != EOF) {
-		if (c == '\n') {
+static bool is_unquoted_char(char c)
+{
+	return c && !strchr(" \t\r\n#\"'={}()+,*", c);
+}
+
+static void blank(char *from, char *to)
+{
+	for (char *p = from; p < to; p++)
+		if (*p != '\n')
+			*p = ' ';
+}
+
+static int count_newlines(const char *from, const char *to)
+{
+	int n = 0;
+
+	for (const char *p = from; p < to; p++)
+		n += *p == '\n';
+	return n;
+}
+
+/* From the opening quote: past the closing one, or NULL at the end. */
+static char *skip_string(char *p)
+{
+	char quote = *p++;
+
+	for (; *p; p++) {
+		if (*p == quote)
+			return p + 1;
+		if (*p == '\\' && p[1] && (quote == '"' || p[1] == '\\' || p[1] == '\'' || p[1] == '\n'))
+			p++;
+		else if (quote == '"' && p[0] == '$' && p[1] == '{' && strchr(p, '}'))
+			p = strchr(p, '}'); /* ${VAR} substitution */
+	}
+	return NULL;
+}
+
+static void scan_lexically(char *text, struct lexical_scan *ret)
+{
+	struct lexical_scan s = {};
+	int open_lines[64], depth = 0, line = 1;
+	char *p = text;
+
+	while (*p) {
+		char *start = p, *end;
+		size_t run = 0, slashes = 0;
+
+		while (is_unquoted_char(p[run]))
+			run++;
+		while (p[slashes] == '/')
+			slashes++;
+		if (*p == '\n') {
 			line++;
-			in_line_comment = false;
-		} else if (in_line_comment) {
-		} else if (in_block_comment) {
-			in_block_comment = !(prev == '*' && c == '/');
-		} else if (in_string) {
-			if (c == '\\')
-				c = fgetc(f) == '\n' ? (line++, 0) : 0;
-			else if (c == '"')
-				in_string = false;
-		} else if (c == '"') {
-			in_string = true;
-		} else if (c == '#' || (prev == '/' && c == '/')) {
-			in_line_comment = true;
-		} else if (prev == '/' && c == '*') {
-			in_block_comment = true;
-			c = 0;
-		} else if (c == '{') {
+			p++;
+		} else if (*p == '#' || slashes >= 2) {
+			p += strcspn(p, "\n");
+			blank(start, p);
+		} else if (p[0] == '/' && p[1] == '*') {
+			end = strstr(p + 2, "*/");
+			if (!end) {
+				s.open_comment_line = line;
+				end = p + strlen(p) - 2;
+			}
+			p = end + 2;
+			line += count_newlines(start, p);
+			blank(start, p);
+		} else if (*p == '"' || *p == '\'') {
+			end = skip_string(p);
+			if (!end) {
+				s.open_string_line = line;
+				s.open_quote = *p;
+				break;
+			}
+			line += count_newlines(p, end);
+			p = end;
+		} else if (p[0] == '$' && p[1] == '{' && strchr(p, '}')) {
+			end = strchr(p, '}') + 1;
+			line += count_newlines(p, end);
+			p = end;
+		} else if (*p == '{') {
 			if (depth < 64)
 				open_lines[depth] = line;
 			depth++;
-		} else if (c == '}' && --depth < 0) {
-			return fail(ctx, line, "'}' without a matching '{'");
+			p++;
+		} else if (*p == '}') {
+			if (depth > 0)
+				depth--;
+			else if (!s.extra_brace_line)
+				s.extra_brace_line = line;
+			p++;
+		} else {
+			p += run ? run : 1;
 		}
-		prev = c;
 	}
 	if (depth > 0)
-		return fail(ctx, open_lines[depth <= 64 ? depth - 1 : 63],
+		s.open_brace_line = open_lines[depth <= 64 ? depth - 1 : 63];
+	*ret = s;
+}
+
+/* The file's text with comments blanked (see above); a NUL byte is refused
+ * (libconfuse would stop reading there).  @ctx NULL: no error message. */
+static int read_config_text(struct parse_ctx *ctx, const char *file, char **ret, struct lexical_scan *scan)
+{
+	_cleanup_fclose_ FILE *f = fopen(file, "re");
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0, size = 0, n;
+	const char *nul;
+
+	if (!f)
+		return ctx ? fail(ctx, 0, "cannot read the config file: %m") : -errno;
+	do {
+		if (size - len < 4096) {
+			char *bigger = realloc(text, size + 65536);
+			if (!bigger)
+				return -ENOMEM;
+			text = bigger;
+			size += 65536;
+		}
+		n = fread(text + len, 1, size - len - 1, f);
+		len += n;
+	} while (n > 0);
+	if (ferror(f))
+		return ctx ? fail(ctx, 0, "cannot read the config file: %m") : -EIO;
+	text[len] = '\0';
+	nul = memchr(text, '\0', len);
+	if (nul)
+		return ctx ? fail(ctx, count_newlines(text, nul) + 1, "a NUL byte: this is not a text file") : -EINVAL;
+	scan_lexically(text, scan);
+	*ret = TAKE_PTR(text);
+	return 0;
+}
+
+/* What libconfuse accepted but must not be (see struct lexical_scan). */
+static int check_lexical(struct parse_ctx *ctx, const struct lexical_scan *s)
+{
+	if (s->extra_brace_line)
+		return fail(ctx, s->extra_brace_line, "'}' without a matching '{'");
+	if (s->open_comment_line)
+		return fail(ctx, s->open_comment_line,
+			    "this comment is never closed (missing '*/' before the end of the file)");
+	if (s->open_brace_line)
+		return fail(ctx, s->open_brace_line,
 			    "this '{' is never closed (missing '}' before the end of the file)");
 	return 0;
+}
+
+/* libconfuse names the end of the file for a string left open: name where it starts. */
+static void improve_lexer_error(struct parse_ctx *ctx, const struct lexical_scan *s)
+{
+	if (!ctx->error || !s->open_string_line ||
+	    (!strstr(ctx->error, "premature end of file") && !strstr(ctx->error, "unterminated string")))
+		return;
+	free(ctx->error);
+	ctx->error = NULL;
+	fail(ctx, s->open_string_line, "this string is never closed (missing %s before the end of the file)",
+	     s->open_quote == '"' ? "'\"'" : "\"'\"");
 }
 
 static int parse_strict(struct parse_ctx *ctx)
@@ -595,9 +1019,13 @@ static int parse_strict(struct parse_ctx *ctx)
 	cfg_set_validate_func(cfg, "log_level", validate_log_level);
 	cfg_set_validate_func(cfg, "plugin_dir", validate_abs_path);
 	cfg_set_validate_func(cfg, "runtime_dir", validate_abs_path);
+	cfg_set_validate_func(cfg, "lock_memory", validate_once);
+	cfg_set_validate_func(cfg, "device|read_only", validate_once);
 
-	r = cfg_parse(cfg, c->file);
-	if (r == CFG_SUCCESS && check_braces(ctx) < 0)
+	r = cfg_parse_buf(cfg, ctx->text);
+	if (r == CFG_PARSE_ERROR)
+		improve_lexer_error(ctx, &ctx->scan);
+	if (r == CFG_SUCCESS && check_lexical(ctx, &ctx->scan) < 0)
 		r = CFG_PARSE_ERROR;
 	if (r == CFG_FILE_ERROR)
 		r = fail(ctx, 0, "cannot read the config file: %m");
@@ -615,8 +1043,25 @@ static int parse_strict(struct parse_ctx *ctx)
 	}
 	for (size_t i = 0; r == 0 && i < c->ndevices; i++)
 		r = read_device(ctx, cfg_getnsec(cfg, "device", (unsigned)i), &c->devices[i]);
+	if (r == 0)
+		r = check_conflicts(ctx);
 	cfg_free(cfg);
 	return r;
+}
+
+/* libconfuse's lexer cannot read a directory ("input in flex scanner
+ * failed"), and the file is read twice, so it must be a regular file. */
+static int check_config_file(struct parse_ctx *ctx)
+{
+	struct stat st;
+
+	if (stat(ctx->config->file, &st) < 0)
+		return fail(ctx, 0, "cannot read the config file: %m");
+	if (S_ISDIR(st.st_mode))
+		return fail(ctx, 0, "is a directory, not a config file");
+	if (!S_ISREG(st.st_mode))
+		return fail(ctx, 0, "is not a regular file (the config is read twice, so it must be one)");
+	return 0;
 }
 
 int config_load(const char *file, const char *plugin_dir_override, struct config **ret,
@@ -633,10 +1078,15 @@ int config_load(const char *file, const char *plugin_dir_override, struct config
 	}
 	ctx.config = c;
 	current_ctx = &ctx;
-	r = load_plugins(&ctx, plugin_dir_override);
+	r = check_config_file(&ctx);
+	if (r >= 0)
+		r = read_config_text(&ctx, file, &ctx.text, &ctx.scan);
+	if (r >= 0)
+		r = load_plugins(&ctx, plugin_dir_override);
 	if (r >= 0)
 		r = parse_strict(&ctx);
 	current_ctx = NULL;
+	parse_ctx_clear(&ctx);
 	if (r < 0) {
 		if (ret_error)
 			*ret_error = ctx.error ? TAKE_PTR(ctx.error) : strdup(strerror(-r));
@@ -776,9 +1226,16 @@ int blkserv_parse_uint(const char *s, uint64_t *ret)
 
 int config_peek_plugin_dir(const char *file, char **ret)
 {
-	cfg_t *cfg = parse_loose(file);
+	_cleanup_free_ char *text = NULL;
+	struct lexical_scan scan;
+	cfg_t *cfg;
+	int r;
 
 	*ret = NULL;
+	r = read_config_text(NULL, file, &text, &scan);
+	if (r < 0)
+		return r;
+	cfg = parse_loose(text);
 	if (!cfg)
 		return -ENOMEM;
 	if (cfg_size(cfg, "plugin_dir") > 0 && cfg_getstr(cfg, "plugin_dir"))

@@ -19,10 +19,14 @@ struct option_value {
 };
 
 /* What a plugin instance sees (struct blkserv_config of the SDK). */
+struct device_config;
+
 struct blkserv_config {
 	const struct plugin *plugin;
 	struct option_value *values;
 	size_t nvalues;
+	const struct device_config *device; /* the device the section belongs to */
+	int line;                           /* of the section */
 };
 
 struct device_config {

@@ -68,6 +68,16 @@ int list_plugins(const char *dir)
 	return failed ? -EINVAL : 0;
 }
 
+/* " (1..16)" or " (one of auto, netlink, ioctl)": what the daemon accepts. */
+static void print_check(const struct blkserv_option *o, const struct blkserv_option_check *c)
+{
+	char allowed[512];
+
+	option_check_describe(o, c, allowed, sizeof(allowed));
+	if (allowed[0])
+		printf(c->choices ? " (one of %s)" : " (%s)", allowed);
+}
+
 static void print_options(const struct plugin *p)
 {
 	const struct blkserv_option *o = plugin_options(p);
@@ -85,6 +95,7 @@ static void print_options(const struct plugin *p)
 			printf(" default %s", o->default_value);
 		else if (o->flags & BLKSERV_OPTION_REQUIRED)
 			printf(" required");
+		print_check(o, plugin_find_option_check(p, o->name));
 		printf("\n        %s\n", o->help ? o->help : "");
 	}
 }

@@ -149,6 +149,24 @@ static int check_callbacks(struct plugin *p, char **ret_error)
 			 p->path, plugin_kind_name(p->kind), p->name, nmissing > 1 ? "s" : "", list);
 }
 
+/* A range only for numbers, choices only for strings, and not both. */
+static int check_option_checks(struct plugin *p, char **ret_error)
+{
+	for (const struct blkserv_option_check *c = plugin_option_checks(p); c && c->name; c++) {
+		const struct blkserv_option *o = plugin_find_option(p, c->name);
+		bool number = o && (o->type == BLKSERV_OPT_UINT || o->type == BLKSERV_OPT_SIZE);
+
+		if (!o)
+			return set_error(ret_error, -EINVAL, "plugin %s checks the undeclared option '%s'", p->path,
+					 c->name);
+		if ((c->max && (!number || c->min > c->max)) || (c->choices && o->type != BLKSERV_OPT_STRING) ||
+		    (c->choices && !c->choices[0]))
+			return set_error(ret_error, -EINVAL, "plugin %s: the check of option '%s' does not fit its type %s",
+					 p->path, c->name, option_type_name(o->type));
+	}
+	return 0;
+}
+
 static int check_options(struct plugin *p, char **ret_error)
 {
 	const struct blkserv_option *o = plugin_options(p);
@@ -161,7 +179,7 @@ static int check_options(struct plugin *p, char **ret_error)
 			return set_error(ret_error, -EINVAL, "plugin %s: option '%s' has unknown type %d",
 					 p->path, o->name, (int)o->type);
 	}
-	return 0;
+	return check_option_checks(p, ret_error);
 }
 
 /* Check the registration struct and keep a zero-filled copy of it. */
@@ -274,12 +292,74 @@ const struct blkserv_option *plugin_options(const struct plugin *p)
 	return p->kind == PLUGIN_BACKEND ? p->backend.options : p->frontend.options;
 }
 
+const struct blkserv_option_check *plugin_option_checks(const struct plugin *p)
+{
+	return p->kind == PLUGIN_BACKEND ? p->backend.option_checks : p->frontend.option_checks;
+}
+
+const struct blkserv_option_check *plugin_find_option_check(const struct plugin *p, const char *name)
+{
+	for (const struct blkserv_option_check *c = plugin_option_checks(p); c && c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+int (*plugin_validate_fn(const struct plugin *p))(const struct blkserv_config *cfg)
+{
+	return p->kind == PLUGIN_BACKEND ? p->backend.validate : p->frontend.validate;
+}
+
 const struct blkserv_option *plugin_find_option(const struct plugin *p, const char *name)
 {
 	for (const struct blkserv_option *o = plugin_options(p); o && o->name; o++)
 		if (strcmp(o->name, name) == 0)
 			return o;
 	return NULL;
+}
+
+/* "64K", "1T": a size as the user would write it. */
+static void format_size(uint64_t v, char *buf, size_t len);
+
+void option_format_value(const struct blkserv_option *o, uint64_t v, char *buf, size_t len)
+{
+	if (o->type == BLKSERV_OPT_SIZE)
+		format_size(v, buf, len);
+	else
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+static void format_size(uint64_t v, char *buf, size_t len)
+{
+	static const char suffix[] = "KMGTPE";
+	int i = -1;
+
+	while (v && v % 1024 == 0 && i < 5) {
+		v /= 1024;
+		i++;
+	}
+	if (i < 0)
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, len, "%llu%c", (unsigned long long)v, suffix[i]);
+}
+
+/* The text "from MIN to MAX" / "one of a, b, c" of a check, for messages and --help-plugin. */
+void option_check_describe(const struct blkserv_option *o, const struct blkserv_option_check *c, char *buf,
+			   size_t len)
+{
+	char lo[32], hi[32];
+
+	buf[0] = '\0';
+	if (c && c->choices) {
+		size_t n = 0;
+		for (const char *const *v = c->choices; *v && n < len; v++)
+			n += (size_t)snprintf(buf + n, len - n, "%s%s", v == c->choices ? "" : ", ", *v);
+	} else if (c && c->max) {
+		option_format_value(o, c->min, lo, sizeof(lo));
+		option_format_value(o, c->max, hi, sizeof(hi));
+		snprintf(buf, len, "%s..%s", lo, hi);
+	}
 }
 
 const char *option_type_name(enum blkserv_option_type type)

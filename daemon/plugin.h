@@ -33,7 +33,17 @@ void plugin_free(struct plugin *p);
 const char *plugin_description(const struct plugin *p);
 const struct blkserv_option *plugin_options(const struct plugin *p);
 const struct blkserv_option *plugin_find_option(const struct plugin *p, const char *name);
+/* The plugin's option_checks (NULL: none, or a plugin older than them). */
+const struct blkserv_option_check *plugin_option_checks(const struct plugin *p);
+const struct blkserv_option_check *plugin_find_option_check(const struct plugin *p, const char *name);
+/* The plugin's validate callback (NULL: none). */
+int (*plugin_validate_fn(const struct plugin *p))(const struct blkserv_config *cfg);
 const char *option_type_name(enum blkserv_option_type type);
+/* @v as written in a config: "64K" for a size, "16" for a number. */
+void option_format_value(const struct blkserv_option *o, uint64_t v, char *buf, size_t len);
+/* "64K..1T" or "off, allow, require": what @c allows of @o ("" when @c is NULL). */
+void option_check_describe(const struct blkserv_option *o, const struct blkserv_option_check *c, char *buf,
+			   size_t len);
 
 /* A set of loaded plugins, each loaded once. */
 struct plugin_set {

@@ -377,6 +377,35 @@ static void warn_alignment(struct file_backend *fb)
 
 /* ---- the plugin callbacks -------------------------------------------- */
 
+/* What check_path would refuse at open, without creating or opening. */
+static int file_validate(const struct blkserv_config *cfg)
+{
+	const char *path = NULL;
+	bool read_only = false;
+	struct stat st;
+
+	(void)blkserv_config_get_string(cfg, "path", &path);
+	(void)blkserv_config_get_bool(cfg, "read_only", &read_only);
+	if (!path)
+		return 0; /* required: the daemon reports it */
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return blkserv_config_error(cfg, "path", "%s is a directory: the file backend serves a "
+						    "regular file or a block device", path);
+		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+			return blkserv_config_error(cfg, "path", "%s is neither a regular file nor a block device",
+						    path);
+	} else if (errno == ENOENT && (read_only || blkserv_config_device_size(cfg) == 0)) {
+		return blkserv_config_error(cfg, "path", "%s does not exist%s", path,
+					    read_only ? " (read_only = true: nothing to create)"
+						      : "; set the device's size option to create it");
+	}
+	/* Readers share a file (a shared lock); a writer has it alone. */
+	if (read_only)
+		return 0;
+	return blkserv_config_claim(cfg, "path", "backing file", path);
+}
+
 static int read_settings(struct blkserv_device *dev, const struct blkserv_config *cfg, uint64_t size,
 			 struct file_settings *s)
 {
@@ -562,6 +591,7 @@ static struct blkserv_backend file_backend_plugin = {
 	.write_zeroes      = file_write_zeroes,
 	.sync              = file_sync,
 	.get_stats         = file_get_stats,
+	.validate          = file_validate,
 };
 
 BLKSERV_REGISTER_BACKEND(file_backend_plugin)

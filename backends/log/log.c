@@ -44,6 +44,34 @@ static const struct blkserv_option log_options[] = {
 	BLKSERV_OPTION_END,
 };
 
+static const struct blkserv_option_check log_checks[] = {
+	{ "segment_size", MIN_SEGMENT_SIZE, 1ull << 40, NULL },
+	{ "compact_threshold", 1, 99, NULL },
+	BLKSERV_OPTION_CHECK_END,
+};
+
+/* What read_options and open_dir would refuse, without creating anything. */
+static int log_validate(const struct blkserv_config *cfg)
+{
+	uint64_t segment_size = 64ull << 20, max_size = 0;
+	const char *dir = NULL;
+	struct stat st;
+
+	(void)blkserv_config_get_string(cfg, "dir", &dir);
+	(void)blkserv_config_get_uint(cfg, "segment_size", &segment_size);
+	(void)blkserv_config_get_uint(cfg, "max_size", &max_size);
+	if (max_size && max_size / 4 < segment_size)
+		return blkserv_config_error(cfg, "max_size",
+					    "%" PRIu64 " is too small: it must be 0 (no limit) or at least "
+					    "4 x segment_size (%" PRIu64 ")",
+					    max_size, 4 * segment_size);
+	if (!dir)
+		return 0; /* required: the daemon reports it */
+	if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+		return blkserv_config_error(cfg, "dir", "%s exists and is not a directory", dir);
+	return blkserv_config_claim(cfg, "dir", "log directory", dir);
+}
+
 static void store_to_blkserv_log(void *ctx, int level, const char *fmt, va_list ap)
 {
 	blkserv_logv(ctx, level, fmt, ap);
@@ -426,6 +454,8 @@ static struct blkserv_backend log_backend = {
 	.write_zeroes = log_write_zeroes,
 	.sync = log_sync,
 	.get_stats = log_get_stats,
+	.option_checks = log_checks,
+	.validate = log_validate,
 };
 
 BLKSERV_REGISTER_BACKEND(log_backend)

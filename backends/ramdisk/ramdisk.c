@@ -323,6 +323,19 @@ static int ramdisk_get_stats(void *handle, char *buf, size_t len)
 	return 0;
 }
 
+/* The memfd is made at open with the device's size: there must be one. */
+static int ramdisk_validate(const struct blkserv_config *cfg)
+{
+	uint64_t size = blkserv_config_device_size(cfg);
+
+	if (size == 0)
+		return blkserv_config_error(cfg, NULL, "the ramdisk backend needs the device's size option "
+					    "(like size = 1G)");
+	if (size > (uint64_t)INT64_MAX)
+		return blkserv_config_error(cfg, NULL, "size %llu is too large", (unsigned long long)size);
+	return 0;
+}
+
 static struct blkserv_backend ramdisk_backend = {
 	.name         = "ramdisk",
 	.description  = "device in memory (a sparse memfd, kept across restarts under systemd)",
@@ -342,6 +355,7 @@ static struct blkserv_backend ramdisk_backend = {
 	.get_stats    = ramdisk_get_stats,
 	.preserve     = ramdisk_preserve,
 	.read_map     = ramdisk_read_map,
+	.validate     = ramdisk_validate,
 };
 
 BLKSERV_REGISTER_BACKEND(ramdisk_backend)

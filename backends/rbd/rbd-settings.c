@@ -173,3 +173,33 @@ char *rbd_settings_spec(const struct rbd_settings *s)
 		r = asprintf(&spec, "%s/%s", s->pool, s->image);
 	return r < 0 ? NULL : spec;
 }
+
+const struct blkserv_option_check rbd_backend_option_checks[] = {
+	{ "timeout", 1, RBD_TIMEOUT_MAX, NULL },
+	BLKSERV_OPTION_CHECK_END,
+};
+
+/* The combinations rbd_settings_read refuses, and the image, which two
+ * writing devices cannot share (exclusive lock or not, two writers
+ * corrupt it).  Names and files are checked when the device opens. */
+int rbd_backend_validate(const struct blkserv_config *cfg)
+{
+	const char *pool = NULL, *ns = "", *image = NULL;
+	bool create = false, read_only = false;
+	char key[1024];
+
+	(void)blkserv_config_get_bool(cfg, "create", &create);
+	(void)blkserv_config_get_bool(cfg, "read_only", &read_only);
+	if (create && read_only)
+		return blkserv_config_error(cfg, "create", "create = true and read_only = true exclude each other");
+	if (create && blkserv_config_device_size(cfg) == 0)
+		return blkserv_config_error(cfg, "create", "create = true needs the device's size option "
+					    "(the new image's size)");
+	(void)blkserv_config_get_string(cfg, "pool", &pool);
+	(void)blkserv_config_get_string(cfg, "namespace", &ns);
+	(void)blkserv_config_get_string(cfg, "image", &image);
+	if (read_only || !pool || !image)
+		return 0;
+	snprintf(key, sizeof(key), "%s/%s%s%s", pool, ns, ns[0] ? "/" : "", image);
+	return blkserv_config_claim(cfg, "image", "RBD image", key);
+}

@@ -435,6 +435,8 @@ static struct blkserv_backend rbd_backend_plugin = {
 	.write_zeroes      = rbd_io_write_zeroes,
 	.sync              = rbd_backend_sync,
 	.get_stats         = rbd_backend_get_stats,
+	.option_checks     = rbd_backend_option_checks,
+	.validate          = rbd_backend_validate,
 };
 
 BLKSERV_REGISTER_BACKEND(rbd_backend_plugin)

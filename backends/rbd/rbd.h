@@ -34,6 +34,8 @@ struct rbd_settings {
 };
 
 extern const struct blkserv_option rbd_backend_options[];
+extern const struct blkserv_option_check rbd_backend_option_checks[];
+int rbd_backend_validate(const struct blkserv_config *cfg);
 
 /* rbd-settings.c: read the options and check them; logs what is wrong. */
 int rbd_settings_read(struct blkserv_device *dev, const struct blkserv_config *cfg, uint64_t size,

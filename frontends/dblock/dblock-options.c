@@ -144,3 +144,41 @@ void dblock_features_string(uint32_t features, char *buf, size_t len)
 	if (!used)
 		snprintf(buf, len, "none");
 }
+
+const struct blkserv_option_check dblock_option_checks[] = {
+	{ "threads", 1, DBLOCK_MAX_THREADS, NULL },
+	{ "timeout", DBLOCK_MIN_TIMEOUT_SECONDS, DBLOCK_MAX_TIMEOUT_SECONDS, NULL },
+	{ "queue_depth", 1, DBLOCK_MAX_QUEUE_DEPTH, NULL },
+	{ "max_io_size", DBLOCK_BLOCK_SIZE, DBLOCK_MAX_DATA_BYTES, NULL },
+	BLKSERV_OPTION_CHECK_END,
+};
+
+/* What dblock_options_parse refuses at open, and the kernel name, which
+ * two devices cannot share. */
+int dblock_validate(const struct blkserv_config *cfg)
+{
+	uint64_t size = blkserv_config_device_size(cfg), max_io = DBLOCK_MAX_DATA_BYTES;
+	const char *name = NULL;
+	bool set = blkserv_config_get_string(cfg, "name", &name) == 0;
+
+	if (!set)
+		name = blkserv_config_device_name(cfg);
+	if (!kernel_name_is_valid(name))
+		return blkserv_config_error(cfg, set ? "name" : NULL,
+					    "%s '%s' cannot name a dblock device: it needs 1..%u printable characters "
+					    "without '/' or spaces%s",
+					    set ? "name" : "the device name", name, DBLOCK_MAX_NAME_LENGTH,
+					    set ? "" : " (set the frontend option name)");
+	(void)blkserv_config_get_uint(cfg, "max_io_size", &max_io);
+	if (max_io % DBLOCK_BLOCK_SIZE)
+		return blkserv_config_error(cfg, "max_io_size", "%llu is not a multiple of 4K",
+					    (unsigned long long)max_io);
+	if (blkserv_config_device_block_size(cfg) != DBLOCK_BLOCK_SIZE)
+		return blkserv_config_error(cfg, NULL, "block_size = %u, but dblock devices have 4096-byte blocks "
+					    "(set block_size = 4096)", blkserv_config_device_block_size(cfg));
+	if (size && (size % DBLOCK_BLOCK_SIZE || size / DBLOCK_BLOCK_SIZE < DBLOCK_MIN_BLOCKS ||
+		     size / DBLOCK_BLOCK_SIZE > DBLOCK_MAX_BLOCKS))
+		return blkserv_config_error(cfg, NULL, "the device size %llu bytes is outside the module's limits "
+					    "(4 MiB..12 TiB, in 4 KiB blocks)", (unsigned long long)size);
+	return blkserv_config_claim(cfg, set ? "name" : NULL, "dblock name", name);
+}

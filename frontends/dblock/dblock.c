@@ -282,6 +282,8 @@ static struct blkserv_frontend dblock_frontend = {
 	.close = dblock_close,
 	.check_health = dblock_check_health,
 	.check_idle = dblock_check_idle,
+	.option_checks = dblock_option_checks,
+	.validate = dblock_validate,
 };
 
 BLKSERV_REGISTER_FRONTEND(dblock_frontend)

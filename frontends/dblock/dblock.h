@@ -71,6 +71,9 @@ struct dblock {
 
 /* dblock-options.c */
 int dblock_options_parse(struct blkserv_device *dev, const struct blkserv_config *cfg, struct dblock_options *o);
+/* The plugin's option_checks and validate (see struct blkserv_frontend). */
+extern const struct blkserv_option_check dblock_option_checks[];
+int dblock_validate(const struct blkserv_config *cfg);
 /* The extensions a device wants for a backend with @caps. */
 uint32_t dblock_wanted_features(uint64_t caps);
 /* "flush fua discard" for logs; "none" when 0. */

@@ -95,6 +95,14 @@ static const struct blkserv_option export_options[] = {
 	BLKSERV_OPTION_END,
 };
 
+static const char *const tls_modes[] = { "off", "allow", "require", NULL };
+
+static const struct blkserv_option_check export_checks[] = {
+	{ "max_clients", 1, 1024, NULL },
+	{ "tls", 0, 0, tls_modes },
+	BLKSERV_OPTION_CHECK_END,
+};
+
 /* ---- addresses ------------------------------------------------------------ */
 
 /* "HOST:PORT", "[V6]:PORT" or ":PORT" into host (NULL: any) and port. */
@@ -119,6 +127,22 @@ static int split_host_port(const char *s, char **ret_host, char **ret_port)
 	if (!*ret_port)
 		return -ENOMEM;
 	*ret_host = TAKE_PTR(host);
+	return 0;
+}
+
+/* A TCP port is 1..65535 in decimal: getaddrinfo would take 75536 as 10000. */
+static int parse_port(const char *s, unsigned *ret)
+{
+	unsigned long v;
+	char *end;
+
+	if (s[0] < '0' || s[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < 1 || v > 65535)
+		return -ERANGE;
+	*ret = (unsigned)v;
 	return 0;
 }
 
@@ -499,9 +523,11 @@ static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 		blkserv_error(x->dev, "the nbd-export frontend needs 'unix' (a socket path) or 'tcp' (ADDRESS:PORT)");
 		return -EINVAL;
 	}
-	if (x->tcp && split_host_port(x->tcp, &host, &port) < 0) {
-		blkserv_error(x->dev, "nbd-export option 'tcp' expects ADDRESS:PORT, [IPV6]:PORT or :PORT, not '%s'",
-			      x->tcp);
+	if (x->tcp && (split_host_port(x->tcp, &host, &port) < 0 || parse_port(port, &(unsigned){ 0 }) < 0)) {
+		blkserv_error(x->dev, "nbd-export option 'tcp' expects ADDRESS:PORT, [IPV6]:PORT or :PORT "
+			      "(port 1 to 65535), not '%s'", x->tcp);
+		free(host);
+		free(port);
 		return -EINVAL;
 	}
 	free(host);
@@ -511,6 +537,75 @@ static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 		return -EINVAL;
 	}
 	return read_tls_options(x, cfg);
+}
+
+/* The address a tcp option listens on, as a claim: a wildcard host is '*'
+ * (every address), "*.*.*.*" (every IPv4 one) or "[*]" (every IPv6 one,
+ * IPV6_V6ONLY), so it conflicts with the specific addresses it covers. */
+static int claim_tcp(const struct blkserv_config *cfg, const char *host, unsigned port)
+{
+	char key[300];
+
+	if (!host || !host[0])
+		snprintf(key, sizeof(key), "*:%u", port);
+	else if (strcmp(host, "0.0.0.0") == 0)
+		snprintf(key, sizeof(key), "*.*.*.*:%u", port);
+	else if (strcmp(host, "::") == 0)
+		snprintf(key, sizeof(key), "[*]:%u", port);
+	else
+		snprintf(key, sizeof(key), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	return blkserv_config_claim(cfg, "tcp", "TCP address", key);
+}
+
+static int validate_tcp(const struct blkserv_config *cfg, const char *tcp)
+{
+	_cleanup_free_ char *host = NULL, *port = NULL;
+	unsigned n;
+	int r;
+
+	r = split_host_port(tcp, &host, &port);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return blkserv_config_error(cfg, "tcp", "expects ADDRESS:PORT, [IPV6]:PORT or :PORT, not '%s'", tcp);
+	if (parse_port(port, &n) < 0)
+		return blkserv_config_error(cfg, "tcp", "the port of '%s' must be a number from 1 to 65535", tcp);
+	return claim_tcp(cfg, host, n);
+}
+
+static int validate_tls(const struct blkserv_config *cfg)
+{
+	const char *mode = opt_string(cfg, "tls");
+	bool cert = blkserv_config_is_set(cfg, "tls_certificate"), key = blkserv_config_is_set(cfg, "tls_key");
+	bool psk = blkserv_config_is_set(cfg, "tls_psk_file");
+
+	if (cert != key)
+		return blkserv_config_error(cfg, cert ? "tls_certificate" : "tls_key",
+					    "'tls_certificate' and 'tls_key' go together: set both or neither");
+	if (blkserv_config_is_set(cfg, "tls_ca") && !cert)
+		return blkserv_config_error(cfg, "tls_ca", "'tls_ca' needs 'tls_certificate' and 'tls_key'");
+	if (mode && strcmp(mode, "off") != 0 && !cert && !psk)
+		return blkserv_config_error(cfg, "tls", "tls = %s needs 'tls_certificate' and 'tls_key', "
+					    "or 'tls_psk_file'", mode);
+	return 0;
+}
+
+/* Everything read_options and start refuse, without opening or binding. */
+static int export_validate(const struct blkserv_config *cfg)
+{
+	const char *unix_path = opt_string(cfg, "unix"), *tcp = opt_string(cfg, "tcp");
+	int r;
+
+	if (!unix_path && !tcp)
+		return blkserv_config_error(cfg, NULL, "the nbd-export frontend needs 'unix' (a socket path) or "
+					    "'tcp' (ADDRESS:PORT)");
+	if (unix_path && strlen(unix_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return blkserv_config_error(cfg, "unix", "the socket path is longer than %zu bytes",
+					    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+	r = tcp ? validate_tcp(cfg, tcp) : 0;
+	if (r >= 0 && unix_path)
+		r = blkserv_config_claim(cfg, "unix", "unix socket", unix_path);
+	return r < 0 ? r : validate_tls(cfg);
 }
 
 static void fill_info(struct nbd_exp *x)
@@ -595,6 +690,8 @@ static struct blkserv_frontend export_frontend = {
 	.close        = export_close,
 	.check_health = export_check_health,
 	.check_idle   = export_check_idle,
+	.option_checks = export_checks,
+	.validate     = export_validate,
 };
 
 BLKSERV_REGISTER_FRONTEND(export_frontend)

@@ -99,7 +99,28 @@ static const struct blkserv_option nbd_options[] = {
 	BLKSERV_OPTION_END,
 };
 
+static const char *const control_modes[] = { "auto", "netlink", "ioctl", NULL };
+
+static const struct blkserv_option_check nbd_checks[] = {
+	{ "connections", 1, MAX_CONNECTIONS, NULL },
+	{ "index", 0, INT32_MAX, NULL },
+	{ "control", 0, 0, control_modes },
+	BLKSERV_OPTION_CHECK_END,
+};
+
 /* ---- options ----------------------------------------------------------- */
+
+/* Two devices cannot be one /dev/nbdN. */
+static int nbd_validate(const struct blkserv_config *cfg)
+{
+	char key[32];
+	uint64_t index;
+
+	if (blkserv_config_get_uint(cfg, "index", &index) < 0)
+		return 0;
+	snprintf(key, sizeof(key), "/dev/nbd%llu", (unsigned long long)index);
+	return blkserv_config_claim(cfg, "index", "NBD device", key);
+}
 
 static int parse_control(struct nbd_kdev *k, const char *s)
 {
@@ -712,6 +733,8 @@ static struct blkserv_frontend nbd_frontend = {
 	.close        = nbd_close,
 	.check_health = nbd_check_health,
 	.check_idle   = nbd_check_idle,
+	.option_checks = nbd_checks,
+	.validate     = nbd_validate,
 };
 
 BLKSERV_REGISTER_FRONTEND(nbd_frontend)

@@ -120,6 +120,33 @@ int ublk_options_parse(struct blkserv_device *dev, const struct blkserv_config *
 	return 0;
 }
 
+const struct blkserv_option_check ublk_option_checks[] = {
+	{ "queues", 1, UBLK_MAX_QUEUES, NULL },
+	{ "depth", 1, UBLK_MAX_QUEUE_DEPTH, NULL },
+	{ "max_io_size", 4096, UBLK_MAX_IO_BUF_BYTES, NULL },
+	{ "id", 0, (1u << 20) - 1, NULL }, /* minors are 20 bits */
+	BLKSERV_OPTION_CHECK_END,
+};
+
+/* What ublk_options_parse refuses at open, and the device number, which
+ * two devices cannot share. */
+int ublk_validate(const struct blkserv_config *cfg)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), max_io = 512 << 10, id;
+	uint32_t bs = blkserv_config_device_block_size(cfg);
+	char key[32];
+
+	(void)blkserv_config_get_uint(cfg, "max_io_size", &max_io);
+	if (max_io < page || max_io % page || (bs && max_io % bs))
+		return blkserv_config_error(cfg, "max_io_size", "%llu must be a multiple of the page size (%llu) "
+					    "and of the block size (%u)",
+					    (unsigned long long)max_io, (unsigned long long)page, bs);
+	if (blkserv_config_get_uint(cfg, "id", &id) < 0)
+		return 0;
+	snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+	return blkserv_config_claim(cfg, "id", "ublk id", key);
+}
+
 uint64_t ublk_wanted_flags(const struct ublk_options *o)
 {
 	uint64_t flags = UBLK_F_CMD_IOCTL_ENCODE;

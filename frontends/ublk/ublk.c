@@ -598,6 +598,8 @@ static struct blkserv_frontend ublk_frontend = {
 	.close = ublk_close,
 	.check_health = ublk_check_health,
 	.check_idle = ublk_check_idle,
+	.option_checks = ublk_option_checks,
+	.validate = ublk_validate,
 };
 
 BLKSERV_REGISTER_FRONTEND(ublk_frontend)

@@ -43,6 +43,9 @@ struct ublk_options {
 /* Read and range-check the options; logs what is wrong, naming the option. */
 int ublk_options_parse(struct blkserv_device *dev, const struct blkserv_config *cfg,
 		       struct ublk_options *ret);
+/* The plugin's option_checks and validate (see struct blkserv_frontend). */
+extern const struct blkserv_option_check ublk_option_checks[];
+int ublk_validate(const struct blkserv_config *cfg);
 /* The feature flags ADD_DEV asks for. */
 uint64_t ublk_wanted_flags(const struct ublk_options *o);
 /* SET_PARAMS contents for a device of @size bytes, @block_size, @caps. */

@@ -109,6 +109,21 @@ struct blkserv_option {
 #define BLKSERV_OPTION_END { NULL, 0, NULL, NULL, 0 }
 
 /*
+ * The allowed values of declared options (the plugin's option_checks
+ * array).  The daemon checks them while parsing, so the error names the
+ * file, the line and the option, and prints them in --help-plugin.  A
+ * separate array, not new fields of struct blkserv_option, so option
+ * tables built against older headers keep their layout.
+ */
+struct blkserv_option_check {
+	const char *name;            /* a declared option of the same plugin */
+	uint64_t min, max;           /* UINT, SIZE: min..max inclusive (used when max != 0) */
+	const char *const *choices;  /* STRING: NULL-terminated list of the allowed values */
+};
+/* An option_checks array ends with an entry whose name is NULL. */
+#define BLKSERV_OPTION_CHECK_END { NULL, 0, 0, NULL }
+
+/*
  * Read a validated option of the plugin's own section.  An option not given
  * in the config reads as its declared default; ret_* are untouched and
  * -ENOENT is returned when there is neither.  -EINVAL: not declared with that
@@ -119,6 +134,33 @@ int blkserv_config_get_bool(const struct blkserv_config *cfg, const char *name, 
 int blkserv_config_get_uint(const struct blkserv_config *cfg, const char *name, uint64_t *ret);
 /* True when the option was written in the config file. */
 bool blkserv_config_is_set(const struct blkserv_config *cfg, const char *name);
+
+/* The device a plugin section belongs to, for validate: its name, its
+ * configured size (0: not configured) and its block size. */
+const char *blkserv_config_device_name(const struct blkserv_config *cfg);
+uint64_t blkserv_config_device_size(const struct blkserv_config *cfg);
+uint32_t blkserv_config_device_block_size(const struct blkserv_config *cfg);
+
+/*
+ * From validate only.  Report what is wrong with @option (NULL: the section
+ * as a whole): the host prefixes the file, the line of the option (of the
+ * section when the option is not written), the device and the plugin.
+ * Returns -EINVAL, for `return blkserv_config_error(...)`.
+ */
+int blkserv_config_error(const struct blkserv_config *cfg, const char *option, const char *fmt, ...)
+	BLKSERV_PRINTF(3, 4);
+/*
+ * From validate only.  Claim a resource only one device may use: @resource
+ * names its kind ("unix socket", "TCP address", "backing file"), @key the
+ * resource itself.  When two devices claim the same kind and key, the
+ * config is refused, naming both.  A key that starts with '/' is a path,
+ * compared after resolving symlinks of what exists and removing "//", "/./"
+ * and trailing slashes; a '*' in a key matches any text ("*:10809", a
+ * wildcard listener, conflicts with "127.0.0.1:10809").  Returns 0 or
+ * -ENOMEM.
+ */
+int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource,
+			 const char *key);
 
 /* Parsers the host uses, exported so plugins parse the same way. */
 int blkserv_parse_size(const char *s, uint64_t *ret);
@@ -395,6 +437,16 @@ struct blkserv_backend {
 	 * it only for a validated READ with BLKSERV_REQ_MAP_OK and never on a
 	 * device with fault injection. */
 	int (*read_map)(void *qdata, const struct blkserv_request *req, int *ret_fd, uint64_t *ret_offset);
+	/* Optional.  Ranges and choices of options, BLKSERV_OPTION_CHECK_END-terminated. */
+	const struct blkserv_option_check *option_checks;
+	/* Optional.  Main thread, at --check-config, start and reload, before
+	 * anything is opened.  Check the combination of @cfg's options (and
+	 * the device's size, blkserv_config_device_*) without opening,
+	 * creating or locking anything; report each problem with
+	 * blkserv_config_error() and claim exclusive resources with
+	 * blkserv_config_claim().  Ranges and choices of option_checks are
+	 * already checked.  0 or -errno. */
+	int (*validate)(const struct blkserv_config *cfg);
 	/* New fields go here, at the end. */
 };
 
@@ -433,6 +485,10 @@ struct blkserv_frontend {
 	/* Optional.  Main thread.  0 if the kernel device is not open by anyone
 	 * (a reload may remove it), -EBUSY if it is. */
 	int (*check_idle)(void *handle);
+	/* Optional.  As in struct blkserv_backend. */
+	const struct blkserv_option_check *option_checks;
+	/* Optional.  As in struct blkserv_backend. */
+	int (*validate)(const struct blkserv_config *cfg);
 	/* New fields go here, at the end. */
 };
 

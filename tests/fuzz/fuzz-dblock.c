@@ -8,7 +8,7 @@
  * Input: up to 4 operations, each the bytes of a struct dblock_operation
  * (4152 bytes; a shorter last piece is zero-padded) with no data.  A write
  * writes whatever the data area holds; a read fills it.  The device is a
- * 1 MiB ramdisk, opened once (BLKSERV_TEST_PLUGIN_DIR).
+ * 4 MiB ramdisk (the smallest dblock device), opened once (BLKSERV_TEST_PLUGIN_DIR).
  *
  * Checked after each operation: an answered request keeps its handle_id
  * and operation_id, reports no more bytes than it asked for, and a failed
@@ -45,7 +45,7 @@ static void setup(void)
 	f = fopen(path, "w");
 	if (!f || !plugins)
 		abort();
-	fputs("device \"d0\" {\n  size = 1M\n  block_size = 4096\n"
+	fputs("device \"d0\" {\n  size = 4M\n  block_size = 4096\n"
 	      "  frontend \"dblock\" { }\n  backend \"ramdisk\" { }\n}\n", f);
 	fclose(f);
 	if (config_load(path, plugins, &c, &error) < 0 || device_new(&c->devices[0], plugins, &dev) < 0 ||

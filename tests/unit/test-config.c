@@ -9,6 +9,17 @@
 
 #define DEVICE_OK "  frontend \"testfe\" { socket = \"/run/x.sock\" }\n  backend \"ramdisk\" { }\n"
 
+/* A device of six lines: its frontend on the 4th, its backend on the 5th. */
+#define DEV(name, fe, be) \
+	"device \"" name "\" {\n  size = 64M\n  block_size = 4096\n  frontend " fe "\n  backend " be "\n}\n"
+#define RAM "\"ramdisk\" { }"
+#define TESTFE "\"testfe\" { socket = \"/run/x.sock\" }"
+#define NBDX(opts) "\"nbd-export\" { " opts " }"
+#define FILEB(path) "\"file\" { path = \"" path "\" }"
+#define LOGB(dir) "\"log\" { dir = \"" dir "\" }"
+#define LOGB2(dir, opts) "\"log\" { dir = \"" dir "\"  " opts " }"
+#define LONG_NAME "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+
 static void test_valid_full(void **state)
 {
 	struct config *c = NULL;
@@ -78,6 +89,10 @@ static void test_empty_config(void **state)
 	char *error = NULL;
 
 	assert_int_equal(test_load_config("# nothing\n", &c, &error), 0);
+	assert_int_equal(c->ndevices, 0);
+	config_free(c);
+	/* An empty file is an empty config (libconfuse reads a buffer now). */
+	assert_int_equal(test_load_config("", &c, &error), 0);
 	assert_int_equal(c->ndevices, 0);
 	config_free(c);
 }
@@ -183,6 +198,148 @@ static const struct bad_config bad_configs[] = {
 	{ "device \"a\" {\n  size = 1M\n" DEVICE_OK "  faults \"x\" { }\n}\n", 5,
 	  "missing opening brace for section 'faults'" },
 	{ "faults {\n  read_error_every = 1\n}\n", 1, "no such option 'faults'" },
+
+	/* The same option twice in one section: the last value would win silently. */
+	{ "device \"a\" {\n  size = 1M\n  size = 2M\n" DEVICE_OK "}\n", 3,
+	  "option 'size' is set twice (first on line 2): set it once" },
+	{ "device \"a\" {\n  size = 1M\n  block_size = 512\n  block_size = 4096\n" DEVICE_OK "}\n", 4,
+	  "option 'block_size' is set twice (first on line 3)" },
+	{ "device \"a\" {\n  read_only = yes\n  size = 1M\n  read_only = no\n" DEVICE_OK "}\n", 4,
+	  "option 'read_only' is set twice (first on line 2)" },
+	{ "log_level = info\n# comment\nlog_level = debug\n", 3, "option 'log_level' is set twice (first on line 1)" },
+	{ "lock_memory = false\nlock_memory = true\n", 2, "option 'lock_memory' is set twice" },
+	{ "runtime_dir = \"/run/a\"\nruntime_dir = \"/run/b\"\n", 2, "option 'runtime_dir' is set twice" },
+	{ "device \"a\" {\n  size = 1M\n  frontend \"testfe\" {\n    socket = \"/x\"\n    count = 1\n    count = 2\n  }\n"
+	  "  backend \"ramdisk\" { }\n}\n",
+	  6, "option 'count' is set twice (first on line 5)" },
+	{ "device \"a\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\" socket = \"/x\" }\n"
+	  "  backend \"ramdisk\" { }\n}\n",
+	  3, "option 'socket' is set twice" },
+	{ "device \"a\" {\n  size = 1M\n" DEVICE_OK "  faults {\n    delay_ms = 5\n    delay_ms = 6\n  }\n}\n", 7,
+	  "option 'delay_ms' is set twice (first on line 6)" },
+	{ "device \"a\" {\n  size = 4M\n  frontend \"testfe\" { socket = \"/x\" }\n"
+	  "  backend \"log\" {\n    dir = \"/nonexistent/l\"\n    dir = \"/nonexistent/m\"\n  }\n}\n",
+	  6, "option 'dir' is set twice (first on line 5)" },
+
+	/* nbd-export: unix or tcp, a TCP port 1..65535, the tls choices and pairs. */
+	{ DEV("a", NBDX("tcp = \"127.0.0.1:65536\""), RAM), 4,
+	  "device 'a': frontend 'nbd-export' option 'tcp': the port of '127.0.0.1:65536' must be a number from 1 to 65535" },
+	{ DEV("a", NBDX("tcp = \":75536\""), RAM), 4, "the port of ':75536' must be a number from 1 to 65535" },
+	{ DEV("a", NBDX("tcp = \":0\""), RAM), 4, "the port of ':0' must be a number from 1 to 65535" },
+	{ DEV("a", NBDX("tcp = \"localhost:nbd\""), RAM), 4, "the port of 'localhost:nbd' must be a number" },
+	{ DEV("a", NBDX("tcp = \"localhost:-1\""), RAM), 4, "the port of 'localhost:-1' must be a number" },
+	{ DEV("a", NBDX("tcp = \"10809\""), RAM), 4, "option 'tcp': expects ADDRESS:PORT, [IPV6]:PORT or :PORT, not '10809'" },
+	{ DEV("a", NBDX("tcp = \"::1:10809\""), RAM), 4, "option 'tcp': expects ADDRESS:PORT" },
+	{ DEV("a", NBDX("tcp = \"127.0.0.1:\""), RAM), 4, "option 'tcp': expects ADDRESS:PORT" },
+	{ DEV("a", NBDX("read_only = true"), RAM), 4,
+	  "device 'a': frontend 'nbd-export': the nbd-export frontend needs 'unix' (a socket path) or 'tcp'" },
+	{ DEV("a", NBDX("unix = \"/run/x.sock\"  tls = \"maybe\""), RAM), 4,
+	  "option 'tls' of frontend 'nbd-export' expects one of off, allow, require, not 'maybe'" },
+	{ DEV("a", NBDX("unix = \"/run/x.sock\"  tls = \"REQUIRE\""), RAM), 4, "expects one of off, allow, require" },
+	{ DEV("a", NBDX("unix = \"/run/x.sock\"  tls = require"), RAM), 4,
+	  "option 'tls': tls = require needs 'tls_certificate' and 'tls_key', or 'tls_psk_file'" },
+	{ DEV("a", NBDX("unix = \"/run/x.sock\"  tls = allow  tls_certificate = \"/c.pem\""), RAM), 4,
+	  "option 'tls_certificate': 'tls_certificate' and 'tls_key' go together" },
+	{ DEV("a", NBDX("unix = \"/run/x.sock\"  tls_key = \"/k.pem\""), RAM), 4,
+	  "option 'tls_key': 'tls_certificate' and 'tls_key' go together" },
+	{ DEV("a", NBDX("unix = \"/run/x.sock\"  tls = allow  tls_psk_file = \"/p\"  tls_ca = \"/ca.pem\""), RAM), 4,
+	  "option 'tls_ca': 'tls_ca' needs 'tls_certificate' and 'tls_key'" },
+	{ DEV("a", NBDX("unix = \"/run/x.sock\"  max_clients = 0"), RAM), 4,
+	  "option 'max_clients' of frontend 'nbd-export' expects a number from 1 to 1024, not '0'" },
+	{ DEV("a", NBDX("unix = \"/run/" LONG_NAME LONG_NAME ".sock\""), RAM), 4,
+	  "option 'unix': the socket path is longer than 107 bytes" },
+
+	/* Two devices on one socket, address, file, directory or kernel name. */
+	{ DEV("a", NBDX("unix = \"/run/x.sock\""), RAM) DEV("b", NBDX("unix = \"/run/x.sock\""), RAM), 10,
+	  "device 'b': frontend 'nbd-export' option 'unix': the unix socket /run/x.sock is already used by device 'a' "
+	  "(line 4): two devices cannot share it" },
+	{ DEV("a", NBDX("unix = \"/run/x.sock\""), RAM) DEV("b", NBDX("unix = \"/run//./x.sock\""), RAM), 10,
+	  "the unix socket /run/x.sock is already used by device 'a'" },
+	{ DEV("a", NBDX("tcp = \"127.0.0.1:10809\""), RAM) DEV("b", NBDX("tcp = \"127.0.0.1:10809\""), RAM), 10,
+	  "device 'b': frontend 'nbd-export' option 'tcp': the TCP address 127.0.0.1:10809 is already used by device 'a'" },
+	{ DEV("a", NBDX("tcp = \":10809\""), RAM) DEV("b", NBDX("tcp = \"127.0.0.1:10809\""), RAM), 10,
+	  "the TCP address 127.0.0.1:10809 is already used by device 'a' (line 4)" },
+	{ DEV("a", NBDX("tcp = \"[::1]:10809\""), RAM) DEV("b", NBDX("tcp = \":10809\""), RAM), 10,
+	  "the TCP address *:10809 is already used by device 'a'" },
+	{ DEV("a", NBDX("tcp = \"0.0.0.0:10809\""), RAM) DEV("b", NBDX("tcp = \"10.1.2.3:10809\""), RAM), 10,
+	  "the TCP address 10.1.2.3:10809 is already used by device 'a'" },
+	{ DEV("a", NBDX("tcp = \"[::]:10809\""), RAM) DEV("b", NBDX("tcp = \"[fe80::1]:10809\""), RAM), 10,
+	  "the TCP address [fe80::1]:10809 is already used by device 'a'" },
+	{ DEV("a", NBDX("unix = \"/run/a.sock\"  tcp = \"[::1]:10809\""), RAM)
+	  DEV("b", NBDX("unix = \"/run/b.sock\"  tcp = \"[::1]:10809\""), RAM), 10,
+	  "the TCP address [::1]:10809 is already used by device 'a'" },
+	{ DEV("a", TESTFE, FILEB("/nonexistent/d.img")) DEV("b", TESTFE, FILEB("/nonexistent//d.img")), 11,
+	  "device 'b': backend 'file' option 'path': the backing file /nonexistent/d.img is already used by device 'a' "
+	  "(line 5)" },
+	{ DEV("a", TESTFE, LOGB("/nonexistent/log")) DEV("b", TESTFE, LOGB("/nonexistent/log/")), 11,
+	  "device 'b': backend 'log' option 'dir': the log directory /nonexistent/log is already used by device 'a'" },
+	{ DEV("a", "\"ublk\" { id = 3 }", RAM) DEV("b", "\"ublk\" { id = 3 }", RAM), 10,
+	  "device 'b': frontend 'ublk' option 'id': the ublk id 3 is already used by device 'a'" },
+	{ DEV("a", "\"nbd\" { index = 2 }", RAM) DEV("b", "\"nbd\" { index = 0x2 }", RAM), 10,
+	  "device 'b': frontend 'nbd' option 'index': the NBD device /dev/nbd2 is already used by device 'a'" },
+	{ DEV("a", "\"dblock\" { name = \"vol\" }", RAM) DEV("b", "\"dblock\" { name = \"vol\" }", RAM), 10,
+	  "device 'b': frontend 'dblock' option 'name': the dblock name vol is already used by device 'a'" },
+	{ DEV("vol", "\"dblock\" { }", RAM) DEV("b", "\"dblock\" { name = \"vol\" }", RAM), 10,
+	  "the dblock name vol is already used by device 'vol' (line 4)" },
+
+	/* Ranges and choices of the plugins' options (each range's ends: test_option_ranges). */
+	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 32K")), 5,
+	  "option 'segment_size' of backend 'log' expects a size from 64K to 1T, not '32K'" },
+	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 2T")), 5, "expects a size from 64K to 1T, not '2T'" },
+	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "compact_threshold = 0")), 5,
+	  "option 'compact_threshold' of backend 'log' expects a number from 1 to 99, not '0'" },
+	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "compact_threshold = 100")), 5, "from 1 to 99, not '100'" },
+	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "max_size = 100M")), 5,
+	  "backend 'log' option 'max_size': 104857600 is too small: it must be 0 (no limit) or at least 4 x segment_size "
+	  "(268435456)" },
+	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 1M  max_size = 3M")), 5, "option 'max_size'" },
+	{ DEV("a", "\"nbd\" { connections = 17 }", RAM), 4,
+	  "option 'connections' of frontend 'nbd' expects a number from 1 to 16, not '17'" },
+	{ DEV("a", "\"nbd\" { connections = 0 }", RAM), 4, "expects a number from 1 to 16, not '0'" },
+	{ DEV("a", "\"nbd\" { index = 2147483648 }", RAM), 4, "option 'index' of frontend 'nbd' expects a number from 0" },
+	{ DEV("a", "\"nbd\" { control = \"sometimes\" }", RAM), 4,
+	  "option 'control' of frontend 'nbd' expects one of auto, netlink, ioctl, not 'sometimes'" },
+	{ DEV("a", "\"ublk\" { queues = 65 }", RAM), 4, "option 'queues' of frontend 'ublk' expects a number from 1 to 64" },
+	{ DEV("a", "\"ublk\" { max_io_size = 6K }", RAM), 4,
+	  "frontend 'ublk' option 'max_io_size': 6144 must be a multiple of the page size" },
+	{ DEV("a", "\"dblock\" { threads = 0 }", RAM), 4, "option 'threads' of frontend 'dblock' expects a number from 1 to 64" },
+	{ DEV("a", "\"dblock\" { max_io_size = 10K }", RAM), 4, "option 'max_io_size': 10240 is not a multiple of 4K" },
+	{ DEV("a", "\"dblock\" { name = \"a/b\" }", RAM), 4, "option 'name': name 'a/b' cannot name a dblock device" },
+	{ "device \"a\" {\n  size = 64M\n  frontend \"dblock\" { }\n  backend \"ramdisk\" { }\n}\n", 3,
+	  "device 'a': frontend 'dblock': block_size = 512, but dblock devices have 4096-byte blocks" },
+	{ "device \"a\" {\n  size = 1M\n  block_size = 4096\n  frontend \"dblock\" { }\n  backend \"ramdisk\" { }\n}\n",
+	  4, "the device size 1048576 bytes is outside the module's limits" },
+
+	/* What the backends would refuse at open, said before anything opens. */
+	{ "device \"a\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"ramdisk\" { }\n}\n", 3,
+	  "device 'a': backend 'ramdisk': the ramdisk backend needs the device's size option (like size = 1G)" },
+	{ DEV("a", TESTFE, FILEB("/tmp")), 5,
+	  "device 'a': backend 'file' option 'path': /tmp is a directory: the file backend serves a regular file or a "
+	  "block device" },
+	{ DEV("a", TESTFE, FILEB("/dev/null")), 5, "/dev/null is neither a regular file nor a block device" },
+	{ "device \"a\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"file\" { path = \"/nonexistent/f.img\" }\n}\n",
+	  3, "option 'path': /nonexistent/f.img does not exist; set the device's size option to create it" },
+	{ DEV("a", TESTFE, LOGB("/dev/null")), 5, "backend 'log' option 'dir': /dev/null exists and is not a directory" },
+
+	/* Comments do not shift the line numbers (libconfuse counts them twice). */
+	{ "# one\n# two\nbogus = 1\n", 3, "no such option 'bogus'" },
+	{ "// one\n/* two\n   three */\nbogus = 1\n", 4, "no such option 'bogus'" },
+	{ "log_level = info # why\n\nlog_level = debug // again\n", 3, "option 'log_level' is set twice (first on line 1)" },
+	{ "device \"a\" {\n  # the size\n  size = 1M\n  frontend \"testfe\" {\n    # where\n    socket = \"/x\"\n"
+	  "    # how many\n    count = abc\n  }\n  backend \"ramdisk\" { }\n}\n",
+	  8, "expects a non-negative integer, not 'abc'" },
+	{ "# a device\ndevice \"a\" {\n  size = 1M\n  frontend \"nosuch\" { }\n  backend \"ramdisk\" { }\n}\n", 4,
+	  "no frontend plugin 'nosuch'" },
+
+	/* Lexical errors: where the string or comment left open starts. */
+	{ "log_level = info\nruntime_dir = \"/run/x\n\n\n", 2,
+	  "this string is never closed (missing '\"' before the end of the file)" },
+	{ "log_level = info\n\nruntime_dir = '/run/x\n\n", 3, "this string is never closed (missing \"'\"" },
+	{ "log_level = info\n/* a comment\nruntime_dir = \"/run/x\"\n", 2, "this comment is never closed" },
+	{ "device \"a\" {\n  size = 1M\n  frontend \"testfe\" { socket = '/x{' }\n  backend \"ramdisk\" { }\n", 1,
+	  "this '{' is never closed" },
+	{ "device \"a\" {\n  size = 1M\n  frontend \"testfe\" { socket = '/x}' label = 'it\\'s {' }\n"
+	  "  backend \"ramdisk\" { }\n}\n}\n", 6, "unexpected closing brace" },
 };
 
 static void test_invalid_configs(void **state)
@@ -200,6 +357,188 @@ static void test_invalid_configs(void **state)
 			fail_msg("config #%zu: expected '%s...%s', got '%s'", i, where, b->message, error);
 		free(error);
 	}
+}
+
+/* Every range and choice a plugin declares: both ends are accepted, one
+ * past them is refused with file, line and option. */
+struct plugin_base {
+	const char *name;
+	enum plugin_kind kind;
+	const char *required; /* what the section needs besides the option tested */
+};
+
+static const struct plugin_base plugin_bases[] = {
+	{ "nbd", PLUGIN_FRONTEND, "" },
+	{ "nbd-export", PLUGIN_FRONTEND, "unix = \"/run/t.sock\" tls_psk_file = \"/p\"" },
+	{ "ublk", PLUGIN_FRONTEND, "" },
+	{ "dblock", PLUGIN_FRONTEND, "" },
+	{ "log", PLUGIN_BACKEND, "dir = \"/nonexistent/log\"" },
+	{ "file", PLUGIN_BACKEND, "path = \"/nonexistent/f.img\"" },
+	{ "rbd", PLUGIN_BACKEND, "pool = \"p\" image = \"i\"" },
+	{ "ramdisk", PLUGIN_BACKEND, "" },
+};
+
+/* The plugin's section opens on line 4 and @option is on line 5. */
+static int load_with_option(const struct plugin_base *b, const char *option, const char *value, char **ret_error)
+{
+	char text[2048];
+	struct config *c = NULL;
+	bool fe = b->kind == PLUGIN_FRONTEND;
+	int r;
+
+	snprintf(text, sizeof(text),
+		 "device \"a\" {\n  size = 64M\n  block_size = 4096\n  %s \"%s\" { %s\n    %s = \"%s\" }\n  %s\n}\n",
+		 fe ? "frontend" : "backend", b->name, b->required, option, value,
+		 fe ? "backend \"ramdisk\" { }" : "frontend \"testfe\" { socket = \"/run/x.sock\" }");
+	*ret_error = NULL;
+	r = test_load_config(text, &c, ret_error);
+	config_free(c);
+	return r;
+}
+
+static void expect_option_value(const struct plugin_base *b, const char *option, const char *value, bool ok,
+			 const char *message)
+{
+	char *error = NULL;
+	int r = load_with_option(b, option, value, &error);
+
+	if (ok && r < 0)
+		fail_msg("%s option %s = %s refused: %s", b->name, option, value, error);
+	if (!ok && r == 0)
+		fail_msg("%s option %s = %s accepted", b->name, option, value);
+	if (!ok && (!strstr(error, "test.conf:5: ") || !strstr(error, message)))
+		fail_msg("%s option %s = %s: expected 'test.conf:5: ...%s', got '%s'", b->name, option, value, message,
+			 error);
+	free(error);
+}
+
+static unsigned check_plugin_ranges(const struct plugin_base *b, struct plugin *p)
+{
+	unsigned refused = 0;
+
+	for (const struct blkserv_option_check *c = plugin_option_checks(p); c && c->name; c++) {
+		const struct blkserv_option *o = plugin_find_option(p, c->name);
+		char value[64], message[256];
+
+		assert_non_null(o);
+		if (c->choices) {
+			for (const char *const *v = c->choices; *v; v++)
+				expect_option_value(b, c->name, *v, true, NULL);
+			snprintf(message, sizeof(message), "option '%s' of %s '%s' expects one of %s", c->name,
+				 plugin_kind_name(b->kind), b->name, c->choices[0]);
+			expect_option_value(b, c->name, "maybe", false, message);
+			expect_option_value(b, c->name, "", false, message);
+			refused += 2;
+			continue;
+		}
+		assert_true(c->max > 0);
+		snprintf(message, sizeof(message), "option '%s' of %s '%s' expects %s from ", c->name,
+			 plugin_kind_name(b->kind), b->name, o->type == BLKSERV_OPT_SIZE ? "a size" : "a number");
+		snprintf(value, sizeof(value), "%llu", (unsigned long long)c->min);
+		expect_option_value(b, c->name, value, true, NULL);
+		snprintf(value, sizeof(value), "%llu", (unsigned long long)c->max);
+		expect_option_value(b, c->name, value, true, NULL);
+		snprintf(value, sizeof(value), "%llu", (unsigned long long)c->max + 1);
+		expect_option_value(b, c->name, value, false, message);
+		refused++;
+		if (c->min > 0) {
+			snprintf(value, sizeof(value), "%llu", (unsigned long long)c->min - 1);
+			expect_option_value(b, c->name, value, false, message);
+			refused++;
+		}
+	}
+	return refused;
+}
+
+static void test_option_ranges(void **state)
+{
+	unsigned refused = 0, plugins = 0;
+
+	for (size_t i = 0; i < sizeof(plugin_bases) / sizeof(plugin_bases[0]); i++) {
+		const struct plugin_base *b = &plugin_bases[i];
+		struct plugin *p = NULL;
+		char *error = NULL;
+
+		if (plugin_load(test_plugin_dir(), b->kind, b->name, &p, &error) < 0) {
+			/* A plugin this build lacks (librbd, libnl missing). */
+			assert_non_null(strstr(error, "does not exist"));
+			free(error);
+			continue;
+		}
+		plugins++;
+		refused += check_plugin_ranges(b, p);
+		plugin_free(p);
+	}
+	print_message("%u out-of-range configs refused, over %u plugins\n", refused, plugins);
+	assert_true(plugins > 0);
+}
+
+/* A config path that is not a regular file gets a plain message. */
+static void test_not_a_regular_file(void **state)
+{
+	struct config *c = NULL;
+	char *error = NULL, *path;
+
+	assert_true(config_load(test_tmpdir(), test_plugin_dir(), &c, &error) < 0);
+	if (!strstr(error, test_tmpdir()) || !strstr(error, "is a directory, not a config file"))
+		fail_msg("unexpected error: %s", error);
+	free(error);
+	assert_true(config_load("/dev/null", test_plugin_dir(), &c, &error) < 0);
+	assert_non_null(strstr(error, "/dev/null: is not a regular file"));
+	free(error);
+	path = test_write_file("nul.conf", "log_level = info\n");
+	FILE *f = fopen(path, "a");
+	assert_non_null(f);
+	fputs("\nbogus", f);
+	fputc(0, f);
+	fclose(f);
+	assert_true(config_load(path, test_plugin_dir(), &c, &error) < 0);
+	assert_non_null(strstr(error, "nul.conf:3: a NUL byte"));
+	free(error);
+	free(path);
+}
+
+/* What the new checks must not refuse. */
+static void test_valid_edge_cases(void **state)
+{
+	static const char *const texts[] = {
+		/* A brace or a comment sign inside quotes is text. */
+		"device \"a\" {\n  size = 1M\n  frontend \"testfe\" { socket = '/x{' label = 'it\\'s } # not // a /* comment' }\n"
+		"  backend \"ramdisk\" { }\n}\n",
+		/* The same option in two sections is no duplicate. */
+		"device \"a\" {\n  size = 1M\n" DEVICE_OK "}\ndevice \"b\" {\n  size = 1M\n" DEVICE_OK "}\n",
+		/* Different sockets, addresses, ids, names. */
+		DEV("a", NBDX("unix = \"/run/a.sock\"  tcp = \"127.0.0.1:10809\""), RAM)
+		DEV("b", NBDX("unix = \"/run/b.sock\"  tcp = \"127.0.0.2:10809\""), RAM)
+		DEV("c", NBDX("tcp = \"127.0.0.1:10810\""), RAM)
+		DEV("d", NBDX("tcp = \"0.0.0.0:1\""), RAM)
+		DEV("e", NBDX("tcp = \"[::]:1\""), RAM)
+		DEV("f", NBDX("tcp = \"[::1]:65535\"  tls = allow  tls_psk_file = \"/p\""), RAM),
+		/* A path with "//" inside an unquoted value is one value. */
+		"runtime_dir = /run//blkservd-test\n",
+	};
+	char *image = test_write_file("shared.img", "0123456789abcdef"), *readers;
+	struct config *c = NULL;
+	char *error = NULL;
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		if (test_load_config(texts[i], &c, &error) < 0)
+			fail_msg("valid config #%zu refused: %s\n%s", i, error, texts[i]);
+		config_free(c);
+	}
+	assert_int_equal(test_load_config(texts[3], &c, &error), 0);
+	assert_string_equal(c->runtime_dir, "/run//blkservd-test");
+	config_free(c);
+	/* Readers share a file (a shared lock); only writers claim it. */
+	assert_true(asprintf(&readers,
+			     DEV("a", TESTFE, "\"file\" { path = \"%s\" read_only = true }")
+			     DEV("b", TESTFE, "\"file\" { path = \"%s\" read_only = true }"),
+			     image, image) > 0);
+	if (test_load_config(readers, &c, &error) < 0)
+		fail_msg("two readers refused: %s", error);
+	config_free(c);
+	free(readers);
+	free(image);
 }
 
 static void test_missing_file(void **state)
@@ -237,6 +576,9 @@ int main(void)
 		cmocka_unit_test(test_shipped_config),
 		cmocka_unit_test(test_invalid_configs),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_option_ranges),
+		cmocka_unit_test(test_not_a_regular_file),
+		cmocka_unit_test(test_valid_edge_cases),
 		cmocka_unit_test(test_device_config_equal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

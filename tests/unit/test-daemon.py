@@ -112,6 +112,19 @@ def test_lifecycle(tmp):
               "reload failed" in d.log() and "blkservd.conf:10:" in d.log(), d.log())
         check("invalid reload keeps the daemon running", d.proc.poll() is None)
 
+        # Refused by the checks that used to wait for the device's open: a
+        # duplicate option, a ramdisk without size; the old config stays.
+        for bad, where in ((device("ram0", "count = 1\n count = 2"), "blkservd.conf:7: option 'count' is set twice"),
+                           (device("ram0") + 'device "nosize" {\n  frontend "testfe" { socket = "/y" }\n'
+                            '  backend "ramdisk" { }\n}\n', "blkservd.conf:11: device 'nosize': backend 'ramdisk'")):
+            d.write_config(bad)
+            d.proc.send_signal(signal.SIGHUP)
+            msgs = d.wait_for("READY")
+            check("a reload the validation refuses is logged with its line",
+                  msgs is not None and d.log().count("reload failed") >= 2 and where in d.log(), d.log())
+            check("a refused reload keeps the device", d.proc.poll() is None and
+                  "Serving 1 device" in (msgs or ""), str(msgs))
+
         d.write_config(device("ram0") + device("ram1"))
         d.proc.send_signal(signal.SIGHUP)
         msgs = d.wait_for("READY")
@@ -198,11 +211,34 @@ def test_command_line(tmp):
     rc, out = run(["--check-config", "-c", conf, "--plugin-dir", pdir])
     check("--check-config rejects with file and line", rc == 1 and "check.conf:3:" in out
           and "sise" in out, out)
+    # What the daemon used to refuse only at start, or accept with another meaning.
+    bad = [
+        (device("ram0", "count = 1\n count = 2"), "check.conf:5: option 'count' is set twice (first on line 4)"),
+        (device("a").replace("ramdisk\" { }", "file\" { path = \"/tmp\" }"),
+         "check.conf:5: device 'a': backend 'file' option 'path': /tmp is a directory"),
+        ('device "a" {\n  size = 1M\n  frontend "nbd-export" { tcp = ":65536" }\n  backend "ramdisk" { }\n}\n',
+         "check.conf:3: device 'a': frontend 'nbd-export' option 'tcp': the port of ':65536' must be a number"),
+        ('device "a" {\n  size = 1M\n  frontend "nbd-export" { unix = "/run/s" tls = "maybe" }\n'
+         '  backend "ramdisk" { }\n}\n', "check.conf:3: option 'tls' of frontend 'nbd-export' expects one of"),
+        ('device "a" {\n  size = 1M\n  frontend "nbd-export" { unix = "/run/s" }\n  backend "ramdisk" { }\n}\n'
+         'device "b" {\n  size = 1M\n  frontend "nbd-export" { unix = "/run/s" }\n  backend "ramdisk" { }\n}\n',
+         "check.conf:8: device 'b': frontend 'nbd-export' option 'unix': the unix socket /run/s is already used"),
+        ("# a comment\n# another\nlog_level = loud\n", "check.conf:3: option 'log_level'"),
+    ]
+    for text, message in bad:
+        with open(conf, "w") as f:
+            f.write(text)
+        rc, out = run(["--check-config", "-c", conf, "--plugin-dir", pdir])
+        check("--check-config refuses: " + message, rc == 1 and message in out and "valid" not in out, out)
+    rc, out = run(["--check-config", "-c", tmp, "--plugin-dir", pdir])
+    check("--check-config of a directory says so", rc == 1 and "is a directory, not a config file" in out, out)
     rc, out = run(["--list-plugins", "--plugin-dir", pdir])
     check("--list-plugins lists ramdisk and testfe", rc == 0 and "ramdisk" in out and "testfe" in out, out)
     rc, out = run(["--help-plugin", "testfe", "--plugin-dir", pdir])
     check("--help-plugin shows types, defaults, required", rc == 0 and "socket" in out and
           "required" in out and "default 1M" in out, out)
+    rc, out = run(["--help-plugin", "log", "--plugin-dir", pdir])
+    check("--help-plugin shows ranges", rc == 0 and "default 64M (64K..1T)" in out, out)
     rc, out = run(["--help-plugin", "nosuch", "--plugin-dir", pdir])
     check("--help-plugin of an unknown plugin fails", rc == 1 and "no plugin named 'nosuch'" in out, out)
     rc, out = run(["--bogus"])

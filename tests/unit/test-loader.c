@@ -97,6 +97,33 @@ static void test_bad_option_type(void **state)
 	free(dir);
 }
 
+static void test_bad_option_check(void **state)
+{
+	char *dir = dir_with("badcheck", "badcheck", 0755);
+
+	expect_refused(dir, "badcheck", -EINVAL, "the check of option 'x' does not fit its type string",
+		       "blkserv-backend-badcheck.so");
+	free(dir);
+}
+
+/* A plugin built before option_checks and validate existed loads, and the
+ * fields past its struct_size read as NULL. */
+static void test_old_abi_plugin(void **state)
+{
+	char *dir = dir_with("oldabi", "oldabi", 0755);
+	struct plugin *p = NULL;
+	char *error = NULL;
+
+	if (plugin_load(dir, PLUGIN_BACKEND, "oldabi", &p, &error) < 0)
+		fail_msg("old plugin refused: %s", error);
+	assert_true(p->struct_size == offsetof(struct blkserv_backend, option_checks));
+	assert_null(plugin_option_checks(p));
+	assert_null(plugin_validate_fn(p));
+	assert_non_null(plugin_find_option(p, "n"));
+	plugin_free(p);
+	free(dir);
+}
+
 static void test_world_writable_file(void **state)
 {
 	char *dir = dir_with("good", "good", 0666);
@@ -255,6 +282,8 @@ int main(void)
 		cmocka_unit_test(test_symlink),
 		cmocka_unit_test(test_missing_and_bad_names),
 		cmocka_unit_test(test_build_plugins_load),
+		cmocka_unit_test(test_bad_option_check),
+		cmocka_unit_test(test_old_abi_plugin),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

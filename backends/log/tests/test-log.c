@@ -847,8 +847,15 @@ static void test_refusals(void **state)
 	/* A new log needs a size. */
 	_cleanup_free_ char *empty = fresh_dir("refuse-empty");
 	assert_int_equal(try_open(empty, "", 0, &b, err, sizeof(err)), -EINVAL);
-	assert_int_equal(try_open(empty, "segment_size = 4K", DEV_SIZE, &b, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "segment_size"));
+	/* Out of range: the config itself is refused, naming the line. */
+	_cleanup_free_ char *text = config_text(empty, "segment_size = 4K", DEV_SIZE);
+	struct config *c = NULL;
+	_cleanup_free_ char *error = NULL;
+	assert_true(test_load_config(text, &c, &error) < 0);
+	assert_non_null(error);
+	if (!strstr(error, "test.conf:") || !strstr(error, "option 'segment_size' of backend 'log' expects a size "
+							     "from 64K to 1T, not '4K'"))
+		fail_msg("unexpected config error: %s", error);
 }
 
 static void overwrite_randomly(struct dev_model *d, int n, uint32_t max_blocks)

@@ -32,8 +32,21 @@ static const char *config_with(const char *size, const char *frontend_opts, cons
 	return text;
 }
 
+/* The config was refused (as by --check-config) with this message. */
+#define REFUSED 1
+static char refused[1024];
+
 static int parse_options(const char *size, const char *frontend_opts, struct dblock_options *o)
 {
+	struct config *c = NULL;
+	char *error = NULL;
+
+	if (test_load_config(config_with(size, frontend_opts, "ramdisk"), &c, &error) < 0) {
+		snprintf(refused, sizeof(refused), "%s", error ? error : "");
+		free(error);
+		return REFUSED;
+	}
+	config_free(c);
 	struct blkserv_device *dev = test_open_backend(config_with(size, frontend_opts, "ramdisk"), "d0");
 	int r = dblock_options_parse(dev, &dev->config->frontend_cfg, o);
 
@@ -102,36 +115,46 @@ static void test_option_values(void **state)
 	assert_int_equal(strlen(o.name), 31);
 }
 
-static void test_option_ranges(void **state)
+/* The config is refused with a message naming its line and saying @what. */
+static void expect_refused(const char *size, const char *frontend_opts, const char *what)
 {
 	struct dblock_options o;
 
-	assert_int_equal(parse_options("64M", "threads = 0", &o), -ERANGE);
-	assert_int_equal(parse_options("64M", "threads = 65", &o), -ERANGE);
-	assert_int_equal(parse_options("64M", "timeout = 0", &o), -ERANGE);
-	assert_int_equal(parse_options("64M", "timeout = 1201", &o), -ERANGE);
-	assert_int_equal(parse_options("64M", "queue_depth = 0", &o), -ERANGE);
-	assert_int_equal(parse_options("64M", "queue_depth = 1025", &o), -ERANGE);
-	assert_int_equal(parse_options("64M", "max_io_size = 2M", &o), -ERANGE);
-	assert_int_equal(parse_options("64M", "max_io_size = 6K", &o), -ERANGE);
-	assert_int_equal(parse_options("64M", "name = \"a/b\"", &o), -EINVAL);
-	assert_int_equal(parse_options("64M", "name = \"a b\"", &o), -EINVAL);
-	assert_int_equal(parse_options("64M", "name = \"\"", &o), -EINVAL);
-	assert_int_equal(parse_options("64M", "name = \"abcdefghijklmnopqrstuvwxyz012345\"", &o), -EINVAL);
+	assert_int_equal(parse_options(size, frontend_opts, &o), REFUSED);
+	if (!strstr(refused, "test.conf:") || !strstr(refused, what))
+		fail_msg("the config error should say '%s', it says: %s", what, refused);
+}
+
+static void test_option_ranges(void **state)
+{
+	expect_refused("64M", "threads = 0", "option 'threads' of frontend 'dblock' expects a number from 1 to 64, not '0'");
+	expect_refused("64M", "threads = 65", "option 'threads'");
+	expect_refused("64M", "timeout = 0", "option 'timeout' of frontend 'dblock' expects a number from 1 to 1200");
+	expect_refused("64M", "timeout = 1201", "option 'timeout'");
+	expect_refused("64M", "queue_depth = 0", "option 'queue_depth' of frontend 'dblock' expects a number from 1 to 1024");
+	expect_refused("64M", "queue_depth = 1025", "option 'queue_depth'");
+	expect_refused("64M", "max_io_size = 2M", "option 'max_io_size' of frontend 'dblock' expects a size from 4K to 1M");
+	expect_refused("64M", "max_io_size = 6K", "option 'max_io_size': 6144 is not a multiple of 4K");
+	expect_refused("64M", "name = \"a/b\"", "option 'name': name 'a/b' cannot name a dblock device");
+	expect_refused("64M", "name = \"a b\"", "cannot name a dblock device");
+	expect_refused("64M", "name = \"\"", "cannot name a dblock device");
+	expect_refused("64M", "name = \"abcdefghijklmnopqrstuvwxyz012345\"", "cannot name a dblock device");
 	/* The module's device limits: 4 MiB..12 TiB. */
-	assert_int_equal(parse_options("2M", "", &o), -ERANGE);
-	assert_int_equal(parse_options("13T", "", &o), -ERANGE);
+	expect_refused("2M", "", "outside the module's limits");
+	expect_refused("13T", "", "outside the module's limits");
 }
 
 static void test_option_block_size(void **state)
 {
 	static const char text[] = "device \"d0\" {\n  size = 64M\n  block_size = 512\n"
 				   "  frontend \"dblock\" { }\n  backend \"ramdisk\" { }\n}\n";
-	struct blkserv_device *dev = test_open_backend(text, "d0");
-	struct dblock_options o;
+	struct config *c = NULL;
+	char *error = NULL;
 
-	assert_int_equal(dblock_options_parse(dev, &dev->config->frontend_cfg, &o), -EINVAL);
-	test_close_device(dev);
+	assert_true(test_load_config(text, &c, &error) < 0);
+	if (!error || !strstr(error, "test.conf:4: device 'd0': frontend 'dblock': block_size = 512"))
+		fail_msg("unexpected config error: %s", error);
+	free(error);
 }
 
 /* ---- extensions ------------------------------------------------------------ */
@@ -362,7 +385,7 @@ static void test_serve_notices(void **state)
 /* A backend that completes from another thread: the thread waits on its queue. */
 static void test_serve_async_backend(void **state)
 {
-	struct serve_fixture *f = serve_setup("1M", "asyncmem");
+	struct serve_fixture *f = serve_setup("4M", "asyncmem");
 
 	write_then_read(&f->t, 0, 64 << 10, 5);
 	write_then_read(&f->t, (1 << 20) - 4096, 4096, 6);

@@ -32,13 +32,36 @@ static const char *config_with(const char *frontend_opts)
 	return text;
 }
 
+/* The config was refused (as by --check-config) with this message. */
+#define REFUSED 1
+static char refused[1024];
+
 static int parse_options(const char *frontend_opts, struct ublk_options *o)
 {
+	struct config *c = NULL;
+	char *error = NULL;
+
+	if (test_load_config(config_with(frontend_opts), &c, &error) < 0) {
+		snprintf(refused, sizeof(refused), "%s", error ? error : "");
+		free(error);
+		return REFUSED;
+	}
+	config_free(c);
 	struct blkserv_device *dev = test_open_backend(config_with(frontend_opts), "u0");
 	int r = ublk_options_parse(dev, &dev->config->frontend_cfg, o);
 
 	test_close_device(dev);
 	return r;
+}
+
+/* The config is refused with a message naming its line and saying @what. */
+static void expect_refused(const char *frontend_opts, const char *what)
+{
+	struct ublk_options o;
+
+	assert_int_equal(parse_options(frontend_opts, &o), REFUSED);
+	if (!strstr(refused, "test.conf:") || !strstr(refused, what))
+		fail_msg("the config error should say '%s', it says: %s", what, refused);
 }
 
 /* ---- options ------------------------------------------------------- */
@@ -75,14 +98,15 @@ static void test_option_ranges(void **state)
 {
 	struct ublk_options o;
 
-	assert_int_equal(parse_options("queues = 0", &o), -ERANGE);
-	assert_int_equal(parse_options("queues = 65", &o), -ERANGE);
-	assert_int_equal(parse_options("depth = 0", &o), -ERANGE);
-	assert_int_equal(parse_options("depth = 4097", &o), -ERANGE);
-	assert_int_equal(parse_options("max_io_size = 64M", &o), -ERANGE);
-	assert_int_equal(parse_options("max_io_size = 512", &o), -ERANGE);
-	assert_int_equal(parse_options("max_io_size = 6K", &o), -EINVAL);
-	assert_int_equal(parse_options("id = 1048576", &o), -ERANGE);
+	expect_refused("queues = 0", "option 'queues' of frontend 'ublk' expects a number from 1 to 64, not '0'");
+	expect_refused("queues = 65", "option 'queues'");
+	expect_refused("depth = 0", "option 'depth' of frontend 'ublk' expects a number from 1 to 4096");
+	expect_refused("depth = 4097", "option 'depth'");
+	expect_refused("max_io_size = 64M", "option 'max_io_size' of frontend 'ublk' expects a size from 4K to 32M");
+	expect_refused("max_io_size = 512", "option 'max_io_size'");
+	expect_refused("max_io_size = 6K", "frontend 'ublk' option 'max_io_size': 6144 must be a multiple of the page size");
+	expect_refused("id = 1048576", "option 'id' of frontend 'ublk' expects a number from 0 to 1048575");
+	assert_int_equal(parse_options("id = 1048575", &o), 0);
 }
 
 /* ---- SET_PARAMS ------------------------------------------------------ */
