@@ -146,15 +146,16 @@ def test_blkservctl(tmp):
     rc, out = ctl(tmp, "list")
     check("blkservctl list", rc == 0 and "ram0" in out and "ramdisk" in out and "live" in out, out)
     rc, out = ctl(tmp, "--json", "list")
-    devs = json.loads(out) if rc == 0 else []
+    devs = json.loads(out).get("devices", []) if rc == 0 else []
     check("blkservctl --json list", len(devs) == 1 and devs[0]["name"] == "ram0" and
           devs[0]["size"] == 1048576 and devs[0]["read_only"] is False, out)
     rc, out = ctl(tmp, "--json", "status", "ram0")
-    st = json.loads(out) if rc == 0 else {}
-    check("blkservctl status shows capabilities", st.get("capabilities") == "flush,fua,trim,write_zeroes", out)
+    st = json.loads(out).get("device", {}) if rc == 0 else {}
+    check("blkservctl status shows capabilities",
+          st.get("capabilities") == ["flush", "fua", "trim", "write_zeroes"], out)
     # testfe's start wrote and read 4 KiB once through the backend.
     rc, out = ctl(tmp, "--json", "stats", "ram0")
-    stats = json.loads(out) if rc == 0 else {}
+    stats = json.loads(out).get("stats", {}) if rc == 0 else {}
     ops = stats.get("ops", {})
     check("blkservctl stats counts the I/O done", ops.get("write", {}).get("ops") == 1 and
           ops.get("write", {}).get("bytes") == 4096 and ops.get("read", {}).get("ops") == 1 and
