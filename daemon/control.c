@@ -379,17 +379,29 @@ static int fail(struct control_request *req, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* The C string of the JSON string @o, or NULL if it holds a NUL
+ * ("list\u0000x" must not be taken for "list"). */
+static const char *c_string(struct json_object *o)
+{
+	const char *s = json_object_get_string(o);
+
+	return strlen(s) == (size_t)json_object_get_string_len(o) ? s : NULL;
+}
+
 /* Look up the command and its device, then run it. */
 static int dispatch(struct control_request *req)
 {
 	struct json_object *command, *device = NULL;
 	const struct control_command *c = NULL;
 
+	const char *name;
+
 	if (!json_object_object_get_ex(req->request, "command", &command) ||
 	    !json_object_is_type(command, json_type_string))
 		return fail(req, "the request has no \"command\" string");
-	for (size_t i = 0; i < ELEMENTSOF(commands) && !c; i++)
-		if (strcmp(commands[i].name, json_object_get_string(command)) == 0)
+	name = c_string(command);
+	for (size_t i = 0; i < ELEMENTSOF(commands) && name && !c; i++)
+		if (strcmp(commands[i].name, name) == 0)
 			c = &commands[i];
 	if (!c)
 		return fail(req, "unknown command '%.64s'", json_object_get_string(command));
@@ -399,7 +411,8 @@ static int dispatch(struct control_request *req)
 	if (device) {
 		if (!json_object_is_type(device, json_type_string))
 			return fail(req, "\"device\" must be a string");
-		req->dev = find(req->ops, json_object_get_string(device));
+		name = c_string(device);
+		req->dev = name ? find(req->ops, name) : NULL;
 		if (!req->dev)
 			return fail(req, "no device named '%.64s'", json_object_get_string(device));
 	}

@@ -88,6 +88,15 @@ class Daemon:
         with open(self.stderr_path) as f:
             return f.read()
 
+    def stop(self, what):
+        """SIGTERM; the exit must be clean (under ASan: no leak)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check(f"{what}: the daemon stops cleanly (exit 0)", rc == 0, f"rc={rc}\n" + self.log()[-3000:])
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
@@ -277,6 +286,7 @@ def test_json_types(tmp):
         rc, ans, out = parsed(tmp, "reload")
         check("--json reload: ok:true", rc == 0 and ans == {"ok": True}, out)
         test_protocol(tmp, d)
+        d.stop("after the JSON tests")
     finally:
         d.close()
 
@@ -334,7 +344,8 @@ def test_protocol(tmp, d):
         (b'{"command":"status"}\n', "command 'status' needs a \"device\""),
         (b'{"command":"list","device":"nan"}\n', "command 'list' takes no \"device\""),
         (b'{"command":"stats","device":5}\n', '"device" must be a string'),
-        (b'{"command":"stats","device":"n\\u0000an"}\n', "no device named"),
+        (b'{"command":"stats","device":"nan\\u0000x"}\n', "no device named 'nan'"),
+        (b'{"command":"list\\u0000x"}\n', "unknown command 'list'"),
         (b'{"command":NaN}\n', 'no "command" string'),
         (b'{"command":"\xff"}\n', "not valid JSON"),
         (b'{"command":"list","x":' + b"[" * 100 + b"]" * 100 + b"}\n", "not valid JSON"),
@@ -429,6 +440,7 @@ def test_reload_report(tmp):
         d.write_config(device("ram0") + device("held", held) + device("ram1"))
         rc, ans, out = parsed(tmp, "reload")
         check("a reload that does everything: exit 0, {\"ok\": true}", rc == 0 and ans == {"ok": True}, out)
+        d.stop("after the reload reports")
     finally:
         d.close()
 
