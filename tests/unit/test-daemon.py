@@ -51,7 +51,8 @@ class Daemon:
             env=env, stderr=self.stderr)
 
     def write_config(self, text):
-        with open(self.config, "w") as f:
+        # surrogateescape: a test may write bytes that are not UTF-8.
+        with open(self.config, "w", errors="surrogateescape") as f:
             f.write(f'runtime_dir = "{self.tmp}/run"\nlock_memory = false\n' + text)
 
     def wait_for(self, key):
@@ -60,7 +61,7 @@ class Daemon:
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
-                msg = self.sock.recv(4096).decode()
+                msg = self.sock.recv(4096).decode("utf-8", "replace")
             except socket.timeout:
                 break
             seen.append(msg)
@@ -85,7 +86,7 @@ class Daemon:
     def log(self):
         # A file object of its own: seeking the child's shared offset
         # would make it overwrite its own log.
-        with open(self.stderr_path) as f:
+        with open(self.stderr_path, errors="replace") as f:
             return f.read()
 
     def stop(self, what):
@@ -242,18 +243,26 @@ def test_json_types(tmp):
     counters look like numbers: the output parses and the types hold."""
     asyncmem = ('device "am" {\n  size = 1M\n  frontend "testfe" { socket = "/x" }\n'
                 '  backend "asyncmem" { }\n}\n')
-    d = Daemon(tmp, "".join(device(n) for n in TRICKY_NAMES) + asyncmem)
+    # Its kernel name is "unix:PATH": a quote, a backslash and two bytes
+    # that are not UTF-8 (0xff 0xfe, which the answer shows as "??").
+    os.mkdir(os.path.join(tmp, "\udcff\udcfe"))
+    export = ('device "weird" {\n  size = 1M\n'
+              f'  frontend "nbd-export" {{ unix = "{tmp}/\udcff\udcfe/a\\"b\\\\c.sock" }}\n'
+              '  backend "ramdisk" { }\n}\n')
+    d = Daemon(tmp, "".join(device(n) for n in TRICKY_NAMES) + asyncmem + export)
     try:
         check("the daemon with tricky names is ready", d.wait_for("READY") is not None, d.log())
         d.drain()
         rc, ans, out = parsed(tmp, "list")
         devs = ans.get("devices", []) if isinstance(ans, dict) else []
         check("--json list is strict JSON with ok:true", rc == 0 and ans is not None and ans.get("ok") is True, out)
-        check("--json list names every device as a string", [x.get("name") for x in devs] == TRICKY_NAMES + ["am"],
-              out)
+        check("--json list names every device as a string",
+              [x.get("name") for x in devs] == TRICKY_NAMES + ["am", "weird"], out)
         for x in devs:
             check_device_types("list entry", x, x.get("name"))
-        for name in TRICKY_NAMES + ["am"]:
+        check("a kernel name with a quote, a backslash and bytes that are not UTF-8 is a valid JSON string",
+              devs[-1].get("kernel") == f'unix:{tmp}/??/a"b\\c.sock' if devs else False, out)
+        for name in TRICKY_NAMES + ["am", "weird"]:
             rc, ans, out = parsed(tmp, "status", name)
             dev = ans.get("device") if isinstance(ans, dict) else None
             check(f"--json status {name} is strict JSON", rc == 0 and ans is not None and ans["ok"] is True, out)
@@ -358,7 +367,7 @@ def test_protocol(tmp, d):
               why in ans["error"], str(ans))
     ans = raw(tmp, b'{"command":"list","later_option":1}')
     check("a request ended by the end of the stream, with a member no command uses, is served",
-          isinstance(ans, dict) and ans.get("ok") is True and len(ans.get("devices", [])) == 9, str(ans))
+          isinstance(ans, dict) and ans.get("ok") is True and len(ans.get("devices", [])) == 10, str(ans))
     ans = raw(tmp, b'{"command":"stats","device":"0x1F"}\r\n')
     check("a CRLF line end is accepted", isinstance(ans, dict) and ans.get("ok") is True, str(ans))
     ans = raw(tmp, b'{"command":"list","pad":"' + b"x" * 5000 + b'"}\n')
