@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* blkservctl: ask a running blkservd about its devices. */
-#include <ctype.h>
+/* blkservctl: ask a running blkservd about its devices.  The daemon answers
+ * in typed JSON (control.c describes the protocol); --json prints that
+ * answer as it came, the plain output is formatted from it. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,37 +18,60 @@
 #include "cleanup.h"
 #include "io-util.h"
 
-#define MAX_FIELDS 16
-#define MAX_RECORDS 1024
+/* An answer larger than this is not one the daemon would send. */
+#define MAX_ANSWER (64u << 20)
 
-struct field {
-	char *key;
-	char *value;
-};
-
-struct record {
-	struct field fields[MAX_FIELDS];
-	int nfields;
-};
+/* Exit statuses (blkservctl(8)). */
+#define EXIT_DONE 0
+#define EXIT_ERROR 1
+#define EXIT_USAGE 2
+#define EXIT_WARNINGS 3
 
 static const char *arg_socket = BLKSERV_RUNTIME_DIR "/control.sock";
 static bool arg_json;
 
+static void print_list(struct json_object *answer);
+static void print_status(struct json_object *answer);
+static void print_stats(struct json_object *answer);
+
+static const struct command {
+	const char *name;
+	bool takes_device;
+	const char *help;
+	/* The plain output of a successful answer; NULL: every member
+	 * but "ok" and "warnings" as KEY VALUE lines. */
+	void (*print)(struct json_object *answer);
+} commands[] = {
+	{ "list", false, "every device: frontend, backend, kernel device, size, state", print_list },
+	{ "status", true, "one device, with its capabilities", print_status },
+	{ "stats", true, "I/O counters and latency percentiles per operation", print_stats },
+	{ "reload", false, "reload the config (like systemctl reload blkservd)", NULL },
+	{ "version", false, "the daemon's version, PID and upgrade generation", NULL },
+};
+
 static void help(void)
 {
 	printf("Usage: blkservctl [--json] [--socket PATH] COMMAND\n"
-	       "Ask a running blkservd about its devices.\n\n"
-	       "Commands:\n"
-	       "  list           every device: frontend, backend, kernel device, size, state\n"
-	       "  status NAME    one device, with its capabilities\n"
-	       "  stats NAME     I/O counters and latency percentiles per operation\n"
-	       "  reload         reload the config (like systemctl reload blkservd)\n"
-	       "  upgrade [BINARY]  re-execute the daemon (default: its own path) in place,\n"
-	       "                 keeping its PID and every device; waits for the result\n\n"
-	       "Options:\n"
-	       "  --json         print JSON for scripts\n"
+	       "Ask a running blkservd about its devices.\n\nCommands:\n");
+	for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+		char synopsis[64];
+		snprintf(synopsis, sizeof(synopsis), "%s%s", commands[i].name, commands[i].takes_device ? " NAME" : "");
+		printf("  %-14s %s\n", synopsis, commands[i].help);
+	}
+	printf("  upgrade [BINARY] re-execute the daemon in place (default: its own path),\n"
+	       "                 keeping its PID and every device; waits for the result\n");
+	printf("\nOptions:\n"
+	       "  --json         print the daemon's JSON answer, for scripts\n"
 	       "  --socket PATH  control socket (default %s)\n",
 	       BLKSERV_RUNTIME_DIR "/control.sock");
+}
+
+static void usage_error(void)
+{
+	fprintf(stderr, "blkservctl: usage: blkservctl [--json]");
+	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+		fprintf(stderr, "%s %s%s", i ? " |" : "", commands[i].name, commands[i].takes_device ? " NAME" : "");
+	fprintf(stderr, " | upgrade [BINARY]\n");
 }
 
 /* Send @request and read the whole answer into a malloc'd string. */
@@ -53,8 +79,8 @@ static int ask(const char *request, char **ret)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	size_t len = 0, cap = 4096;
-	char *buf;
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, cap = 0;
 	int r;
 
 	if (fd < 0 || strlen(arg_socket) >= sizeof(sa.sun_path))
@@ -66,305 +92,289 @@ static int ask(const char *request, char **ret)
 	if (r < 0)
 		return r;
 	shutdown(fd, SHUT_WR);
-	buf = malloc(cap);
 	for (;;) {
-		if (!buf)
-			return -ENOMEM;
+		if (len + 1 >= cap) {
+			char *p = cap < MAX_ANSWER ? realloc(buf, cap = cap ? cap * 2 : 4096) : NULL;
+			if (!p)
+				return cap < MAX_ANSWER ? -ENOMEM : -EMSGSIZE;
+			buf = p;
+		}
 		ssize_t n = read(fd, buf + len, cap - len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n < 0)
+			return -errno;
+		if (n == 0)
 			break;
 		len += (size_t)n;
-		if (len + 1 == cap)
-			buf = realloc(buf, cap *= 2);
 	}
 	buf[len] = '\0';
-	*ret = buf;
+	*ret = TAKE_PTR(buf);
 	return 0;
 }
 
-/* Split "k=v\tk=v" lines (after the status line) into records, in place. */
-static int parse_records(char *text, struct record *recs, int max)
+/* The answer in @text: one JSON object with a boolean "ok", or NULL. */
+static struct json_object *parse_answer(const char *text)
 {
-	int n = 0;
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o, *ok;
+	size_t len = strlen(text), end;
 
-	for (char *line = strtok(text, "\n"); line && n < max; line = strtok(NULL, "\n")) {
-		struct record *r = &recs[n++];
-		r->nfields = 0;
-		for (char *f = line; f && r->nfields < MAX_FIELDS;) {
-			char *next = strchr(f, '\t'), *eq;
-			if (next)
-				*next++ = '\0';
-			eq = strchr(f, '=');
-			if (eq) {
-				*eq = '\0';
-				r->fields[r->nfields++] = (struct field){ f, eq + 1 };
-			}
-			f = next;
+	if (!tok)
+		return NULL;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	end = json_tokener_get_parse_end(tok);
+	if (json_tokener_get_error(tok) != json_tokener_success || strspn(text + end, " \t\r\n") != len - end ||
+	    !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, "ok", &ok) ||
+	    !json_object_is_type(ok, json_type_boolean)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+static struct json_object *member(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	return json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+/* @v as plain text: strings as they are, yes/no, "-" for null or missing,
+ * arrays joined with ',' ("none" if empty), latencies with one decimal. */
+static const char *text(struct json_object *v, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	switch (json_object_get_type(v)) {
+	case json_type_null:
+		return "-";
+	case json_type_boolean:
+		return json_object_get_boolean(v) ? "yes" : "no";
+	case json_type_double:
+		snprintf(buf, len, "%.1f", json_object_get_double(v));
+		return buf;
+	case json_type_int: /* exactly as sent: int64 or uint64 */
+		return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+	case json_type_string:
+		return json_object_get_string(v);
+	case json_type_array:
+		buf[0] = '\0';
+		for (size_t i = 0; i < json_object_array_length(v) && used < len; i++) {
+			char item[64];
+			used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? "," : "",
+						 text(json_object_array_get_idx(v, i), item, sizeof(item)));
 		}
+		return buf[0] ? buf : "none";
+	default:
+		return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	}
+}
+
+static const char *field(struct json_object *o, const char *key, char *buf, size_t len)
+{
+	return text(member(o, key), buf, len);
+}
+
+static void print_list(struct json_object *answer)
+{
+	struct json_object *devices = member(answer, "devices");
+	char b[6][256];
+
+	printf("%-16s %-11s %-9s %-16s %14s %s\n", "NAME", "FRONTEND", "BACKEND", "DEVICE", "SIZE", "STATE");
+	for (size_t i = 0; json_object_is_type(devices, json_type_array) && i < json_object_array_length(devices);
+	     i++) {
+		struct json_object *d = json_object_array_get_idx(devices, i);
+		printf("%-16s %-11s %-9s %-16s %14s %s\n", field(d, "name", b[0], 256), field(d, "frontend", b[1], 256),
+		       field(d, "backend", b[2], 256), field(d, "kernel", b[3], 256), field(d, "size", b[4], 256),
+		       field(d, "state", b[5], 256));
+	}
+}
+
+/* Every member of @o but "ok" and "warnings", as "PREFIXKEY VALUE" lines
+ * (@colon: "PREFIXKEY: VALUE"). */
+static void print_members(struct json_object *o, const char *prefix, bool colon)
+{
+	char buf[1024];
+
+	if (!json_object_is_type(o, json_type_object))
+		return;
+	json_object_object_foreach(o, key, value) {
+		if (strcmp(key, "ok") == 0 || strcmp(key, "warnings") == 0)
+			continue;
+		if (colon)
+			printf("%s%s: %s\n", prefix, key, text(value, buf, sizeof(buf)));
+		else
+			printf("%s%-14s %s\n", prefix, key, text(value, buf, sizeof(buf)));
+	}
+}
+
+static void print_status(struct json_object *answer)
+{
+	print_members(member(answer, "device"), "", false);
+}
+
+static void print_stats(struct json_object *answer)
+{
+	struct json_object *stats = member(answer, "stats"), *ops = member(stats, "ops");
+	char b[8][64];
+
+	printf("%-13s %12s %14s %8s %10s %10s %10s %10s\n", "OP", "OPS", "BYTES", "ERRORS", "MEAN_US",
+	       "P50_US", "P99_US", "P99.9_US");
+	if (json_object_is_type(ops, json_type_object)) {
+		json_object_object_foreach(ops, op, o)
+			printf("%-13s %12s %14s %8s %10s %10s %10s %10s\n", op, field(o, "ops", b[0], 64),
+			       field(o, "bytes", b[1], 64), field(o, "errors", b[2], 64), field(o, "mean_us", b[3], 64),
+			       field(o, "p50_us", b[4], 64), field(o, "p99_us", b[5], 64),
+			       field(o, "p999_us", b[6], 64));
+	}
+	printf("inflight: %s\n", field(stats, "inflight", b[0], 64));
+	printf("reads_mapped: %s\n", field(stats, "reads_mapped", b[0], 64));
+	print_members(member(stats, "backend"), "backend.", true);
+}
+
+/* "warnings" and "failed" entries, {"device": NAME, KEY: TEXT}, on stderr. */
+static size_t print_reports(struct json_object *answer, const char *name, const char *key, const char *prefix)
+{
+	struct json_object *list = member(answer, name);
+	size_t n = json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
+	char b[2][1024];
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(list, i);
+		fprintf(stderr, "blkservctl: %s%s: %s\n", prefix, field(e, "device", b[0], sizeof(b[0])),
+			field(e, key, b[1], sizeof(b[1])));
 	}
 	return n;
 }
 
-static const char *get(const struct record *r, const char *key)
+/* Send {"command": @command, @key: @value} (@key NULL: none); the parsed
+ * answer, and the raw one in *ret_reply; NULL (said on stderr unless
+ * @quiet) if the daemon cannot be reached or answers nonsense. */
+static struct json_object *call(const char *command, const char *key, const char *value, bool quiet,
+				char **ret_reply)
 {
-	for (int i = 0; i < r->nfields; i++)
-		if (strcmp(r->fields[i].key, key) == 0)
-			return r->fields[i].value;
-	return NULL;
-}
+	_cleanup_free_ char *request_line = NULL, *reply = NULL;
+	struct json_object *request = json_object_new_object(), *answer;
+	const char *line;
+	int r;
 
-static bool is_number(const char *s)
-{
-	char *end;
-
-	if (!*s || isspace((unsigned char)*s))
-		return false;
-	(void)strtod(s, &end);
-	return *end == '\0';
-}
-
-static void json_string(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", (unsigned char)*s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
-static void json_value(const char *s)
-{
-	if (is_number(s))
-		fputs(s, stdout);
-	else if (strcmp(s, "yes") == 0 || strcmp(s, "no") == 0)
-		fputs(s[0] == 'y' ? "true" : "false", stdout);
-	else
-		json_string(s);
-}
-
-/* Fields of @r (minus @skip) as "key": value pairs, no braces. */
-static void json_fields(const struct record *r, const char *skip, bool *first)
-{
-	for (int i = 0; i < r->nfields; i++) {
-		if (skip && strcmp(r->fields[i].key, skip) == 0)
-			continue;
-		printf("%s", *first ? "" : ", ");
-		*first = false;
-		json_string(r->fields[i].key);
-		printf(": ");
-		json_value(r->fields[i].value);
-	}
-}
-
-static void print_list(struct record *recs, int n)
-{
-	if (arg_json) {
-		printf("[");
-		for (int i = 0; i < n; i++) {
-			bool first = true;
-			printf("%s{", i ? ", " : "");
-			json_fields(&recs[i], NULL, &first);
-			printf("}");
-		}
-		printf("]\n");
-		return;
-	}
-	printf("%-16s %-11s %-9s %-16s %14s %s\n", "NAME", "FRONTEND", "BACKEND", "DEVICE", "SIZE", "STATE");
-	for (int i = 0; i < n; i++)
-		printf("%-16s %-11s %-9s %-16s %14s %s\n", get(&recs[i], "name"), get(&recs[i], "frontend"),
-		       get(&recs[i], "backend"), get(&recs[i], "kernel"), get(&recs[i], "size"),
-		       get(&recs[i], "state"));
-}
-
-static void print_status(struct record *recs, int n)
-{
-	bool first = true;
-
-	if (arg_json) {
-		printf("{");
-		for (int i = 0; i < n; i++)
-			json_fields(&recs[i], NULL, &first);
-		printf("}\n");
-		return;
-	}
-	for (int i = 0; i < n; i++)
-		for (int f = 0; f < recs[i].nfields; f++)
-			printf("%-14s %s\n", recs[i].fields[f].key, recs[i].fields[f].value);
-}
-
-/* The value of the one-field line KEY=VALUE among @recs, or "0". */
-static const char *get_counter(struct record *recs, int n, const char *key)
-{
-	for (int i = 0; i < n; i++)
-		if (recs[i].nfields == 1 && get(&recs[i], key))
-			return get(&recs[i], key);
-	return "0";
-}
-
-static void print_stats_json(struct record *recs, int n)
-{
-	bool first_op = true, first_backend = true;
-
-	printf("{\"inflight\": %s, \"reads_mapped\": %s, \"ops\": {", get_counter(recs, n, "inflight"),
-	       get_counter(recs, n, "reads_mapped"));
-	for (int i = 0; i < n; i++) {
-		const char *op = get(&recs[i], "op");
-		bool first = true;
-		if (!op)
-			continue;
-		printf("%s\"%s\": {", first_op ? "" : ", ", op);
-		first_op = false;
-		json_fields(&recs[i], "op", &first);
-		printf("}");
-	}
-	printf("}, \"backend\": {");
-	for (int i = 0; i < n; i++)
-		if (recs[i].nfields == 1 && strncmp(recs[i].fields[0].key, "backend.", 8) == 0) {
-			printf("%s", first_backend ? "" : ", ");
-			first_backend = false;
-			json_string(recs[i].fields[0].key + 8);
-			printf(": ");
-			json_value(recs[i].fields[0].value);
-		}
-	printf("}}\n");
-}
-
-static void print_stats(struct record *recs, int n)
-{
-	if (arg_json) {
-		print_stats_json(recs, n);
-		return;
-	}
-	printf("%-13s %12s %14s %8s %10s %10s %10s %10s\n", "OP", "OPS", "BYTES", "ERRORS", "MEAN_US",
-	       "P50_US", "P99_US", "P99.9_US");
-	for (int i = 0; i < n; i++) {
-		const struct record *r = &recs[i];
-		if (get(r, "op"))
-			printf("%-13s %12s %14s %8s %10s %10s %10s %10s\n", get(r, "op"), get(r, "ops"),
-			       get(r, "bytes"), get(r, "errors"), get(r, "mean_us"), get(r, "p50_us"),
-			       get(r, "p99_us"), get(r, "p999_us"));
-	}
-	for (int i = 0; i < n; i++)
-		for (int f = 0; f < recs[i].nfields; f++)
-			if (strcmp(recs[i].fields[f].key, "inflight") == 0 ||
-			    strcmp(recs[i].fields[f].key, "reads_mapped") == 0 ||
-			    strncmp(recs[i].fields[f].key, "backend.", 8) == 0)
-				printf("%s: %s\n", recs[i].fields[f].key, recs[i].fields[f].value);
-}
-
-static void print_version(struct record *recs, int n)
-{
-	bool first = true;
-
-	if (n < 1)
-		return;
-	if (arg_json) {
-		printf("{");
-		json_fields(&recs[0], NULL, &first);
-		printf("}\n");
-		return;
-	}
-	for (int f = 0; f < recs[0].nfields; f++)
-		printf("%s: %s\n", recs[0].fields[f].key, recs[0].fields[f].value);
-}
-
-static int run(const char *command, const char *name)
-{
-	static struct record recs[MAX_RECORDS];
-	_cleanup_free_ char *answer = NULL;
-	char request[256];
-	int r, n;
-
-	snprintf(request, sizeof(request), "%s%s%s\n", command, name ? " " : "", name ? name : "");
-	r = ask(request, &answer);
+	if (!request)
+		return NULL;
+	json_object_object_add(request, "command", json_object_new_string(command));
+	if (key)
+		json_object_object_add(request, key, json_object_new_string(value));
+	line = json_object_to_json_string_ext(request, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	r = line ? asprintf(&request_line, "%s\n", line) : -1;
+	json_object_put(request);
+	if (r < 0)
+		return NULL;
+	r = ask(request_line, &reply);
 	if (r < 0) {
-		fprintf(stderr, "blkservctl: cannot reach blkservd at %s: %s\n", arg_socket, strerror(-r));
-		return 1;
+		if (!quiet)
+			fprintf(stderr, "blkservctl: cannot reach blkservd at %s: %s\n", arg_socket, strerror(-r));
+		return NULL;
 	}
-	if (strncmp(answer, "ok\n", 3) != 0) {
-		fprintf(stderr, "blkservctl: %s", strncmp(answer, "error ", 6) == 0 ? answer + 6 : answer);
-		return 1;
-	}
-	n = parse_records(answer + 3, recs, MAX_RECORDS);
-	if (strcmp(command, "list") == 0)
-		print_list(recs, n);
-	else if (strcmp(command, "status") == 0)
-		print_status(recs, n);
-	else if (strcmp(command, "stats") == 0)
-		print_stats(recs, n);
-	else if (strcmp(command, "version") == 0)
-		print_version(recs, n);
-	else if (arg_json)
-		printf("{\"result\": \"ok\"}\n");
-	return 0;
+	answer = parse_answer(reply);
+	if (!answer && !quiet)
+		fprintf(stderr, "blkservctl: blkservd at %s sent an invalid answer: %.200s\n", arg_socket, reply);
+	if (answer && ret_reply)
+		*ret_reply = TAKE_PTR(reply);
+	return answer;
 }
 
-/* The value of @key in the first record of a "version" answer. */
-static bool version_field(const char *key, char *buf, size_t len)
+static int run(const struct command *c, const char *name)
 {
-	static struct record recs[MAX_RECORDS];
-	_cleanup_free_ char *answer = NULL;
+	_cleanup_free_ char *reply = NULL;
+	struct json_object *answer;
+	size_t warnings;
 
-	if (ask("version\n", &answer) < 0 || strncmp(answer, "ok\n", 3) != 0 ||
-	    parse_records(answer + 3, recs, MAX_RECORDS) < 1)
-		return false;
-	for (int f = 0; f < recs[0].nfields; f++)
-		if (strcmp(recs[0].fields[f].key, key) == 0) {
-			snprintf(buf, len, "%s", recs[0].fields[f].value);
-			return true;
-		}
-	return false;
+	answer = call(c->name, name ? "device" : NULL, name, false, &reply);
+	if (!answer)
+		return EXIT_ERROR;
+	if (arg_json)
+		printf("%s%s", reply, reply[0] && reply[strlen(reply) - 1] == '\n' ? "" : "\n");
+	warnings = print_reports(answer, "warnings", "warning", "warning: ");
+	if (!json_object_get_boolean(member(answer, "ok"))) {
+		char b[1024];
+		fprintf(stderr, "blkservctl: %s%s\n", field(answer, "error", b, sizeof(b)),
+			member(answer, "failed") ? ":" : "");
+		print_reports(answer, "failed", "error", "  ");
+		json_object_put(answer);
+		return EXIT_ERROR;
+	}
+	if (!arg_json && c->print)
+		c->print(answer);
+	else if (!arg_json)
+		print_members(answer, "", false);
+	json_object_put(answer);
+	return warnings ? EXIT_WARNINGS : EXIT_DONE;
+}
+
+/* "generation" of a version answer, or -1 (quietly: while the daemon
+ * executes the new binary its socket is briefly gone). */
+static int64_t generation(struct json_object **ret_answer)
+{
+	struct json_object *a = call("version", NULL, NULL, true, NULL);
+	struct json_object *g = member(a, "generation");
+	int64_t v = json_object_is_type(g, json_type_int) ? json_object_get_int64(g) : -1;
+
+	if (ret_answer)
+		*ret_answer = a;
+	else
+		json_object_put(a);
+	return v;
 }
 
 #define UPGRADE_WAIT_MS 120000
 
-/* Ask for the upgrade, then wait for a new image of the daemon to answer:
- * its generation counts the executions of the same PID. */
+/* blkservctl upgrade [BINARY]: ask, then wait for a new image of the
+ * daemon (the same PID, the next generation) to answer. */
 static int upgrade(const char *binary)
 {
-	_cleanup_free_ char *answer = NULL;
-	char before[32], now[32], result[32], error[512] = "", request[4200];
-	int r;
+	_cleanup_free_ char *reply = NULL;
+	struct json_object *answer, *now = NULL;
+	int64_t before = generation(NULL), after = -1;
+	char b[1024];
 
-	if (!version_field("generation", before, sizeof(before))) {
+	if (before < 0) {
 		fprintf(stderr, "blkservctl: cannot reach blkservd at %s\n", arg_socket);
-		return 1;
+		return EXIT_ERROR;
 	}
-	snprintf(request, sizeof(request), "upgrade%s%s\n", binary ? " " : "", binary ? binary : "");
-	r = ask(request, &answer);
-	if (r < 0 || strncmp(answer, "ok\n", 3) != 0) {
-		fprintf(stderr, "blkservctl: upgrade refused: %s", r < 0 ? strerror(-r) :
-			strncmp(answer, "error ", 6) == 0 ? answer + 6 : answer);
-		return 1;
+	answer = call("upgrade", binary ? "binary" : NULL, binary, false, &reply);
+	if (!answer)
+		return EXIT_ERROR;
+	if (!json_object_get_boolean(member(answer, "ok"))) {
+		fprintf(stderr, "blkservctl: upgrade refused: %s\n", field(answer, "error", b, sizeof(b)));
+		json_object_put(answer);
+		return EXIT_ERROR;
 	}
-	for (int waited = 0; waited < UPGRADE_WAIT_MS; waited += 100) {
+	json_object_put(answer);
+	for (int waited = 0; waited < UPGRADE_WAIT_MS && after <= before; waited += 100) {
 		usleep(100 * 1000);
-		if (version_field("generation", now, sizeof(now)) && strcmp(now, before) != 0)
-			break;
+		json_object_put(now);
+		after = generation(&now);
 	}
-	if (!version_field("upgrade", result, sizeof(result)) || strcmp(now, before) == 0) {
+	if (after <= before) {
+		json_object_put(now);
 		fprintf(stderr, "blkservctl: the daemon did not come back within %d s (see journalctl -u blkservd)\n",
 			UPGRADE_WAIT_MS / 1000);
-		return 1;
+		return EXIT_ERROR;
 	}
-	if (strcmp(result, "done") != 0) {
-		(void)version_field("upgrade_error", error, sizeof(error));
-		fprintf(stderr, "blkservctl: upgrade undone, the previous binary serves the devices again: %s\n", error);
-		return 1;
-	}
-	(void)version_field("version", now, sizeof(now));
 	if (arg_json)
-		printf("{\"result\": \"ok\", \"version\": \"%s\"}\n", now);
-	else
-		printf("upgraded in place: blkservd %s serves every device\n", now);
-	return 0;
+		printf("%s\n", json_object_to_json_string_ext(now, JSON_C_TO_STRING_PLAIN));
+	if (strcmp(field(now, "upgrade", b, sizeof(b)), "done") != 0) {
+		fprintf(stderr, "blkservctl: upgrade undone, the previous binary serves the devices again: %s\n",
+			field(now, "upgrade_error", b, sizeof(b)));
+		json_object_put(now);
+		return EXIT_ERROR;
+	}
+	if (!arg_json)
+		printf("upgraded in place: blkservd %s serves every device\n", field(now, "version", b, sizeof(b)));
+	json_object_put(now);
+	return EXIT_DONE;
 }
 
 int main(int argc, char **argv)
@@ -375,33 +385,32 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	int c;
+	const struct command *c = NULL;
+	int opt;
 
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-		if (c == 'j')
+	while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		if (opt == 'j')
 			arg_json = true;
-		else if (c == 's')
+		else if (opt == 's')
 			arg_socket = optarg;
-		else if (c == 'h') {
+		else if (opt == 'h') {
 			help();
-			return 0;
+			return EXIT_DONE;
 		} else
-			return 2;
+			return EXIT_USAGE;
 	}
 	if (optind >= argc) {
 		help();
-		return 2;
+		return EXIT_USAGE;
 	}
-	const char *cmd = argv[optind], *name = optind + 1 < argc ? argv[optind + 1] : NULL;
-	if (strcmp(cmd, "upgrade") == 0 && optind + 2 >= argc)
-		return upgrade(name);
-	bool needs_name = strcmp(cmd, "status") == 0 || strcmp(cmd, "stats") == 0;
-	bool known = needs_name || strcmp(cmd, "list") == 0 || strcmp(cmd, "reload") == 0 ||
-		     strcmp(cmd, "version") == 0;
-	if (!known || needs_name != (name != NULL) || optind + 1 + (name != NULL) < argc) {
-		fprintf(stderr, "blkservctl: usage: blkservctl [--json] list | status NAME | stats NAME | reload | "
-				"version | upgrade [BINARY]\n");
-		return 2;
+	if (strcmp(argv[optind], "upgrade") == 0 && argc - optind <= 2)
+		return upgrade(argc - optind == 2 ? argv[optind + 1] : NULL);
+	for (size_t i = 0; i < ELEMENTSOF(commands) && !c; i++)
+		if (strcmp(commands[i].name, argv[optind]) == 0)
+			c = &commands[i];
+	if (!c || argc - optind != 1 + c->takes_device) {
+		usage_error();
+		return EXIT_USAGE;
 	}
-	return run(cmd, name);
+	return run(c, c->takes_device ? argv[optind + 1] : NULL);
 }

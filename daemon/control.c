@@ -1,26 +1,69 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Requests (one line): "list", "status NAME", "stats NAME", "reload",
- * "version", "upgrade [BINARY]".
- * Answers: "ok" or "error MESSAGE" on the first line, then one record per
- * line, fields separated by tabs as key=value (values never contain tabs or
- * newlines).  blkservctl turns them into tables or JSON.
+ * The control protocol (blkservctl(8) documents it for users).
+ *
+ * One request per connection: a JSON object on one line of at most
+ * CONTROL_MAX_REQUEST bytes, sent within CONTROL_TIMEOUT_MS, e.g.
+ *	{"command":"stats","device":"ram0"}
+ * "command" (a string) is required; "device" (a string) names the device of
+ * the commands that take one and is refused by the others.  Members a
+ * command does not use are ignored, so a later client may add options.
+ * The answer is one JSON object on one line, then the daemon closes:
+ *	{"ok":true, ...the command's members...}
+ *	{"ok":false,"error":"no device named 'ram9'"}
+ * Any answer may carry "warnings":[{"device":NAME,"warning":TEXT}]: what the
+ * command did not do although it succeeded (reload: a device kept as it was
+ * because it is open), and "failed":[{"device":NAME,"error":TEXT}] (reload:
+ * the devices that did not start; the answer is then ok:false).
+ *
+ * Types: counts and sizes are JSON integers (unsigned 64-bit), latencies in
+ * microseconds are numbers with one decimal, yes/no are booleans, a missing
+ * value is null, the rest are strings (invalid UTF-8 bytes become '?').  A
+ * backend's counters (get_stats' "key=value" lines) are integers only when
+ * the value is a plain decimal integer that fits 64 bits ("0", "-3",
+ * "4096"); anything else ("0x1F", "nan", "007", "1e5") stays a string:
+ * nothing is guessed from the look of a text.
+ *
+ * Commands and their members:
+ *	list          "devices": [DEVICE...]
+ *	status NAME   "device": DEVICE plus "capabilities": [...], "write_through"
+ *	stats NAME    "stats": {"inflight", "reads_mapped", "ops": {OP: {...}}, "backend": {...}}
+ *	reload        nothing more, or "failed" / "warnings"
+ *	version       "version", "pid", "generation" (how many times this PID
+ *	              executed a binary in place), "upgrade" ("none", "done",
+ *	              "undone"), "upgrade_error" (why undone, or null)
+ *	upgrade       optional "binary" (a string): answered once the binary
+ *	              accepted the config, just before the daemon executes it;
+ *	              the client then waits for "generation" to change
+ * where DEVICE is {"name", "frontend", "backend", "kernel", "size",
+ * "block_size", "state", "read_only"}.  Adding a command is a function and
+ * a line in commands[].
  */
 #include <errno.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "control.h"
 #include "device.h"
+#include "io-util.h"
 #include "log.h"
 #include "upgrade.h"
 #include "build-config.h"
+
+/* The main loop serves a connection: a slow or silent client must not
+ * stall it for long, nor make it read without bound. */
+#define CONTROL_TIMEOUT_MS 2000
+#define CONTROL_MAX_DEPTH 8
 
 int control_listen(const char *path)
 {
@@ -53,21 +96,120 @@ static bool peer_allowed(int fd)
 	return cred.uid == 0 || cred.uid == geteuid();
 }
 
+/* ---- building answers ---------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at @p, 0 if it is not one. */
+static size_t utf8_len(const unsigned char *p)
+{
+	unsigned char c = p[0];
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+	else
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* A JSON string of @s: JSON is UTF-8, so any byte that is not valid UTF-8
+ * (a path or a backend's text may hold anything) becomes '?'. */
+static struct json_object *string_new(const char *s)
+{
+	_cleanup_free_ char *copy = NULL;
+	size_t len = strlen(s), i = 0;
+
+	while (i < len) {
+		size_t n = utf8_len((const unsigned char *)s + i);
+		if (n == 0) {
+			if (!copy && !(copy = strdup(s)))
+				return NULL;
+			copy[i] = '?';
+			n = 1;
+		}
+		i += n;
+	}
+	return json_object_new_string(copy ? copy : s);
+}
+
+/* Add @value to the object @o; drops it if @o could not be allocated. */
+static void put(struct json_object *o, const char *key, struct json_object *value)
+{
+	if (!o || json_object_object_add(o, key, value) < 0)
+		json_object_put(value);
+}
+
+static void append(struct json_object *array, struct json_object *value)
+{
+	if (!array || json_object_array_add(array, value) < 0)
+		json_object_put(value);
+}
+
+/* One decimal, as blkservctl shows them: a number, never "nan". */
+static struct json_object *microseconds_new(uint64_t ns_sum, uint64_t count)
+{
+	char text[32];
+	double us = count ? (double)ns_sum / (double)count / 1e3 : 0.0;
+
+	snprintf(text, sizeof(text), "%.1f", us);
+	return json_object_new_double_s(us, text);
+}
+
+/* A backend counter: an integer only if @s is a plain decimal integer
+ * that fits (no sign but a leading '-', no leading zero), else a string. */
+static struct json_object *typed_value(const char *s)
+{
+	const char *digits = s[0] == '-' ? s + 1 : s;
+	size_t n = strlen(digits);
+	char *end;
+
+	if (n == 0 || n > 20 || strspn(digits, "0123456789") != n || (digits[0] == '0' && (n > 1 || s[0] == '-')))
+		return string_new(s);
+	errno = 0;
+	if (s[0] == '-') {
+		long long v = strtoll(s, &end, 10);
+		if (errno == 0 && *end == '\0')
+			return json_object_new_int64(v);
+	} else {
+		unsigned long long v = strtoull(s, &end, 10);
+		if (errno == 0 && *end == '\0')
+			return json_object_new_uint64(v);
+	}
+	return string_new(s);
+}
+
 static const char *state_name(enum device_state s)
 {
 	return s == DEVICE_LIVE ? "live" : s == DEVICE_STOPPED ? "stopped" : "starting";
 }
 
-static void put_device(FILE *out, struct blkserv_device *dev)
+static struct json_object *device_object(struct blkserv_device *dev)
 {
-	fprintf(out, "name=%s\tfrontend=%s\tbackend=%s\tkernel=%s\tsize=%llu\tblock_size=%u\tstate=%s\tread_only=%s\n",
-		device_name(dev), device_frontend_name(dev), device_backend_name(dev),
-		dev->kernel_name[0] ? dev->kernel_name : "-", (unsigned long long)dev->size,
-		dev->block_size, state_name(dev->state),
-		dev->caps & BLKSERV_CAP_READ_ONLY ? "yes" : "no");
+	struct json_object *o = json_object_new_object();
+
+	put(o, "name", string_new(device_name(dev)));
+	put(o, "frontend", string_new(device_frontend_name(dev)));
+	put(o, "backend", string_new(device_backend_name(dev)));
+	put(o, "kernel", dev->kernel_name[0] ? string_new(dev->kernel_name) : NULL);
+	put(o, "size", json_object_new_uint64(dev->size));
+	put(o, "block_size", json_object_new_uint64(dev->block_size));
+	put(o, "state", json_object_new_string(state_name(dev->state)));
+	put(o, "read_only", json_object_new_boolean(!!(dev->caps & BLKSERV_CAP_READ_ONLY)));
+	return o;
 }
 
-static void put_caps(FILE *out, struct blkserv_device *dev)
+static struct json_object *caps_array(struct blkserv_device *dev)
 {
 	static const struct {
 		uint64_t cap;
@@ -77,56 +219,180 @@ static void put_caps(FILE *out, struct blkserv_device *dev)
 		{ BLKSERV_CAP_TRIM, "trim" },   { BLKSERV_CAP_WRITE_ZEROES, "write_zeroes" },
 		{ BLKSERV_CAP_ROTATIONAL, "rotational" }, { BLKSERV_CAP_READ_ONLY, "read_only" },
 	};
-	const char *sep = "";
+	struct json_object *a = json_object_new_array();
 
-	fprintf(out, "capabilities=");
 	for (size_t i = 0; i < ELEMENTSOF(caps); i++)
-		if (dev->caps & caps[i].cap) {
-			fprintf(out, "%s%s", sep, caps[i].name);
-			sep = ",";
-		}
-	fprintf(out, "%s\twrite_through=%s\n", sep[0] ? "" : "none", dev->write_through ? "yes" : "no");
+		if (dev->caps & caps[i].cap)
+			append(a, json_object_new_string(caps[i].name));
+	return a;
 }
 
-static void put_stats(FILE *out, struct blkserv_device *dev)
+static struct json_object *op_object(const struct op_stats *o)
+{
+	struct json_object *j = json_object_new_object();
+	uint64_t ok = o->ops - o->errors;
+
+	put(j, "ops", json_object_new_uint64(o->ops));
+	put(j, "bytes", json_object_new_uint64(o->bytes));
+	put(j, "errors", json_object_new_uint64(o->errors));
+	put(j, "mean_us", microseconds_new(o->latency_ns_sum, ok));
+	put(j, "p50_us", microseconds_new(stats_percentile(o, 50), 1));
+	put(j, "p99_us", microseconds_new(stats_percentile(o, 99), 1));
+	put(j, "p999_us", microseconds_new(stats_percentile(o, 99.9), 1));
+	return j;
+}
+
+/* The backend's "key=value\n" lines, each typed by typed_value(). */
+static struct json_object *backend_object(struct blkserv_device *dev)
 {
 	const struct blkserv_backend *b = &dev->backend->backend;
-	struct io_stats s;
+	struct json_object *j = json_object_new_object();
 	char extra[2048] = "";
+	char *save = NULL;
+
+	if (!b->get_stats || !dev->backend_handle || b->get_stats(dev->backend_handle, extra, sizeof(extra)) < 0)
+		return j;
+	extra[sizeof(extra) - 1] = '\0';
+	for (char *line = strtok_r(extra, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+		if (!eq || eq == line)
+			continue;
+		*eq = '\0';
+		/* The key too must be UTF-8 (json-c copies it). */
+		struct json_object *key = string_new(line);
+		if (key)
+			put(j, json_object_get_string(key), typed_value(eq + 1));
+		json_object_put(key);
+	}
+	return j;
+}
+
+static struct json_object *stats_object(struct blkserv_device *dev)
+{
+	struct json_object *j = json_object_new_object(), *ops = json_object_new_object();
+	struct io_stats s;
 
 	device_get_stats(dev, &s);
-	fprintf(out, "inflight=%llu\n", (unsigned long long)s.inflight);
-	fprintf(out, "reads_mapped=%llu\n", (unsigned long long)s.reads_mapped);
-	for (unsigned op = 0; op < BLKSERV_OP__MAX; op++) {
-		const struct op_stats *o = &s.op[op];
-		uint64_t ok = o->ops - o->errors;
-		fprintf(out, "op=%s\tops=%llu\tbytes=%llu\terrors=%llu\tmean_us=%.1f\tp50_us=%.1f\tp99_us=%.1f\tp999_us=%.1f\n",
-			op_name(op), (unsigned long long)o->ops, (unsigned long long)o->bytes,
-			(unsigned long long)o->errors, ok ? (double)o->latency_ns_sum / (double)ok / 1e3 : 0.0,
-			(double)stats_percentile(o, 50) / 1e3, (double)stats_percentile(o, 99) / 1e3,
-			(double)stats_percentile(o, 99.9) / 1e3);
-	}
-	if (b->get_stats && dev->backend_handle && b->get_stats(dev->backend_handle, extra, sizeof(extra)) >= 0) {
-		/* The backend's "key=value\n" lines, prefixed. */
-		for (char *line = strtok(extra, "\n"); line; line = strtok(NULL, "\n"))
-			if (strchr(line, '=') && !strchr(line, '\t'))
-				fprintf(out, "backend.%s\n", line);
-	}
+	put(j, "inflight", json_object_new_uint64(s.inflight));
+	put(j, "reads_mapped", json_object_new_uint64(s.reads_mapped));
+	for (unsigned op = 0; op < BLKSERV_OP__MAX; op++)
+		put(ops, op_name(op), op_object(&s.op[op]));
+	put(j, "ops", ops);
+	put(j, "backend", backend_object(dev));
+	return j;
 }
 
-/* Which image of the daemon answers: blkservctl upgrade waits for the
- * generation to change, then reads whether the upgrade was undone. */
-static void put_version(FILE *out)
+/* Add {"device": @device, @key: @text} to the array @member of @answer. */
+static void report(struct json_object *answer, const char *member, const char *device, const char *key,
+		   const char *text)
+{
+	struct json_object *array = NULL, *entry;
+
+	if (!answer)
+		return;
+	if (!json_object_object_get_ex(answer, member, &array)) {
+		array = json_object_new_array();
+		put(answer, member, array);
+		if (!json_object_object_get_ex(answer, member, &array))
+			return;
+	}
+	entry = json_object_new_object();
+	put(entry, "device", string_new(device));
+	put(entry, key, string_new(text));
+	append(array, entry);
+}
+
+void control_report_failed(struct json_object *answer, const char *device, const char *error)
+{
+	report(answer, "failed", device, "error", error);
+}
+
+void control_report_warning(struct json_object *answer, const char *device, const char *warning)
+{
+	report(answer, "warnings", device, "warning", warning);
+}
+
+/* ---- commands ------------------------------------------------------ */
+
+struct control_request {
+	const struct control_ops *ops;
+	struct json_object *request; /* what the client sent */
+	struct blkserv_device *dev;  /* its "device", for a command that takes one */
+	struct json_object *answer;  /* "ok" is set; the command adds its members */
+	char *error;                 /* malloc'd: why it failed (run returned < 0) */
+};
+
+static int cmd_list(struct control_request *req)
+{
+	struct json_object *devices = json_object_new_array();
+
+	for (size_t i = 0; i < req->ops->count(req->ops->userdata); i++)
+		append(devices, device_object(req->ops->device_at(req->ops->userdata, i)));
+	put(req->answer, "devices", devices);
+	return 0;
+}
+
+static int cmd_status(struct control_request *req)
+{
+	struct json_object *o = device_object(req->dev);
+
+	put(o, "capabilities", caps_array(req->dev));
+	put(o, "write_through", json_object_new_boolean(req->dev->write_through));
+	put(req->answer, "device", o);
+	return 0;
+}
+
+static int cmd_stats(struct control_request *req)
+{
+	put(req->answer, "stats", stats_object(req->dev));
+	return 0;
+}
+
+static int cmd_reload(struct control_request *req)
+{
+	return req->ops->reload(req->ops->userdata, req->answer, &req->error);
+}
+
+static const char *c_string(struct json_object *o);
+static int fail(struct control_request *req, const char *fmt, ...) BLKSERV_PRINTF(2, 3);
+
+static int cmd_version(struct control_request *req)
 {
 	const char *failure = upgrade_failure();
-	char text[512];
+	unsigned gen = upgrade_generation();
 
-	snprintf(text, sizeof(text), "%s", failure ? failure : "");
-	text[strcspn(text, "\t\n")] = '\0';
-	fprintf(out, "ok\nversion=%s\tpid=%d\tgeneration=%u\tupgrade=%s\tupgrade_error=%s\n", BLKSERV_VERSION,
-		(int)getpid(), upgrade_generation(), !upgrade_generation() ? "none" : failure ? "undone" : "done",
-		failure ? text : "-");
+	put(req->answer, "version", json_object_new_string(BLKSERV_VERSION));
+	put(req->answer, "pid", json_object_new_int64(getpid()));
+	put(req->answer, "generation", json_object_new_uint64(gen));
+	put(req->answer, "upgrade", json_object_new_string(!gen ? "none" : failure ? "undone" : "done"));
+	put(req->answer, "upgrade_error", failure ? string_new(failure) : NULL);
+	return 0;
 }
+
+static int cmd_upgrade(struct control_request *req)
+{
+	struct json_object *binary = NULL;
+	const char *path = NULL;
+
+	if (json_object_object_get_ex(req->request, "binary", &binary)) {
+		if (!json_object_is_type(binary, json_type_string) || !(path = c_string(binary)) || !*path)
+			return fail(req, "\"binary\" must be a non-empty string");
+	}
+	return req->ops->upgrade(req->ops->userdata, path, &req->error);
+}
+
+static const struct control_command {
+	const char *name;
+	bool takes_device; /* "device" is required (and refused when false) */
+	int (*run)(struct control_request *req);
+} commands[] = {
+	{ "list", false, cmd_list },
+	{ "status", true, cmd_status },
+	{ "stats", true, cmd_stats },
+	{ "reload", false, cmd_reload },
+	{ "version", false, cmd_version },
+	{ "upgrade", false, cmd_upgrade },
+};
 
 static struct blkserv_device *find(const struct control_ops *ops, const char *name)
 {
@@ -138,81 +404,182 @@ static struct blkserv_device *find(const struct control_ops *ops, const char *na
 	return NULL;
 }
 
-static void answer(FILE *out, const struct control_ops *ops, char *line)
+static int fail(struct control_request *req, const char *fmt, ...) BLKSERV_PRINTF(2, 3);
+static int fail(struct control_request *req, const char *fmt, ...)
 {
-	char *arg = strchr(line, ' ');
-	struct blkserv_device *dev = NULL;
+	va_list ap;
 
-	if (arg)
-		*arg++ = '\0';
-	if (strcmp(line, "list") == 0) {
-		fprintf(out, "ok\n");
-		for (size_t i = 0; i < ops->count(ops->userdata); i++)
-			put_device(out, ops->device_at(ops->userdata, i));
-		return;
+	free(req->error);
+	va_start(ap, fmt);
+	if (vasprintf(&req->error, fmt, ap) < 0)
+		req->error = NULL;
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* The C string of the JSON string @o, or NULL if it holds a NUL
+ * ("list\u0000x" must not be taken for "list"). */
+static const char *c_string(struct json_object *o)
+{
+	const char *s = json_object_get_string(o);
+
+	return strlen(s) == (size_t)json_object_get_string_len(o) ? s : NULL;
+}
+
+/* Look up the command and its device, then run it. */
+static int dispatch(struct control_request *req)
+{
+	struct json_object *command, *device = NULL;
+	const struct control_command *c = NULL;
+
+	const char *name;
+
+	if (!json_object_object_get_ex(req->request, "command", &command) ||
+	    !json_object_is_type(command, json_type_string))
+		return fail(req, "the request has no \"command\" string");
+	name = c_string(command);
+	for (size_t i = 0; i < ELEMENTSOF(commands) && name && !c; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			c = &commands[i];
+	if (!c)
+		return fail(req, "unknown command '%.64s'", json_object_get_string(command));
+	if (json_object_object_get_ex(req->request, "device", &device) != c->takes_device)
+		return fail(req, c->takes_device ? "command '%s' needs a \"device\"" : "command '%s' takes no \"device\"",
+			    c->name);
+	if (device) {
+		if (!json_object_is_type(device, json_type_string))
+			return fail(req, "\"device\" must be a string");
+		name = c_string(device);
+		req->dev = name ? find(req->ops, name) : NULL;
+		if (!req->dev)
+			return fail(req, "no device named '%.64s'", json_object_get_string(device));
 	}
-	if (strcmp(line, "reload") == 0) {
-		char *error = NULL;
-		int r = ops->reload(ops->userdata, &error);
-		if (r < 0)
-			fprintf(out, "error %s\n", error ? error : strerror(-r));
-		else
-			fprintf(out, "ok\n");
-		free(error);
-		return;
+	return c->run(req);
+}
+
+/* ---- the connection ------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Read one request line (without its '\n') into @buf within the deadline:
+ * its length, -EMSGSIZE if no line end came in @size bytes, -ETIMEDOUT,
+ * -ENODATA if the client sent nothing, or -errno.  The end of the stream
+ * also ends the line. */
+static ssize_t read_request(int fd, char *buf, size_t size)
+{
+	int64_t deadline = now_ms() + CONTROL_TIMEOUT_MS;
+	size_t len = 0;
+
+	for (;;) {
+		char *nl = memchr(buf, '\n', len);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - now_ms();
+		ssize_t n;
+
+		if (nl)
+			return nl - buf;
+		if (len == size)
+			return -EMSGSIZE;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&p, 1, (int)left);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n <= 0)
+			continue;
+		n = recv(fd, buf + len, size - len, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return len > 0 ? (ssize_t)len : -ENODATA;
+		len += (size_t)n;
 	}
-	if (strcmp(line, "version") == 0) {
-		put_version(out);
-		return;
+}
+
+/* The request object in @line, or NULL with the reason in req->error. */
+static struct json_object *parse_request(struct control_request *req, const char *line, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new_ex(CONTROL_MAX_DEPTH);
+	struct json_object *o;
+	enum json_tokener_error e;
+	size_t end;
+
+	if (!tok) {
+		fail(req, "out of memory");
+		return NULL;
 	}
-	if (strcmp(line, "upgrade") == 0) {
-		char *error = NULL;
-		int r = ops->upgrade(ops->userdata, arg, &error);
-		if (r < 0)
-			fprintf(out, "error %s\n", error ? error : strerror(-r));
-		else
-			fprintf(out, "ok\n");
-		free(error);
-		return;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, line, (int)len);
+	e = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (memchr(line, '\0', len))
+		fail(req, "the request holds a NUL byte");
+	else if (e == json_tokener_continue)
+		fail(req, "the request is not complete JSON (one object on one line)");
+	else if (e != json_tokener_success)
+		fail(req, "the request is not valid JSON: %s at byte %zu", json_tokener_error_desc(e), end);
+	else if (!json_object_is_type(o, json_type_object))
+		fail(req, "the request is not a JSON object");
+	else if (strspn(line + end, " \t\r") != len - end)
+		fail(req, "the request has more than one JSON value");
+	else
+		return o;
+	json_object_put(o);
+	return NULL;
+}
+
+/* Answer the request that @n (from read_request) says came in @line. */
+static void answer(int fd, const struct control_ops *ops, char *line, ssize_t n)
+{
+	struct control_request req = { .ops = ops, .answer = json_object_new_object() };
+	const char *text = NULL;
+	int r;
+
+	put(req.answer, "ok", json_object_new_boolean(true));
+	if (n == -EMSGSIZE)
+		r = fail(&req, "the request is longer than %d bytes", CONTROL_MAX_REQUEST);
+	else if (n < 0)
+		r = fail(&req, "cannot read the request: %s", strerror((int)-n));
+	else
+		r = (req.request = parse_request(&req, line, (size_t)n)) ? dispatch(&req) : -EINVAL;
+	if (r < 0) {
+		put(req.answer, "ok", json_object_new_boolean(false));
+		put(req.answer, "error", string_new(req.error ? req.error : strerror(-r)));
 	}
-	if ((strcmp(line, "status") == 0 || strcmp(line, "stats") == 0) && arg)
-		dev = find(ops, arg);
-	if (!dev) {
-		fprintf(out, arg ? "error no device named '%s'\n" : "error unknown request '%s'\n", arg ? arg : line);
-		return;
-	}
-	fprintf(out, "ok\n");
-	if (strcmp(line, "status") == 0) {
-		put_device(out, dev);
-		put_caps(out, dev);
-	} else {
-		put_stats(out, dev);
-	}
+	if (req.answer)
+		text = json_object_to_json_string_ext(req.answer, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (!text)
+		text = "{\"ok\":false,\"error\":\"out of memory\"}";
+	if (write_full(fd, text, strlen(text)) == 0)
+		(void)write_full(fd, "\n", 1);
+	json_object_put(req.answer);
+	json_object_put(req.request);
+	free(req.error);
 }
 
 void control_serve(int listen_fd, const struct control_ops *ops)
 {
 	_cleanup_close_ int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	struct timeval tv = { .tv_sec = 2 };
-	char line[256];
-	FILE *out;
+	struct timeval tv = { .tv_sec = CONTROL_TIMEOUT_MS / 1000 };
+	char line[CONTROL_MAX_REQUEST];
 	ssize_t n;
 
 	if (fd < 0)
 		return;
-	/* The main loop serves this: a silent client must not stall it. */
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (!peer_allowed(fd))
 		return;
-	n = recv(fd, line, sizeof(line) - 1, 0);
-	if (n <= 0)
-		return;
-	line[n] = '\0';
-	line[strcspn(line, "\r\n")] = '\0';
-	out = fdopen(dup(fd), "w");
-	if (!out)
-		return;
-	answer(out, ops, line);
-	fclose(out);
+	n = read_request(fd, line, sizeof(line));
+	if (n == -ENODATA || n == -ETIMEDOUT)
+		return; /* nobody to answer */
+	answer(fd, ops, line, n);
 }

@@ -257,8 +257,9 @@ static void feed_watchdog(struct daemon *d)
 
 /* ---- reload -------------------------------------------------------- */
 
-/* Devices gone from the new config are removed, unless open. */
-static void reload_remove(struct daemon *d, struct config *next)
+/* Devices gone from the new config are removed, unless open (then
+ * @answer's client is warned). */
+static void reload_remove(struct daemon *d, struct config *next, struct json_object *answer)
 {
 	for (size_t i = d->ndevices; i-- > 0;) {
 		struct blkserv_device *dev = d->devices[i];
@@ -268,9 +269,11 @@ static void reload_remove(struct daemon *d, struct config *next)
 		if (n && device_config_equal(n, dev->config))
 			continue;
 		if (f->check_idle && f->check_idle(dev->frontend_handle) < 0) {
-			log_full(dev, BLKSERV_LOG_ERR, 0,
-				 "is open: not %s it on reload; close it and reload again",
+			char msg[128];
+			snprintf(msg, sizeof(msg), "is open: not %s it on reload; close it and reload again",
 				 n ? "restarting" : "removing");
+			log_full(dev, BLKSERV_LOG_ERR, 0, "%s", msg);
+			control_report_warning(answer, device_name(dev), msg);
 			continue;
 		}
 		log_full(dev, BLKSERV_LOG_INFO, 0, "%s on reload", n ? "restarting (config changed)" : "removing");
@@ -278,10 +281,37 @@ static void reload_remove(struct daemon *d, struct config *next)
 	}
 }
 
-static int reload(struct daemon *d, char **ret_error)
+/* Start the devices of the new config that do not run (added, or removed
+ * for a restart); each that fails is logged and told to @answer's client.
+ * Returns how many failed. */
+static size_t reload_add(struct daemon *d, struct json_object *answer)
+{
+	size_t failed = 0;
+
+	for (size_t i = 0; i < d->config->ndevices; i++) {
+		const struct device_config *cfg = &d->config->devices[i];
+		_cleanup_free_ char *why = NULL;
+		int r;
+
+		if (find_device(d, cfg->name) >= 0)
+			continue;
+		log_capture_begin();
+		r = add_device(d, cfg);
+		why = log_capture_end();
+		if (r >= 0)
+			continue;
+		failed++;
+		log_error("device '%s' failed to start on reload; the others keep running", cfg->name);
+		control_report_failed(answer, cfg->name, why ? why : strerror(-r));
+	}
+	return failed;
+}
+
+static int reload(struct daemon *d, struct json_object *answer, char **ret_error)
 {
 	_cleanup_free_ char *error = NULL;
 	struct config *next, *prev;
+	size_t failed;
 	int r;
 
 	(void)sd_notify(0, "RELOADING=1");
@@ -294,15 +324,18 @@ static int reload(struct daemon *d, char **ret_error)
 			*ret_error = TAKE_PTR(error);
 		return r;
 	}
-	reload_remove(d, next);
+	reload_remove(d, next, answer);
 	prev = d->config;
 	d->config = next;
-	for (size_t i = 0; i < next->ndevices; i++)
-		if (find_device(d, next->devices[i].name) < 0)
-			(void)add_device(d, &next->devices[i]);
+	failed = reload_add(d, answer);
 	config_free(prev);
 	notify_status(d, "READY=1\n");
-	return 0;
+	if (failed == 0)
+		return 0;
+	if (ret_error && asprintf(ret_error, "%zu device%s of the new config failed to start (the others run)",
+				  failed, failed == 1 ? "" : "s") < 0)
+		*ret_error = NULL;
+	return -EIO;
 }
 
 static size_t control_count(void *userdata)
@@ -315,9 +348,9 @@ static struct blkserv_device *control_device_at(void *userdata, size_t i)
 	return ((struct daemon *)userdata)->devices[i];
 }
 
-static int control_reload(void *userdata, char **ret_error)
+static int control_reload(void *userdata, struct json_object *answer, char **ret_error)
 {
-	return reload(userdata, ret_error);
+	return reload(userdata, answer, ret_error);
 }
 
 /* blkservctl upgrade [BINARY]: refuse a binary that refuses the config;
@@ -412,7 +445,7 @@ static int event_loop(struct daemon *d)
 		if (read(d->signal_fd, &si, sizeof(si)) != sizeof(si))
 			continue;
 		if (si.ssi_signo == SIGHUP) {
-			(void)reload(d, NULL);
+			(void)reload(d, NULL, NULL);
 			continue;
 		}
 		if (si.ssi_signo == SIGUSR2) {

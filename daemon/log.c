@@ -74,16 +74,49 @@ static void log_to_journal(struct blkserv_device *dev, int level, const char *ms
 				      "SYSLOG_IDENTIFIER=blkservd", NULL);
 }
 
+/* Error messages this thread logs between log_capture_begin and _end. */
+#define LOG_CAPTURE_MAX 1024
+static _Thread_local char *capture;
+
+void log_capture_begin(void)
+{
+	free(capture);
+	capture = calloc(1, LOG_CAPTURE_MAX);
+}
+
+char *log_capture_end(void)
+{
+	char *text = capture;
+
+	capture = NULL;
+	if (text && !text[0]) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+static void capture_message(int level, const char *msg)
+{
+	size_t len;
+
+	if (!capture || level > BLKSERV_LOG_ERR)
+		return;
+	len = strlen(capture);
+	snprintf(capture + len, LOG_CAPTURE_MAX - len, "%s%s", len ? "; " : "", msg);
+}
+
 void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt, va_list ap)
 {
 	int saved_errno = errno;
 	char msg[2048];
 
 	if (level > log_max_level)
-		return;
+		return; /* never an error (the lowest max level is "err"): none escapes capture */
 	/* %m means the error passed in, or errno. */
 	errno = error ? abs(error) : saved_errno;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	capture_message(level, msg);
 
 	if (log_target == LOG_TARGET_JOURNAL)
 		log_to_journal(dev, level, msg);

@@ -30,6 +30,12 @@ void log_full(struct blkserv_device *dev, int level, int error, const char *fmt,
 int log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
 	BLKSERV_PRINTF(4, 5);
 
+/* Keep the error messages this thread logs from now on (besides logging
+ * them), and hand them over joined by "; " (malloc'd, NULL if none): what
+ * a control client is told about a device that failed to start. */
+void log_capture_begin(void);
+char *log_capture_end(void);
+
 #define log_error(...) log_full(NULL, BLKSERV_LOG_ERR, 0, __VA_ARGS__)
 #define log_warning(...) log_full(NULL, BLKSERV_LOG_WARNING, 0, __VA_ARGS__)
 #define log_notice(...) log_full(NULL, BLKSERV_LOG_NOTICE, 0, __VA_ARGS__)

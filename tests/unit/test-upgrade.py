@@ -93,8 +93,10 @@ def ctl(tmp, *args):
 
 
 def version(tmp):
-    rc, out = ctl(tmp, "version")
-    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line) if rc == 0 else {}
+    import json
+    rc, out = ctl(tmp, "--json", "version")
+    v = json.loads(out) if rc == 0 else {}
+    return {k: str(x) for k, x in v.items()}
 
 
 def uri(tmp, name):

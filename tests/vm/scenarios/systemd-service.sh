@@ -88,7 +88,7 @@ fs_roundtrip nbd-link /dev/blkserv/nb 20
 check "journalctl BLKSERV_DEVICE=nb finds its lines" sh -c 'journalctl -b BLKSERV_DEVICE=nb | grep -q "serving nbd"'
 check "the journal entries carry the frontend" sh -c 'journalctl -b BLKSERV_DEVICE=ub -o verbose | grep -q BLKSERV_FRONTEND=ublk'
 check "blkservctl stats counts the I/O just done" sh -c \
-	"$BLKSERVCTL --json stats nb | grep -Eq '\"write\": [{]\"ops\": [1-9]'"
+	"$BLKSERVCTL --json stats nb | grep -Eq '\"write\": *[{] *\"ops\": *[1-9]'"
 
 # Reload: an added device appears; a broken file changes nothing.
 write_config <<'EOF'
