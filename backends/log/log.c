@@ -179,6 +179,8 @@ static int init_locks(struct logdev *ld)
 	pthread_mutex_init(&ld->sync_lock, NULL);
 	pthread_mutex_init(&ld->append_lock, NULL);
 	pthread_mutex_init(&ld->bg_lock, NULL);
+	pthread_mutex_init(&ld->scan_lock, NULL);
+	pthread_mutex_init(&ld->bad_lock, NULL);
 	pthread_cond_init(&ld->space_cv, NULL);
 	pthread_condattr_init(&cattr);
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC); /* the background thread's period */
@@ -200,6 +202,9 @@ static void log_free(struct logdev *ld)
 	pthread_mutex_destroy(&ld->sync_lock);
 	pthread_mutex_destroy(&ld->append_lock);
 	pthread_mutex_destroy(&ld->bg_lock);
+	pthread_mutex_destroy(&ld->scan_lock);
+	pthread_mutex_destroy(&ld->bad_lock);
+	free(ld->bad);
 	pthread_cond_destroy(&ld->space_cv);
 	pthread_cond_destroy(&ld->bg_cv);
 	pthread_rwlock_destroy(&ld->index_lock);
@@ -270,25 +275,16 @@ static int log_get_caps(void *handle, uint64_t *ret)
 
 /* ---- data ---------------------------------------------------------- */
 
-static int pread_full(int fd, char *buf, uint64_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t n = pread(fd, buf, (size_t)len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf += n;
-		len -= (uint64_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/* Copy [pos, pos+n) of extent @x into @buf.  index_lock held. */
+/* Copy [pos, pos+n) of extent @x into @buf, verified against the
+ * checksum of its record.  index_lock held. */
 static int read_extent(struct logdev *ld, const struct extent *x, uint64_t pos, uint64_t n, char *buf)
 {
-	const struct log_segment *seg;
+	uint64_t foff = x->foff + (pos - x->off);
+	struct log_segment *seg;
+	const struct log_rec_ent *e;
+	const char *why = "no record holds these bytes";
+	char what[160];
+	int r;
 
 	if (x->foff == EXTENT_ZERO) {
 		memset(buf, 0, (size_t)n);
@@ -297,7 +293,20 @@ static int read_extent(struct logdev *ld, const struct extent *x, uint64_t pos, 
 	seg = store_seg(&ld->s, x->seg);
 	if (!seg)
 		return -EIO;
-	return pread_full(seg->fd, buf, n, x->foff + (pos - x->off));
+	r = log_recs_ensure(ld, seg);
+	if (r < 0)
+		return r;
+	e = store_rec_find(seg, foff);
+	if (e && foff + n > e->pos + LOG_REC_HEADER_SIZE + (e->len & ~LOG_RECENT_BADHDR))
+		e = NULL; /* the index and the record disagree about where the data ends */
+	r = e ? log_read_verified(seg->fd, seg->id, ld->s.device_size, e, foff, n, buf, &why) : -EBADMSG;
+	if (r == -EBADMSG) {
+		snprintf(what, sizeof(what), "reads of device offset %" PRIu64 "+%" PRIu64 " fail with EIO", x->off,
+			 x->len);
+		log_report_bad(ld, seg->id, e ? e->pos : foff, why, what);
+		return -EIO;
+	}
+	return r;
 }
 
 static int log_read(void *handle, struct blkserv_request *req)
@@ -324,9 +333,15 @@ static int log_read(void *handle, struct blkserv_request *req)
 		emap_next(&ld->s.map, &it);
 	}
 	pthread_rwlock_unlock(&ld->index_lock);
-	if (r < 0)
-		blkserv_error(ld->dev, "read of %" PRIu64 "+%" PRIu64 " from %s failed: %s", req->offset,
-			      req->length, ld->s.dir, strerror(-r));
+	if (r < 0) {
+		/* No byte of a failed read goes out, verified or not. */
+		memset(req->buf, 0, (size_t)req->length);
+		if (r == -EIO)
+			atomic_fetch_add(&ld->checksum_failed_reads, 1);
+		else
+			blkserv_error(ld->dev, "read of %" PRIu64 "+%" PRIu64 " from %s failed: %s", req->offset,
+				      req->length, ld->s.dir, strerror(-r));
+	}
 	return r;
 }
 
@@ -408,7 +423,8 @@ static int log_get_stats(void *handle, char *buf, size_t len)
 		 atomic_load(&ld->synced_seq), atomic_load(&ld->failed) ? 1 : 0,
 		 (double)ld->recovery.duration_ns / 1e6, ld->recovery.replayed_bytes);
 	pthread_mutex_unlock(&ld->append_lock);
-	return 0;
+	size_t used = strlen(buf);
+	return log_verify_stats(ld, buf + used, len - used);
 }
 
 static struct blkserv_backend log_backend = {
@@ -426,6 +442,7 @@ static struct blkserv_backend log_backend = {
 	.write_zeroes = log_write_zeroes,
 	.sync = log_sync,
 	.get_stats = log_get_stats,
+	.scrub = log_scrub,
 };
 
 BLKSERV_REGISTER_BACKEND(log_backend)

@@ -30,6 +30,20 @@
 #include "recover.h"
 #include "store.h"
 
+struct log_bad {
+	uint64_t seg, pos;
+};
+
+struct log_scrub_stats {
+	bool running;
+	int last_result;          /* 0 none yet, else LOG_SCRUB_* */
+	uint64_t runs, errors, garbage_errors, records, bytes;
+	uint64_t last_end;        /* realtime seconds */
+	uint64_t duration_ns;
+};
+
+enum { LOG_SCRUB_CLEAN = 1, LOG_SCRUB_CORRUPT, LOG_SCRUB_FAILED, LOG_SCRUB_CANCELLED };
+
 struct logdev {
 	struct blkserv_device *dev;
 	struct log_store s;
@@ -65,6 +79,20 @@ struct logdev {
 	uint64_t compactions, compacted_bytes, deleted_segments, checkpoints;
 	struct recover_result recovery;
 
+	/* Verification (verify.c).  scan_lock: one scan of an old
+	 * segment's record headers at a time (taken with index_lock shared).
+	 * bad_lock: the corrupt records seen so far and what counts them. */
+	pthread_mutex_t scan_lock;
+	pthread_mutex_t bad_lock;
+	struct log_bad *bad;      /* corrupt records found, each logged once */
+	size_t nbad, bad_cap;
+	uint64_t checksum_errors; /* distinct corrupt records found */
+	_Atomic uint64_t checksum_failed_reads;
+	uint64_t msg_window_ns;   /* rate limit of the messages */
+	unsigned msg_count;
+	uint64_t msg_suppressed;
+	struct log_scrub_stats scrub; /* under bad_lock */
+
 	/* The background thread: checkpoints and compaction. */
 	pthread_t bg;
 	bool bg_running;
@@ -97,6 +125,23 @@ void log_sync_failed(struct logdev *ld, const char *what, int err);
 uint64_t log_garbage_locked(const struct logdev *ld);
 /* Reserved for compaction below max_size. */
 uint64_t log_reserve(const struct logdev *ld);
+
+/* verify.c */
+/* Make @seg's record list complete (index_lock held, shared is enough). */
+int log_recs_ensure(struct logdev *ld, struct log_segment *seg);
+/* Read and verify the WRITE record @e of segment @seg_id through @fd: its
+ * payload bytes at file offsets [foff, foff+n) go to @dst, the rest is
+ * read into scratch space (the whole payload is checksummed).  0,
+ * -EBADMSG with *why, or -errno.  @dst is zeroed on failure. */
+int log_read_verified(int fd, uint64_t seg_id, uint64_t device_size, const struct log_rec_ent *e, uint64_t foff,
+		      uint64_t n, void *dst, const char **why);
+/* A corrupt record at @pos of segment @seg: count it, log it once
+ * (rate-limited); @what says who found it and what follows. */
+void log_report_bad(struct logdev *ld, uint64_t seg, uint64_t pos, const char *why, const char *what);
+/* The backend's scrub callback. */
+int log_scrub(void *handle, struct blkserv_scrub *sc);
+/* "key=value\n" lines of the verification counters. */
+int log_verify_stats(struct logdev *ld, char *buf, size_t len);
 
 /* compact.c */
 int log_bg_start(struct logdev *ld);
