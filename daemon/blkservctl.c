@@ -30,6 +30,7 @@ struct record {
 
 static const char *arg_socket = BLKSERV_RUNTIME_DIR "/control.sock";
 static bool arg_json;
+static bool arg_scrub_status, arg_no_wait;
 
 static void help(void)
 {
@@ -39,7 +40,11 @@ static void help(void)
 	       "  list           every device: frontend, backend, kernel device, size, state\n"
 	       "  status NAME    one device, with its capabilities\n"
 	       "  stats NAME     I/O counters and latency percentiles per operation\n"
-	       "  reload         reload the config (like systemctl reload blkservd)\n\n"
+	       "  reload         reload the config (like systemctl reload blkservd)\n"
+	       "  scrub NAME     verify everything the device's backend stores, while it serves;\n"
+	       "                 waits and shows progress (exit 3: corruption found)\n"
+	       "    --no-wait    start the scrub and return\n"
+	       "    --status     show the state of the running or last scrub\n\n"
 	       "Options:\n"
 	       "  --json         print JSON for scripts\n"
 	       "  --socket PATH  control socket (default %s)\n",
@@ -257,6 +262,89 @@ static void print_stats(struct record *recs, int n)
 				printf("%s: %s\n", recs[i].fields[f].key, recs[i].fields[f].value);
 }
 
+static void print_scrub(const struct record *r, bool progress_line)
+{
+	const char *state = get(r, "state"), *error = get(r, "error");
+	double done = strtod(get(r, "done_bytes") ?: "0", NULL), total = strtod(get(r, "total_bytes") ?: "0", NULL);
+	double secs = strtod(get(r, "duration_ms") ?: "0", NULL) / 1e3;
+
+	if (arg_json && !progress_line) {
+		bool first = true;
+		printf("{");
+		json_fields(r, NULL, &first);
+		printf("}\n");
+		return;
+	}
+	if (progress_line) {
+		fprintf(stderr, "\rscrub of %s: %5.1f%% (%.0f of %.0f MiB), %s error(s), %.0f s ", get(r, "name"),
+			total > 0 ? 100.0 * done / total : 0.0, done / 1048576, total / 1048576, get(r, "errors"), secs);
+		return;
+	}
+	printf("scrub of %s: %s", get(r, "name"), state);
+	if (strcmp(state, "running") == 0)
+		printf(", %.1f%% (%.0f of %.0f bytes), %s error(s) so far, %.1f s\n",
+		       total > 0 ? 100.0 * done / total : 0.0, done, total, get(r, "errors"), secs);
+	else if (strcmp(state, "never") == 0)
+		printf(" (no scrub since the device started)\n");
+	else
+		printf(", %.0f bytes verified, %s error(s), %.1f s%s%s%s\n", done, get(r, "errors"), secs,
+		       error && strcmp(error, "-") ? " (" : "", error && strcmp(error, "-") ? error : "",
+		       error && strcmp(error, "-") ? ")" : "");
+	if (strcmp(state, "corrupt") == 0)
+		printf("the journal of blkservd names the segment and offset of each corrupt record\n");
+}
+
+/* Ask once for the scrub record of @name: 0, or 1 with the error printed. */
+static int ask_scrub(const char *command, const char *name, char **answer, struct record *rec)
+{
+	char request[256];
+	int r;
+
+	snprintf(request, sizeof(request), "%s %s\n", command, name);
+	r = ask(request, answer);
+	if (r < 0) {
+		fprintf(stderr, "blkservctl: cannot reach blkservd at %s: %s\n", arg_socket, strerror(-r));
+		return 1;
+	}
+	if (strncmp(*answer, "ok\n", 3) != 0) {
+		fprintf(stderr, "blkservctl: %s", strncmp(*answer, "error ", 6) == 0 ? *answer + 6 : *answer);
+		return 1;
+	}
+	if (parse_records(*answer + 3, rec, 1) != 1 || !get(rec, "state") || !get(rec, "name")) {
+		fprintf(stderr, "blkservctl: unexpected answer from blkservd\n");
+		return 1;
+	}
+	return 0;
+}
+
+/* scrub NAME: start, then (unless --no-wait) poll until it ends.  Exit 0
+ * clean, 3 corruption found, 1 anything else. */
+static int run_scrub(const char *name)
+{
+	struct record rec;
+	bool tty = isatty(STDERR_FILENO) && !arg_json;
+	int r;
+
+	for (bool first = true;; first = false) {
+		_cleanup_free_ char *answer = NULL;
+		r = ask_scrub(first && !arg_scrub_status ? "scrub" : "scrub-status", name, &answer, &rec);
+		if (r)
+			return r;
+		const char *state = get(&rec, "state");
+		if (strcmp(state, "running") != 0 || arg_no_wait || arg_scrub_status) {
+			if (tty && !first)
+				fputc('\n', stderr);
+			print_scrub(&rec, false);
+			if (arg_scrub_status || (arg_no_wait && strcmp(state, "running") == 0))
+				return 0;
+			return strcmp(state, "clean") == 0 ? 0 : strcmp(state, "corrupt") == 0 ? 3 : 1;
+		}
+		if (tty)
+			print_scrub(&rec, true);
+		usleep(200000);
+	}
+}
+
 static int run(const char *command, const char *name)
 {
 	static struct record recs[MAX_RECORDS];
@@ -291,6 +379,8 @@ int main(int argc, char **argv)
 	static const struct option options[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "status", no_argument, NULL, 'S' },
+		{ "no-wait", no_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -301,6 +391,10 @@ int main(int argc, char **argv)
 			arg_json = true;
 		else if (c == 's')
 			arg_socket = optarg;
+		else if (c == 'S')
+			arg_scrub_status = true;
+		else if (c == 'W')
+			arg_no_wait = true;
 		else if (c == 'h') {
 			help();
 			return 0;
@@ -312,11 +406,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[optind], *name = optind + 1 < argc ? argv[optind + 1] : NULL;
-	bool needs_name = strcmp(cmd, "status") == 0 || strcmp(cmd, "stats") == 0;
+	bool scrub = strcmp(cmd, "scrub") == 0;
+	bool needs_name = strcmp(cmd, "status") == 0 || strcmp(cmd, "stats") == 0 || scrub;
 	bool known = needs_name || strcmp(cmd, "list") == 0 || strcmp(cmd, "reload") == 0;
-	if (!known || needs_name != (name != NULL) || optind + 1 + (name != NULL) < argc) {
-		fprintf(stderr, "blkservctl: usage: blkservctl [--json] list | status NAME | stats NAME | reload\n");
+	if (!known || needs_name != (name != NULL) || optind + 1 + (name != NULL) < argc ||
+	    ((arg_scrub_status || arg_no_wait) && !scrub)) {
+		fprintf(stderr, "blkservctl: usage: blkservctl [--json] list | status NAME | stats NAME | reload | "
+			"scrub NAME [--no-wait | --status]\n");
 		return 2;
 	}
-	return run(cmd, name);
+	return scrub ? run_scrub(name) : run(cmd, name);
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Requests (one line): "list", "status NAME", "stats NAME", "reload".
+ * Requests (one line): "list", "status NAME", "stats NAME", "reload",
+ * "scrub NAME" (start one), "scrub-status NAME".
  * Answers: "ok" or "error MESSAGE" on the first line, then one record per
  * line, fields separated by tabs as key=value (values never contain tabs or
  * newlines).  blkservctl turns them into tables or JSON.
@@ -18,6 +19,7 @@
 #include "control.h"
 #include "device.h"
 #include "log.h"
+#include "scrub.h"
 
 int control_listen(const char *path)
 {
@@ -121,6 +123,37 @@ static struct blkserv_device *find(const struct control_ops *ops, const char *na
 	return NULL;
 }
 
+/* "scrub NAME" starts a scrub, "scrub-status NAME" only reports; both
+ * answer with the scrub's state (scrub.h). */
+static void answer_scrub(FILE *out, struct blkserv_device *dev, const char *name, bool start)
+{
+	struct scrub_status st;
+	int r = 0;
+
+	if (!dev) {
+		fprintf(out, "error no device named '%s'\n", name ? name : "");
+		return;
+	}
+	if (start)
+		r = device_scrub_start(dev);
+	if (r == -EOPNOTSUPP) {
+		fprintf(out, "error backend %s cannot scrub\n", device_backend_name(dev));
+		return;
+	}
+	if (r < 0) {
+		fprintf(out, "error cannot scrub %s: %s\n", name,
+			r == -EBUSY ? "a scrub is already running" : r == -ENODEV ? "the device is not running"
+										: strerror(-r));
+		return;
+	}
+	device_scrub_status(dev, &st);
+	fprintf(out, "ok\nname=%s\tstate=%s\tdone_bytes=%llu\ttotal_bytes=%llu\terrors=%llu\tstarted=%llu\t"
+		"duration_ms=%llu\terror=%s\n", name, scrub_state_name(st.state),
+		(unsigned long long)st.done_bytes, (unsigned long long)st.total_bytes, (unsigned long long)st.errors,
+		(unsigned long long)st.started, (unsigned long long)st.duration_ms,
+		st.error ? strerror(-st.error) : "-");
+}
+
 static void answer(FILE *out, const struct control_ops *ops, char *line)
 {
 	char *arg = strchr(line, ' ');
@@ -142,6 +175,10 @@ static void answer(FILE *out, const struct control_ops *ops, char *line)
 		else
 			fprintf(out, "ok\n");
 		free(error);
+		return;
+	}
+	if (strcmp(line, "scrub") == 0 || strcmp(line, "scrub-status") == 0) {
+		answer_scrub(out, arg ? find(ops, arg) : NULL, arg, strcmp(line, "scrub") == 0);
 		return;
 	}
 	if ((strcmp(line, "status") == 0 || strcmp(line, "stats") == 0) && arg)
