@@ -49,7 +49,7 @@ struct io_uring_sqe; /* <linux/io_uring.h>: kernel UAPI, a stable layout */
 /* Opaque host objects. */
 struct blkserv_device; /* one configured device */
 struct blkserv_queue;  /* one queue: an owning thread and its io_uring */
-struct blkserv_scrub;  /* a scrub in progress (see the backend's scrub callback) */
+struct blkserv_scrub;  /* a scrub in progress (defined below, with the scrub callback) */
 struct blkserv_config; /* one plugin's validated options */
 
 /* ------------------------------------------------------------------ */
