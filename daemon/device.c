@@ -265,6 +265,7 @@ int device_stop(struct blkserv_device *dev, uint32_t flags)
 		f->close(dev->frontend_handle);
 		dev->frontend_handle = NULL;
 	}
+	device_scrub_stop(dev); /* before the backend is preserved or closed */
 	if ((flags & BLKSERV_STOP_KEEP_DEVICE) && b->preserve && dev->backend_handle)
 		(void)b->preserve(dev->backend_handle);
 	r = device_close_backend(dev);

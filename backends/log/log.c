@@ -276,7 +276,8 @@ static int log_get_caps(void *handle, uint64_t *ret)
 /* ---- data ---------------------------------------------------------- */
 
 /* Copy [pos, pos+n) of extent @x into @buf, verified against the
- * checksum of its record.  index_lock held. */
+ * checksum of its record: -EBADMSG (reported) when it does not match.
+ * index_lock held. */
 static int read_extent(struct logdev *ld, const struct extent *x, uint64_t pos, uint64_t n, char *buf)
 {
 	uint64_t foff = x->foff + (pos - x->off);
@@ -304,9 +305,8 @@ static int read_extent(struct logdev *ld, const struct extent *x, uint64_t pos, 
 		snprintf(what, sizeof(what), "reads of device offset %" PRIu64 "+%" PRIu64 " fail with EIO", x->off,
 			 x->len);
 		log_report_bad(ld, seg->id, e ? e->pos : foff, why, what);
-		return -EIO;
 	}
-	return r;
+	return r; /* -EBADMSG: corrupt, the caller fails the read with EIO */
 }
 
 static int log_read(void *handle, struct blkserv_request *req)
@@ -336,13 +336,13 @@ static int log_read(void *handle, struct blkserv_request *req)
 	if (r < 0) {
 		/* No byte of a failed read goes out, verified or not. */
 		memset(req->buf, 0, (size_t)req->length);
-		if (r == -EIO)
+		if (r == -EBADMSG)
 			atomic_fetch_add(&ld->checksum_failed_reads, 1);
 		else
 			blkserv_error(ld->dev, "read of %" PRIu64 "+%" PRIu64 " from %s failed: %s", req->offset,
 				      req->length, ld->s.dir, strerror(-r));
 	}
-	return r;
+	return r == -EBADMSG ? -EIO : r;
 }
 
 static int append_request(struct logdev *ld, struct blkserv_request *req, uint16_t type)
