@@ -39,6 +39,8 @@ static const struct blkserv_option log_options[] = {
 	  "bytes were appended", 0 },
 	{ "recover_truncate", BLKSERV_OPT_BOOL, "false", "at start, cut the log at a corrupt record instead of "
 	  "refusing to start (loses what follows it)", 0 },
+	{ "max_record_size", BLKSERV_OPT_SIZE, "0", "split larger writes into records of this size (0: one "
+	  "record per write); bounds what a small read must read and checksum", 0 },
 	{ "verify_on_start", BLKSERV_OPT_BOOL, "false", "at start, verify every record of every segment, not "
 	  "only those after the checkpoint", 0 },
 	BLKSERV_OPTION_END,
@@ -62,6 +64,7 @@ static int read_options(struct logdev *ld, const struct blkserv_config *cfg, con
 	(void)blkserv_config_get_uint(cfg, "segment_size", &ld->segment_size);
 	(void)blkserv_config_get_uint(cfg, "max_size", &ld->max_size);
 	(void)blkserv_config_get_uint(cfg, "checkpoint_interval", &ld->ckpt_interval);
+	(void)blkserv_config_get_uint(cfg, "max_record_size", &ld->max_record);
 	(void)blkserv_config_get_uint(cfg, "compact_threshold", &pct);
 	(void)blkserv_config_get_bool(cfg, "compaction", &ld->compaction);
 	(void)blkserv_config_get_bool(cfg, "recover_truncate", &ld->recover_truncate);
@@ -69,6 +72,11 @@ static int read_options(struct logdev *ld, const struct blkserv_config *cfg, con
 	ld->compact_pct = pct;
 	if (ld->segment_size < MIN_SEGMENT_SIZE || ld->segment_size > (1ull << 40)) {
 		blkserv_error(ld->dev, "segment_size %" PRIu64 " is out of range (64K to 1T)", ld->segment_size);
+		return -EINVAL;
+	}
+	if (ld->max_record && (ld->max_record < 4096 || ld->max_record % 4096 || ld->max_record > ld->segment_size / 4)) {
+		blkserv_error(ld->dev, "max_record_size %" PRIu64 " is out of range (0, or a multiple of 4K from 4K "
+			      "to a quarter of segment_size)", ld->max_record);
 		return -EINVAL;
 	}
 	if (pct < 1 || pct > 99) {
@@ -345,12 +353,44 @@ static int log_read(void *handle, struct blkserv_request *req)
 	return r == -EBADMSG ? -EIO : r;
 }
 
+/* A write larger than max_record_size, as several records appended in one
+ * go (nothing else in between): a read of part of it then reads and
+ * checksums one record of at most max_record_size, not the whole write.
+ * A crash may keep a prefix of them, as of any write not yet flushed. */
+static int append_split(struct logdev *ld, struct blkserv_request *req)
+{
+	uint64_t n = (req->length + ld->max_record - 1) / ld->max_record, seq = 0;
+	_cleanup_free_ uint32_t *crcs = calloc((size_t)n, sizeof(*crcs));
+	int r = 0;
+
+	if (!crcs)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) /* outside the lock */
+		crcs[i] = crc32c(0, (const char *)req->buf + i * ld->max_record,
+				 (size_t)(i + 1 < n ? ld->max_record : req->length - i * ld->max_record));
+	pthread_mutex_lock(&ld->append_lock);
+	for (uint64_t i = 0; r >= 0 && i < n; i++) {
+		uint64_t off = i * ld->max_record;
+		struct append a = { .type = LOG_REC_WRITE, .offset = req->offset + off,
+				    .length = i + 1 < n ? ld->max_record : req->length - off,
+				    .payload = (const char *)req->buf + off, .payload_crc = crcs[i] };
+		a.payload_len = a.length;
+		r = log_append_locked(ld, &a, &seq);
+	}
+	pthread_mutex_unlock(&ld->append_lock);
+	if (r >= 0 && (req->flags & BLKSERV_REQ_FUA))
+		r = log_sync_upto(ld, seq);
+	return r;
+}
+
 static int append_request(struct logdev *ld, struct blkserv_request *req, uint16_t type)
 {
 	struct append a = { .type = type, .offset = req->offset, .length = req->length };
 	uint64_t seq;
 	int r;
 
+	if (type == LOG_REC_WRITE && ld->max_record && req->length > ld->max_record)
+		return append_split(ld, req);
 	if (type == LOG_REC_WRITE) {
 		a.payload = req->buf;
 		a.payload_len = req->length;

@@ -50,6 +50,7 @@ struct logdev {
 
 	/* Options. */
 	uint64_t segment_size;
+	uint64_t max_record;      /* split writes into records of at most this (0: never) */
 	uint64_t max_size;        /* 0: no limit */
 	uint64_t ckpt_interval;   /* bytes appended between checkpoints */
 	uint64_t compact_pct;     /* compact when garbage exceeds this % of the log */

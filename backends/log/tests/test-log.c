@@ -1492,6 +1492,42 @@ static void test_compaction_keeps_corruption(void **state)
 	dm_free(&d);
 }
 
+/* max_record_size splits a large write into records: each reads and
+ * fails on its own, the data is whole, and it survives a restart. */
+static void test_max_record_size(void **state)
+{
+	_cleanup_free_ char *dir = fresh_dir("split");
+	struct dev_model d = { 0 };
+	uint64_t seg, pos;
+	char err[8192];
+	struct blkserv_device *dev = NULL;
+
+	assert_int_equal(try_open(dir, "max_record_size = 6000", DEV_SIZE, &dev, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "max_record_size"));
+	dm_open(&d, dir, "max_record_size = 16K", DEV_SIZE);
+	assert_int_equal(dm_write(&d, 0, 65536, BLKSERV_REQ_FUA), 0);      /* 4 records */
+	assert_int_equal(dm_write(&d, 65536 + 512, 20000, 0), 0);          /* 16K + the rest */
+	assert_int_equal(stat_value(d.dev, "extents"), 6);
+	assert_int_equal(stat_value(d.dev, "client_write_bytes"), 65536 + 20000);
+	dm_verify(&d, "split writes");
+	dm_close(&d, true);
+	find_write(dir, 32768, &seg, &pos); /* the third record of the first write */
+	flip_bit(dir, seg, pos + LOG_REC_HEADER_SIZE + 5, 0);
+	dm_open(&d, dir, "max_record_size = 16K", DEV_SIZE);
+	expect_eio(&d, 32768, 4096, NULL);
+	expect_eio(&d, 0, 65536, NULL);
+	unsigned char got[16384];
+	for (uint64_t off = 0; off < 65536; off += 16384) {
+		if (off == 32768)
+			continue;
+		assert_int_equal(test_io(d.q, BLKSERV_OP_READ, 0, off, 16384, got), 0);
+		assert_memory_equal(got, d.m + off, 16384);
+	}
+	assert_int_equal(stat_value(d.dev, "checksum_errors"), 1);
+	dm_close(&d, true);
+	dm_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1508,6 +1544,7 @@ int main(void)
 		cmocka_unit_test(test_scrub),
 		cmocka_unit_test(test_scrub_with_writes),
 		cmocka_unit_test(test_compaction_keeps_corruption),
+		cmocka_unit_test(test_max_record_size),
 		cmocka_unit_test_setup(test_cut_every_record, setup_workload),
 		cmocka_unit_test_setup(test_cut_random, setup_workload),
 		cmocka_unit_test_setup(test_flip_tail, setup_workload),
