@@ -255,8 +255,7 @@ int log_recs_ensure(struct logdev *ld, struct log_segment *seg)
 int log_read_verified(int fd, uint64_t seg_id, uint64_t device_size, const struct log_rec_ent *e, uint64_t foff,
 		      uint64_t n, void *dst, const char **why)
 {
-	uint64_t payload = e->pos + LOG_REC_HEADER_SIZE, len = e->len & ~LOG_RECENT_BADHDR;
-	uint64_t before = foff - payload, after = payload + len - (foff + n);
+	uint64_t payload = e->pos + LOG_REC_HEADER_SIZE, len = e->len & ~LOG_RECENT_BADHDR, before, after;
 	unsigned char hdr[LOG_REC_HEADER_SIZE];
 	_cleanup_free_ unsigned char *scratch = NULL;
 	struct iovec iov[4];
@@ -264,6 +263,13 @@ int log_read_verified(int fd, uint64_t seg_id, uint64_t device_size, const struc
 	uint32_t crc;
 	int k = 0, r;
 
+	if (foff < payload || n > len || foff - payload > len - n) {
+		*why = "the index points outside its record";
+		r = -EBADMSG;
+		goto fail;
+	}
+	before = foff - payload;
+	after = len - before - n;
 	if (e->len & LOG_RECENT_BADHDR) {
 		*why = "its record header is corrupt";
 		r = -EBADMSG;
