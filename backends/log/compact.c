@@ -202,14 +202,19 @@ static int read_source(struct logdev *ld, const struct victim *v, const struct e
 	struct log_segment *seg;
 	int r;
 
-	pthread_rwlock_rdlock(&ld->index_lock);
-	seg = store_seg(&ld->s, v->id);
-	r = seg ? log_recs_ensure(ld, seg) : -ENOENT;
-	if (r >= 0 && (found = store_rec_find(seg, e->foff)))
-		ent = *found;
-	pthread_rwlock_unlock(&ld->index_lock);
-	if (r < 0)
-		return r;
+	for (bool known = false; !known;) {
+		pthread_rwlock_rdlock(&ld->index_lock);
+		seg = store_seg(&ld->s, v->id);
+		r = seg ? 0 : -ENOENT;
+		known = seg && log_recs_known(seg);
+		if (known && (found = store_rec_find(seg, e->foff)))
+			ent = *found;
+		pthread_rwlock_unlock(&ld->index_lock);
+		if (r >= 0 && !known)
+			r = log_recs_build(ld, v->id);
+		if (r < 0)
+			return r;
+	}
 	uint64_t len = ent.len & ~LOG_RECENT_BADHDR, payload = ent.pos + LOG_REC_HEADER_SIZE;
 	if (found && e->foff + e->len > payload + len)
 		found = NULL;

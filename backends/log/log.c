@@ -302,9 +302,8 @@ static int read_extent(struct logdev *ld, const struct extent *x, uint64_t pos, 
 	seg = store_seg(&ld->s, x->seg);
 	if (!seg)
 		return -EIO;
-	r = log_recs_ensure(ld, seg);
-	if (r < 0)
-		return r;
+	if (!log_recs_known(seg))
+		return -EAGAIN; /* its record list first, without index_lock */
 	e = store_rec_find(seg, foff);
 	if (e && foff + n > e->pos + LOG_REC_HEADER_SIZE + (e->len & ~LOG_RECENT_BADHDR))
 		e = NULL; /* the index and the record disagree about where the data ends */
@@ -323,8 +322,10 @@ static int log_read(void *handle, struct blkserv_request *req)
 	uint64_t pos = req->offset, end = req->offset + req->length;
 	char *buf = req->buf;
 	struct emap_iter it;
+	uint64_t need_seg = 0;
 	int r = 0;
 
+again:
 	pthread_rwlock_rdlock(&ld->index_lock);
 	emap_seek(&ld->s.map, pos, &it);
 	while (r >= 0 && pos < end) {
@@ -337,10 +338,21 @@ static int log_read(void *handle, struct blkserv_request *req)
 		}
 		stop = x->off + x->len < end ? x->off + x->len : end;
 		r = read_extent(ld, x, pos, stop - pos, buf + (pos - req->offset));
-		pos = stop;
+		if (r == -EAGAIN)
+			need_seg = x->seg;
+		else
+			pos = stop;
 		emap_next(&ld->s.map, &it);
 	}
 	pthread_rwlock_unlock(&ld->index_lock);
+	if (r == -EAGAIN) {
+		/* An old segment, first read since the start: list its records,
+		 * then go on from here (the index may have changed meanwhile,
+		 * so look again). */
+		r = log_recs_build(ld, need_seg);
+		if (r >= 0)
+			goto again;
+	}
 	if (r < 0) {
 		/* No byte of a failed read goes out, verified or not. */
 		memset(req->buf, 0, (size_t)req->length);

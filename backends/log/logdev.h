@@ -82,6 +82,7 @@ struct logdev {
 
 	/* Verification (verify.c).  scan_lock: one scan of an old
 	 * segment's record headers at a time (taken with index_lock shared).
+	 * Taken before index_lock, never while holding it.
 	 * bad_lock: the corrupt records seen so far and what counts them. */
 	pthread_mutex_t scan_lock;
 	pthread_mutex_t bad_lock;
@@ -128,8 +129,14 @@ uint64_t log_garbage_locked(const struct logdev *ld);
 uint64_t log_reserve(const struct logdev *ld);
 
 /* verify.c */
-/* Make @seg's record list complete (index_lock held, shared is enough). */
-int log_recs_ensure(struct logdev *ld, struct log_segment *seg);
+/* Is @seg's record list complete?  (index_lock held.)  If not, the
+ * caller drops index_lock, calls log_recs_build() and looks again. */
+static inline bool log_recs_known(struct log_segment *seg)
+{
+	return atomic_load_explicit(&seg->recs_known, memory_order_acquire);
+}
+/* Scan the record headers of segment @seg_id (index_lock not held). */
+int log_recs_build(struct logdev *ld, uint64_t seg_id);
 /* Read and verify the WRITE record @e of segment @seg_id through @fd: its
  * payload bytes at file offsets [foff, foff+n) go to @dst, the rest is
  * read into scratch space (the whole payload is checksummed).  0,

@@ -227,25 +227,50 @@ static int scan_segment(struct logdev *ld, struct log_segment *seg)
 	return r;
 }
 
-int log_recs_ensure(struct logdev *ld, struct log_segment *seg)
+int log_recs_build(struct logdev *ld, uint64_t seg_id)
 {
+	struct log_segment *seg, tmp = { .id = seg_id, .fd = -1 };
+	uint64_t t0 = mono_ns();
 	int r = 0;
 
-	if (atomic_load_explicit(&seg->recs_known, memory_order_acquire))
-		return 0;
+	/* One scan at a time; the scan itself holds no index_lock, so
+	 * writers and other readers go on meanwhile (it reads its own fd:
+	 * compaction may delete the segment under it). */
 	pthread_mutex_lock(&ld->scan_lock);
-	if (!atomic_load_explicit(&seg->recs_known, memory_order_relaxed)) {
-		uint64_t t0 = mono_ns();
-		r = scan_segment(ld, seg);
-		if (r >= 0) {
-			atomic_store_explicit(&seg->recs_known, true, memory_order_release);
-			blkserv_debug(ld->dev, "log %s: indexed the %zu records of segment %" PRIu64 " in %.1f ms",
-				      ld->s.dir, seg->nrecs, seg->id, (double)(mono_ns() - t0) / 1e6);
-		} else {
-			blkserv_error(ld->dev, "log %s: cannot read the record headers of segment %" PRIu64 ": %s",
-				      ld->s.dir, seg->id, strerror(-r));
-		}
+	pthread_rwlock_rdlock(&ld->index_lock);
+	seg = store_seg(&ld->s, seg_id);
+	if (seg && !atomic_load(&seg->recs_known)) {
+		tmp.size = seg->size;
+		tmp.fd = fcntl(seg->fd, F_DUPFD_CLOEXEC, 3);
+		if (tmp.fd < 0)
+			r = -errno;
 	}
+	pthread_rwlock_unlock(&ld->index_lock);
+	if (tmp.fd >= 0) {
+		r = scan_segment(ld, &tmp);
+		close(tmp.fd);
+	}
+	if (r < 0) {
+		blkserv_error(ld->dev, "log %s: cannot read the record headers of segment %" PRIu64 ": %s",
+			      ld->s.dir, seg_id, strerror(-r));
+	} else if (tmp.fd >= 0) {
+		/* Nobody reads a list before recs_known says it is complete,
+		 * and scan_lock keeps other installers out: shared is enough. */
+		pthread_rwlock_rdlock(&ld->index_lock);
+		seg = store_seg(&ld->s, seg_id);
+		if (seg && !atomic_load(&seg->recs_known)) {
+			free(seg->recs);
+			seg->recs = tmp.recs;
+			seg->nrecs = tmp.nrecs;
+			seg->recs_cap = tmp.recs_cap;
+			tmp.recs = NULL;
+			atomic_store_explicit(&seg->recs_known, true, memory_order_release);
+		}
+		pthread_rwlock_unlock(&ld->index_lock);
+		blkserv_debug(ld->dev, "log %s: indexed the %zu records of segment %" PRIu64 " in %.1f ms",
+			      ld->s.dir, tmp.nrecs, seg_id, (double)(mono_ns() - t0) / 1e6);
+	}
+	free(tmp.recs);
 	pthread_mutex_unlock(&ld->scan_lock);
 	return r;
 }
