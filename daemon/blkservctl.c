@@ -307,6 +307,8 @@ static int ask_scrub(const char *command, const char *name, char **answer, struc
 		return 1;
 	}
 	if (strncmp(*answer, "ok\n", 3) != 0) {
+		if (strstr(*answer, "a scrub is already running"))
+			return 2; /* the caller waits for that one */
 		fprintf(stderr, "blkservctl: %s", strncmp(*answer, "error ", 6) == 0 ? *answer + 6 : *answer);
 		return 1;
 	}
@@ -328,6 +330,13 @@ static int run_scrub(const char *name)
 	for (bool first = true;; first = false) {
 		_cleanup_free_ char *answer = NULL;
 		r = ask_scrub(first && !arg_scrub_status ? "scrub" : "scrub-status", name, &answer, &rec);
+		if (r == 2) {
+			fprintf(stderr, "blkservctl: a scrub of %s is already running%s\n", name,
+				arg_no_wait ? "" : "; waiting for it");
+			if (arg_no_wait)
+				return 1;
+			continue;
+		}
 		if (r)
 			return r;
 		const char *state = get(&rec, "state");
