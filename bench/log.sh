@@ -14,6 +14,9 @@
 #   3. write amplification after random 4 KiB overwrites of 4x a 256 MiB
 #      device with compaction at two thresholds (counted once compaction
 #      has caught up), and the log's size then.
+#   1c. verified reads (warm page cache, QD 1): the log against the file
+#      backend, 4 KiB random and 1 MiB sequential reads of data written in
+#      4 KiB and in 1 MiB requests, and with max_record_size = 64K;
 #   1b. the same jobs through the nbd-export frontend with fio's nbd engine,
 #      when both exist (BENCH_RUNTIME seconds each, default 5);
 # BENCH_DIR: where the data goes (default /var/tmp).  Caches are dropped
@@ -84,6 +87,30 @@ done <<-JOBS
 	rand-4k rand 4096 67108864 0
 	rand-4k-flush16 rand 4096 16777216 16
 JOBS
+
+# Reads: every log read checks the checksum of each whole record it uses.
+echo
+echo "## reads (QD 1, warm page cache; the log verifies every record it reads)"
+echo
+echo "| data written as | read | file MiB/s | log MiB/s | log/file |"
+echo "|---|---|---|---|---|"
+while read -r wbs opts rmode rbs rtotal; do
+	fresh
+	[[ $opts == - ]] && opts=""
+	conf 256M "$opts"
+	run file write seq "$wbs" 268435456 8 0 >/dev/null
+	run log write seq "$wbs" 268435456 8 0 >/dev/null
+	f=$(run file read "$rmode" "$rbs" "$rtotal" 1 | head -1 | awk '{print $2}')
+	l=$(run log read "$rmode" "$rbs" "$rtotal" 1 | head -1 | awk '{print $2}')
+	echo "| $wbs-byte writes ${opts:+($opts)} | $rmode $rbs | $f | $l | $(ratio "$l" "$f") |"
+done <<-JOBS
+	4096 - rand 4096 268435456
+	4096 - seq 1048576 1073741824
+	1048576 - seq 1048576 1073741824
+	1048576 - rand 4096 16777216
+	1048576 max_record_size=64K rand 4096 67108864
+JOBS
+conf 1G ""
 
 # The same through the NBD export and fio's nbd engine, when both exist: the
 # path a client sees (one connection; fio keeps QD requests in flight).

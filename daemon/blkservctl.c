@@ -29,6 +29,8 @@
 
 static const char *arg_socket = BLKSERV_RUNTIME_DIR "/control.sock";
 static bool arg_json;
+static bool arg_scrub_status, arg_no_wait;
+static bool arg_scrub_status, arg_no_wait;
 
 static void print_list(struct json_object *answer);
 static void print_status(struct json_object *answer);
@@ -58,6 +60,10 @@ static void help(void)
 		snprintf(synopsis, sizeof(synopsis), "%s%s", commands[i].name, commands[i].takes_device ? " NAME" : "");
 		printf("  %-14s %s\n", synopsis, commands[i].help);
 	}
+	printf("  scrub NAME     verify everything the device's backend stores, while it serves;\n"
+	       "                 waits and shows progress (exit 3: corruption found)\n"
+	       "    --no-wait    start the scrub and return\n"
+	       "    --status     show the state of the running or last scrub\n");
 	printf("  upgrade [BINARY] re-execute the daemon in place (default: its own path),\n"
 	       "                 keeping its PID and every device; waits for the result\n");
 	printf("\nOptions:\n"
@@ -71,7 +77,7 @@ static void usage_error(void)
 	fprintf(stderr, "blkservctl: usage: blkservctl [--json]");
 	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
 		fprintf(stderr, "%s %s%s", i ? " |" : "", commands[i].name, commands[i].takes_device ? " NAME" : "");
-	fprintf(stderr, " | upgrade [BINARY]\n");
+	fprintf(stderr, " | scrub NAME [--no-wait | --status] | upgrade [BINARY]\n");
 }
 
 /* Send @request and read the whole answer into a malloc'd string. */
@@ -328,6 +334,91 @@ static int64_t generation(struct json_object **ret_answer)
 	return v;
 }
 
+static uint64_t uint_member(struct json_object *o, const char *key)
+{
+	struct json_object *v = member(o, key);
+
+	return json_object_is_type(v, json_type_int) ? json_object_get_uint64(v) : 0;
+}
+
+static void print_scrub(const char *name, struct json_object *sc, bool progress_line)
+{
+	char sbuf[32], ebuf[256];
+	const char *state = field(sc, "state", sbuf, sizeof(sbuf)), *error = field(sc, "error", ebuf, sizeof(ebuf));
+	double done = (double)uint_member(sc, "done_bytes"), total = (double)uint_member(sc, "total_bytes");
+	double secs = (double)uint_member(sc, "duration_ms") / 1e3;
+	unsigned long long errors = (unsigned long long)uint_member(sc, "errors");
+
+	if (progress_line) {
+		fprintf(stderr, "\rscrub of %s: %5.1f%% (%.0f of %.0f MiB), %llu error(s), %.0f s ", name,
+			total > 0 ? 100.0 * done / total : 0.0, done / 1048576, total / 1048576, errors, secs);
+		return;
+	}
+	printf("scrub of %s: %s", name, state);
+	if (strcmp(state, "running") == 0)
+		printf(", %.1f%% (%.0f of %.0f bytes), %llu error(s) so far, %.1f s\n",
+		       total > 0 ? 100.0 * done / total : 0.0, done, total, errors, secs);
+	else if (strcmp(state, "never") == 0)
+		printf(" (no scrub since the device started)\n");
+	else
+		printf(", %.0f bytes verified, %llu error(s), %.1f s%s%s%s\n", done, errors, secs,
+		       strcmp(error, "-") ? " (" : "", strcmp(error, "-") ? error : "", strcmp(error, "-") ? ")" : "");
+	if (strcmp(state, "corrupt") == 0)
+		printf("the journal of blkservd names the segment and offset of each corrupt record\n");
+}
+
+/* scrub NAME: start (or with --status only look), then unless --no-wait
+ * poll until it ends.  Exit 0 clean, 3 corruption found, 1 otherwise. */
+static int run_scrub(const char *name)
+{
+	bool tty = isatty(STDERR_FILENO) && !arg_json;
+
+	for (bool first = true;; first = false) {
+		_cleanup_free_ char *reply = NULL;
+		struct json_object *answer = call(first && !arg_scrub_status ? "scrub" : "scrub-status", "device", name,
+						  false, &reply);
+		char b[1024], sbuf[32];
+		const char *state, *error;
+
+		if (!answer)
+			return EXIT_ERROR;
+		if (!json_object_get_boolean(member(answer, "ok"))) {
+			error = field(answer, "error", b, sizeof(b));
+			if (!strstr(error, "a scrub is already running")) {
+				fprintf(stderr, "blkservctl: %s\n", error);
+				json_object_put(answer);
+				return EXIT_ERROR;
+			}
+			json_object_put(answer);
+			fprintf(stderr, "blkservctl: a scrub of %s is already running%s\n", name,
+				arg_no_wait ? "" : "; waiting for it");
+			if (arg_no_wait)
+				return EXIT_ERROR;
+			continue;
+		}
+		struct json_object *sc = member(answer, "scrub");
+		state = field(sc, "state", sbuf, sizeof(sbuf));
+		if (strcmp(state, "running") != 0 || arg_no_wait || arg_scrub_status) {
+			if (tty && !first)
+				fputc('\n', stderr);
+			if (arg_json)
+				printf("%s\n", json_object_to_json_string_ext(sc, JSON_C_TO_STRING_PLAIN));
+			else
+				print_scrub(name, sc, false);
+			int status = arg_scrub_status || (arg_no_wait && strcmp(state, "running") == 0) ? EXIT_DONE
+				     : strcmp(state, "clean") == 0                                    ? EXIT_DONE
+				     : strcmp(state, "corrupt") == 0                                  ? 3
+												      : EXIT_ERROR;
+			json_object_put(answer);
+			return status;
+		}
+		if (tty)
+			print_scrub(name, sc, true);
+		json_object_put(answer);
+		usleep(200000);
+	}
+}
+
 #define UPGRADE_WAIT_MS 120000
 
 /* blkservctl upgrade [BINARY]: ask, then wait for a new image of the
@@ -382,6 +473,8 @@ int main(int argc, char **argv)
 	static const struct option options[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "status", no_argument, NULL, 'S' },
+		{ "no-wait", no_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -393,6 +486,10 @@ int main(int argc, char **argv)
 			arg_json = true;
 		else if (opt == 's')
 			arg_socket = optarg;
+		else if (opt == 'S')
+			arg_scrub_status = true;
+		else if (opt == 'W')
+			arg_no_wait = true;
 		else if (opt == 'h') {
 			help();
 			return EXIT_DONE;
@@ -403,6 +500,12 @@ int main(int argc, char **argv)
 		help();
 		return EXIT_USAGE;
 	}
+	if ((arg_scrub_status || arg_no_wait) && (strcmp(argv[optind], "scrub") != 0 || argc - optind != 2)) {
+		usage_error();
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[optind], "scrub") == 0 && argc - optind == 2)
+		return run_scrub(argv[optind + 1]);
 	if (strcmp(argv[optind], "upgrade") == 0 && argc - optind <= 2)
 		return upgrade(argc - optind == 2 ? argv[optind + 1] : NULL);
 	for (size_t i = 0; i < ELEMENTSOF(commands) && !c; i++)

@@ -32,11 +32,15 @@
  *	version       "version", "pid", "generation" (how many times this PID
  *	              executed a binary in place), "upgrade" ("none", "done",
  *	              "undone"), "upgrade_error" (why undone, or null)
+ *	scrub NAME    start a scrub (blkservctl scrub); "scrub": SCRUB
+ *	scrub-status NAME  "scrub": SCRUB, the running or the last scrub
  *	upgrade       optional "binary" (a string): answered once the binary
  *	              accepted the config, just before the daemon executes it;
  *	              the client then waits for "generation" to change
  * where DEVICE is {"name", "frontend", "backend", "kernel", "size",
- * "block_size", "state", "read_only"}.  Adding a command is a function and
+ * "block_size", "state", "read_only"} and SCRUB is {"state", "done_bytes",
+ * "total_bytes", "errors", "started" (seconds since the epoch),
+ * "duration_ms", "error" (null or why it could not finish)}.  Adding a command is a function and
  * a line in commands[].
  */
 #include <errno.h>
@@ -57,6 +61,7 @@
 #include "device.h"
 #include "io-util.h"
 #include "log.h"
+#include "scrub.h"
 #include "upgrade.h"
 #include "build-config.h"
 
@@ -381,6 +386,43 @@ static int cmd_upgrade(struct control_request *req)
 	return req->ops->upgrade(req->ops->userdata, path, &req->error);
 }
 
+/* The scrub's state (scrub.h), after starting one if @start. */
+static int scrub_command(struct control_request *req, bool start)
+{
+	struct blkserv_device *dev = req->dev;
+	struct scrub_status st;
+	struct json_object *o;
+	int r = start ? device_scrub_start(dev) : 0;
+
+	if (r == -EOPNOTSUPP)
+		return fail(req, "backend %s cannot scrub", device_backend_name(dev));
+	if (r < 0)
+		return fail(req, "cannot scrub %s: %s", device_name(dev),
+			    r == -EBUSY ? "a scrub is already running"
+			    : r == -ENODEV ? "the device is not running" : strerror(-r));
+	device_scrub_status(dev, &st);
+	o = json_object_new_object();
+	put(o, "state", json_object_new_string(scrub_state_name(st.state)));
+	put(o, "done_bytes", json_object_new_uint64(st.done_bytes));
+	put(o, "total_bytes", json_object_new_uint64(st.total_bytes));
+	put(o, "errors", json_object_new_uint64(st.errors));
+	put(o, "started", json_object_new_uint64(st.started));
+	put(o, "duration_ms", json_object_new_uint64(st.duration_ms));
+	put(o, "error", st.error ? json_object_new_string(strerror(-st.error)) : NULL);
+	put(req->answer, "scrub", o);
+	return 0;
+}
+
+static int cmd_scrub(struct control_request *req)
+{
+	return scrub_command(req, true);
+}
+
+static int cmd_scrub_status(struct control_request *req)
+{
+	return scrub_command(req, false);
+}
+
 static const struct control_command {
 	const char *name;
 	bool takes_device; /* "device" is required (and refused when false) */
@@ -390,6 +432,8 @@ static const struct control_command {
 	{ "status", true, cmd_status },
 	{ "stats", true, cmd_stats },
 	{ "reload", false, cmd_reload },
+	{ "scrub", true, cmd_scrub },
+	{ "scrub-status", true, cmd_scrub_status },
 	{ "version", false, cmd_version },
 	{ "upgrade", false, cmd_upgrade },
 };

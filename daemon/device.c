@@ -9,6 +9,7 @@
 #include "log.h"
 #include "names.h"
 #include "queue.h"
+#include "scrub.h"
 
 static int copy_plugin_config(const struct blkserv_config *src, struct blkserv_config *dst)
 {
@@ -113,6 +114,7 @@ void device_free(struct blkserv_device *dev)
 {
 	if (!dev)
 		return;
+	device_scrub_free(dev);
 	if (dev->faults) {
 		faults_log_summary(dev->faults);
 		faults_free(dev->faults);
@@ -207,6 +209,7 @@ int device_close_backend(struct blkserv_device *dev)
 
 	if (!dev->backend_handle)
 		return 0;
+	device_scrub_stop(dev); /* it reads through the backend */
 	if (b->sync) {
 		r = b->sync(dev->backend_handle);
 		if (r < 0)
@@ -262,6 +265,7 @@ int device_stop(struct blkserv_device *dev, uint32_t flags)
 		f->close(dev->frontend_handle);
 		dev->frontend_handle = NULL;
 	}
+	device_scrub_stop(dev); /* before the backend is preserved or closed */
 	if ((flags & BLKSERV_STOP_KEEP_DEVICE) && b->preserve && dev->backend_handle)
 		(void)b->preserve(dev->backend_handle);
 	r = device_close_backend(dev);

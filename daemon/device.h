@@ -38,6 +38,8 @@ struct blkserv_device {
 	pthread_mutex_t queues_lock;
 	struct blkserv_queue *queues;
 	struct io_stats retired_stats; /* of queues already freed */
+
+	struct device_scrub *scrub; /* scrub.c; NULL: never scrubbed */
 };
 
 /* Copy @cfg into a new device (not started), loading its plugins from

@@ -58,6 +58,7 @@ struct victim {
 	uint64_t live;
 	uint64_t garbage;
 	int fd;
+	bool kept; /* holds a corrupt live record: not copied, not deleted */
 };
 
 static int cmp_victim(const void *a, const void *b)
@@ -82,9 +83,11 @@ static size_t pick_victims(struct logdev *ld, struct victim *out)
 	for (size_t i = 0; i + 1 < s->nsegs; i++) {
 		const struct log_segment *seg = &s->segs[i];
 		uint64_t g = seg_garbage(ld, seg);
-		/* At least a tenth of it must be reclaimable. */
-		if (g * 10 >= seg->size)
-			all[n++] = (struct victim){ seg->id, seg->live, g, seg->fd };
+		/* At least a tenth of it must be reclaimable; a segment with a
+		 * corrupt live record stays as it is, so its reads keep failing
+		 * rather than its bad data being copied as good. */
+		if (g * 10 >= seg->size && !seg->bad)
+			all[n++] = (struct victim){ seg->id, seg->live, g, seg->fd, false };
 	}
 	qsort(all, n, sizeof(*all), cmp_victim);
 	for (size_t i = 0; i < n && k < MAX_VICTIMS; i++) {
@@ -142,23 +145,6 @@ static int copy_piece_locked(struct logdev *ld, const struct extent *p, const un
 	return 0;
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* The index extents that point into segment @id (a snapshot). */
 static int extents_of(struct logdev *ld, uint64_t id, struct extent **ret, size_t *ret_n)
 {
@@ -189,49 +175,111 @@ static int extents_of(struct logdev *ld, uint64_t id, struct extent **ret, size_
 	return r;
 }
 
-static int copy_piece(struct logdev *ld, const struct victim *v, const struct extent *p, unsigned char *buf)
+static int copy_piece(struct logdev *ld, const struct extent *p, const unsigned char *data)
 {
-	int r = 0;
+	int r;
 
-	/* A sealed segment never changes, and only this thread deletes
-	 * segments: its fd can be read without a lock. */
-	if (p->foff != EXTENT_ZERO)
-		r = pread_full(v->fd, buf, (size_t)p->len, p->foff);
-	if (r < 0) {
-		blkserv_error(ld->dev, "compaction cannot read segment %" PRIu64 " of %s at offset %" PRIu64
-			      ": %s", v->id, ld->s.dir, p->foff, strerror(-r));
-		return r;
-	}
 	pthread_mutex_lock(&ld->append_lock);
-	r = copy_piece_locked(ld, p, buf);
+	r = copy_piece_locked(ld, p, data);
 	pthread_mutex_unlock(&ld->append_lock);
 	return r;
 }
 
-static int copy_extent(struct logdev *ld, const struct victim *v, const struct extent *e, unsigned char *buf)
+/*
+ * Read the record extent @e lies in, verified: compaction gives what it
+ * copies a fresh checksum, so it must never copy bytes whose own checksum
+ * does not match (that would launder them).  The whole payload goes into
+ * *buf; *ret_at is where @e's bytes start in it.  A sealed segment never
+ * changes, and only this thread deletes segments: its fd can be read
+ * without a lock (the record list needs index_lock).
+ */
+static int read_source(struct logdev *ld, const struct victim *v, const struct extent *e, unsigned char **buf,
+		       size_t *cap, uint64_t *ret_at)
 {
+	struct log_rec_ent ent = { 0 };
+	const struct log_rec_ent *found = NULL;
+	const char *why = "no record holds these bytes";
+	struct log_segment *seg;
+	int r;
+
+	for (bool known = false; !known;) {
+		pthread_rwlock_rdlock(&ld->index_lock);
+		seg = store_seg(&ld->s, v->id);
+		r = seg ? 0 : -ENOENT;
+		known = seg && log_recs_known(seg);
+		if (known && (found = store_rec_find(seg, e->foff)))
+			ent = *found;
+		pthread_rwlock_unlock(&ld->index_lock);
+		if (r >= 0 && !known)
+			r = log_recs_build(ld, v->id);
+		if (r < 0)
+			return r;
+	}
+	uint64_t len = ent.len & ~LOG_RECENT_BADHDR, payload = ent.pos + LOG_REC_HEADER_SIZE;
+	if (found && e->foff + e->len > payload + len)
+		found = NULL;
+	if (found && len > *cap) {
+		unsigned char *n = realloc(*buf, (size_t)len);
+		if (!n)
+			return -ENOMEM;
+		*buf = n;
+		*cap = (size_t)len;
+	}
+	r = found ? log_read_verified(v->fd, v->id, ld->s.device_size, &ent, payload, len, *buf, &why) : -EBADMSG;
+	if (r == -EBADMSG) {
+		char what[200];
+		snprintf(what, sizeof(what), "compaction keeps segment %" PRIu64 " as it is (device offset %" PRIu64
+			 "+%" PRIu64 " keeps failing reads with EIO until it is written again)", v->id, e->off, e->len);
+		log_report_bad(ld, v->id, found ? ent.pos : e->foff, why, what);
+		return r;
+	}
+	if (r < 0) {
+		blkserv_error(ld->dev, "compaction cannot read segment %" PRIu64 " of %s at offset %" PRIu64
+			      ": %s", v->id, ld->s.dir, e->foff, strerror(-r));
+		return r;
+	}
+	*ret_at = e->foff - payload;
+	return 0;
+}
+
+static int copy_extent(struct logdev *ld, const struct victim *v, const struct extent *e, unsigned char **buf,
+		       size_t *cap)
+{
+	uint64_t at = 0;
 	int r = 0;
 
-	if (e->foff == EXTENT_ZERO) /* zeros need no buffer: one record */
-		return copy_piece(ld, v, e, buf);
+	if (e->foff == EXTENT_ZERO) /* zeros need no data: one record */
+		return copy_piece(ld, e, NULL);
+	r = read_source(ld, v, e, buf, cap, &at);
 	for (uint64_t done = 0; r >= 0 && done < e->len; done += COPY_BYTES) {
 		struct extent p = *e;
 		p.off += done;
 		p.foff += done;
 		p.len = e->len - done < COPY_BYTES ? e->len - done : COPY_BYTES;
-		r = copy_piece(ld, v, &p, buf);
+		r = copy_piece(ld, &p, *buf + at + done);
 	}
 	return r;
 }
 
-static int copy_victim(struct logdev *ld, const struct victim *v, unsigned char *buf)
+static int copy_victim(struct logdev *ld, struct victim *v, unsigned char **buf, size_t *cap)
 {
 	_cleanup_free_ struct extent *ext = NULL;
 	size_t n;
 	int r = extents_of(ld, v->id, &ext, &n);
 
 	for (size_t i = 0; r >= 0 && i < n; i++)
-		r = copy_extent(ld, v, &ext[i], buf);
+		r = copy_extent(ld, v, &ext[i], buf, cap);
+	if (r == -EBADMSG) {
+		/* Leave this segment alone (until a restart looks again); the
+		 * others of the round go on. */
+		pthread_mutex_lock(&ld->append_lock);
+		struct log_segment *seg = store_seg(&ld->s, v->id);
+		if (seg)
+			seg->bad = true;
+		pthread_mutex_unlock(&ld->append_lock);
+		v->kept = true;
+		r = 0;
+	}
 	return r;
 }
 
@@ -257,6 +305,8 @@ static void delete_victims(struct logdev *ld, const struct victim *v, size_t n)
 
 	pthread_mutex_lock(&ld->append_lock);
 	for (size_t i = 0; i < n; i++) {
+		if (v[i].kept)
+			continue;
 		if (v[i].id >= ld->ckpt_seg || referenced(ld, v[i].id)) {
 			blkserv_warning(ld->dev, "compaction: segment %" PRIu64 " of %s is still needed; kept",
 					v[i].id, ld->s.dir);
@@ -283,7 +333,7 @@ int log_compact_round(struct logdev *ld, bool force)
 {
 	struct victim v[MAX_VICTIMS];
 	_cleanup_free_ unsigned char *buf = NULL;
-	size_t n;
+	size_t n, cap = 0;
 	int r = 0;
 
 	pthread_mutex_lock(&ld->append_lock);
@@ -291,11 +341,8 @@ int log_compact_round(struct logdev *ld, bool force)
 	pthread_mutex_unlock(&ld->append_lock);
 	if (n == 0)
 		return 0;
-	buf = malloc(COPY_BYTES);
-	if (!buf)
-		return -ENOMEM;
 	for (size_t i = 0; r >= 0 && i < n; i++)
-		r = copy_victim(ld, &v[i], buf);
+		r = copy_victim(ld, &v[i], &buf, &cap);
 	if (r >= 0)
 		r = log_checkpoint(ld);
 	if (r < 0) {

@@ -8,6 +8,9 @@
  *       write TOTAL bytes in BS blocks (rand: uniform over the device),
  *       QD requests in flight, a flush every FLUSH_EVERY writes and one at
  *       the end; prints "seconds MiB/s IOPS" and then the backend's stats
+ *   log-bench CONFIG DEVICE read seq|rand BS TOTAL [QD]
+ *       read TOTAL bytes in BS blocks (of what an earlier write left);
+ *       prints "seconds MiB/s IOPS"
  *   ... crash: with BLKSERV_BENCH_CRASH=1 the process ends without the
  *       backend's clean stop (no final checkpoint), like kill -9.
  *   ... settle: with BLKSERV_BENCH_SETTLE=1 the stats are printed once
@@ -122,6 +125,31 @@ static int run_write(struct blkserv_device *dev, char **argv, int argc)
 	return b.errors ? 1 : 0;
 }
 
+static int run_read(struct blkserv_device *dev, char **argv, int argc)
+{
+	uint64_t bs = strtoull(argv[1], NULL, 0), total = strtoull(argv[2], NULL, 0);
+	uint32_t qd = argc > 3 ? (uint32_t)atoi(argv[3]) : 1;
+	uint64_t n = bs ? total / bs : 0, t0;
+	struct bench b = { .size = blkserv_device_size(dev) };
+	char *buf = aligned_alloc(4096, bs * qd);
+
+	if (!buf || qd == 0 || qd > 64 || bs == 0 || bs > b.size || blkserv_queue_new(dev, qd, 0, &b.q) < 0)
+		return 2;
+	srandom(43);
+	t0 = now_ns();
+	for (uint64_t i = 0; i < n; i++) {
+		uint32_t tag = (uint32_t)(i % qd);
+		drain(&b, qd - 1);
+		submit(&b, tag, BLKSERV_OP_READ, next_offset(argv[0], i, bs, b.size), bs, buf + (uint64_t)tag * bs);
+	}
+	drain(&b, 0);
+	double s = (double)(now_ns() - t0) / 1e9;
+	printf("%.3f %.1f %.0f\n", s, (double)(n * bs) / s / 1048576.0, (double)n / s);
+	blkserv_queue_free(b.q);
+	free(buf);
+	return b.errors ? 1 : 0;
+}
+
 static uint64_t stat_value(struct blkserv_device *dev, const char *key)
 {
 	const struct blkserv_backend *be = &dev->backend->backend;
@@ -163,7 +191,7 @@ int main(int argc, char **argv)
 	int r = 0;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: log-bench CONFIG DEVICE open|write ...\n");
+		fprintf(stderr, "usage: log-bench CONFIG DEVICE open|write|read ...\n");
 		return 2;
 	}
 	t0 = now_ns();
@@ -172,6 +200,8 @@ int main(int argc, char **argv)
 		printf("%.4f\n", (double)(now_ns() - t0) / 1e9);
 	else if (strcmp(argv[3], "write") == 0 && argc >= 7)
 		r = run_write(dev, argv + 4, argc - 4);
+	else if (strcmp(argv[3], "read") == 0 && argc >= 7)
+		r = run_read(dev, argv + 4, argc - 4);
 	else
 		r = 2;
 	if (getenv("BLKSERV_BENCH_SETTLE"))

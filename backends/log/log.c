@@ -39,6 +39,8 @@ static const struct blkserv_option log_options[] = {
 	  "bytes were appended", 0 },
 	{ "recover_truncate", BLKSERV_OPT_BOOL, "false", "at start, cut the log at a corrupt record instead of "
 	  "refusing to start (loses what follows it)", 0 },
+	{ "max_record_size", BLKSERV_OPT_SIZE, "0", "split larger writes into records of this size (0: one "
+	  "record per write); bounds what a small read must read and checksum", 0 },
 	{ "verify_on_start", BLKSERV_OPT_BOOL, "false", "at start, verify every record of every segment, not "
 	  "only those after the checkpoint", 0 },
 	BLKSERV_OPTION_END,
@@ -90,6 +92,7 @@ static int read_options(struct logdev *ld, const struct blkserv_config *cfg, con
 	(void)blkserv_config_get_uint(cfg, "segment_size", &ld->segment_size);
 	(void)blkserv_config_get_uint(cfg, "max_size", &ld->max_size);
 	(void)blkserv_config_get_uint(cfg, "checkpoint_interval", &ld->ckpt_interval);
+	(void)blkserv_config_get_uint(cfg, "max_record_size", &ld->max_record);
 	(void)blkserv_config_get_uint(cfg, "compact_threshold", &pct);
 	(void)blkserv_config_get_bool(cfg, "compaction", &ld->compaction);
 	(void)blkserv_config_get_bool(cfg, "recover_truncate", &ld->recover_truncate);
@@ -97,6 +100,11 @@ static int read_options(struct logdev *ld, const struct blkserv_config *cfg, con
 	ld->compact_pct = pct;
 	if (ld->segment_size < MIN_SEGMENT_SIZE || ld->segment_size > (1ull << 40)) {
 		blkserv_error(ld->dev, "segment_size %" PRIu64 " is out of range (64K to 1T)", ld->segment_size);
+		return -EINVAL;
+	}
+	if (ld->max_record && (ld->max_record < 4096 || ld->max_record % 4096 || ld->max_record > ld->segment_size / 4)) {
+		blkserv_error(ld->dev, "max_record_size %" PRIu64 " is out of range (0, or a multiple of 4K from 4K "
+			      "to a quarter of segment_size)", ld->max_record);
 		return -EINVAL;
 	}
 	if (pct < 1 || pct > 99) {
@@ -207,6 +215,8 @@ static int init_locks(struct logdev *ld)
 	pthread_mutex_init(&ld->sync_lock, NULL);
 	pthread_mutex_init(&ld->append_lock, NULL);
 	pthread_mutex_init(&ld->bg_lock, NULL);
+	pthread_mutex_init(&ld->scan_lock, NULL);
+	pthread_mutex_init(&ld->bad_lock, NULL);
 	pthread_cond_init(&ld->space_cv, NULL);
 	pthread_condattr_init(&cattr);
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC); /* the background thread's period */
@@ -228,6 +238,9 @@ static void log_free(struct logdev *ld)
 	pthread_mutex_destroy(&ld->sync_lock);
 	pthread_mutex_destroy(&ld->append_lock);
 	pthread_mutex_destroy(&ld->bg_lock);
+	pthread_mutex_destroy(&ld->scan_lock);
+	pthread_mutex_destroy(&ld->bad_lock);
+	free(ld->bad);
 	pthread_cond_destroy(&ld->space_cv);
 	pthread_cond_destroy(&ld->bg_cv);
 	pthread_rwlock_destroy(&ld->index_lock);
@@ -298,25 +311,17 @@ static int log_get_caps(void *handle, uint64_t *ret)
 
 /* ---- data ---------------------------------------------------------- */
 
-static int pread_full(int fd, char *buf, uint64_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t n = pread(fd, buf, (size_t)len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf += n;
-		len -= (uint64_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/* Copy [pos, pos+n) of extent @x into @buf.  index_lock held. */
+/* Copy [pos, pos+n) of extent @x into @buf, verified against the
+ * checksum of its record: -EBADMSG (reported) when it does not match.
+ * index_lock held. */
 static int read_extent(struct logdev *ld, const struct extent *x, uint64_t pos, uint64_t n, char *buf)
 {
-	const struct log_segment *seg;
+	uint64_t foff = x->foff + (pos - x->off);
+	struct log_segment *seg;
+	const struct log_rec_ent *e;
+	const char *why = "no record holds these bytes";
+	char what[160];
+	int r;
 
 	if (x->foff == EXTENT_ZERO) {
 		memset(buf, 0, (size_t)n);
@@ -325,7 +330,18 @@ static int read_extent(struct logdev *ld, const struct extent *x, uint64_t pos, 
 	seg = store_seg(&ld->s, x->seg);
 	if (!seg)
 		return -EIO;
-	return pread_full(seg->fd, buf, n, x->foff + (pos - x->off));
+	if (!log_recs_known(seg))
+		return -EAGAIN; /* its record list first, without index_lock */
+	e = store_rec_find(seg, foff);
+	if (e && foff + n > e->pos + LOG_REC_HEADER_SIZE + (e->len & ~LOG_RECENT_BADHDR))
+		e = NULL; /* the index and the record disagree about where the data ends */
+	r = e ? log_read_verified(seg->fd, seg->id, ld->s.device_size, e, foff, n, buf, &why) : -EBADMSG;
+	if (r == -EBADMSG) {
+		snprintf(what, sizeof(what), "reads of device offset %" PRIu64 "+%" PRIu64 " fail with EIO", x->off,
+			 x->len);
+		log_report_bad(ld, seg->id, e ? e->pos : foff, why, what);
+	}
+	return r; /* -EBADMSG: corrupt, the caller fails the read with EIO */
 }
 
 static int log_read(void *handle, struct blkserv_request *req)
@@ -334,8 +350,10 @@ static int log_read(void *handle, struct blkserv_request *req)
 	uint64_t pos = req->offset, end = req->offset + req->length;
 	char *buf = req->buf;
 	struct emap_iter it;
+	uint64_t need_seg = 0;
 	int r = 0;
 
+again:
 	pthread_rwlock_rdlock(&ld->index_lock);
 	emap_seek(&ld->s.map, pos, &it);
 	while (r >= 0 && pos < end) {
@@ -348,13 +366,60 @@ static int log_read(void *handle, struct blkserv_request *req)
 		}
 		stop = x->off + x->len < end ? x->off + x->len : end;
 		r = read_extent(ld, x, pos, stop - pos, buf + (pos - req->offset));
-		pos = stop;
+		if (r == -EAGAIN)
+			need_seg = x->seg;
+		else
+			pos = stop;
 		emap_next(&ld->s.map, &it);
 	}
 	pthread_rwlock_unlock(&ld->index_lock);
-	if (r < 0)
-		blkserv_error(ld->dev, "read of %" PRIu64 "+%" PRIu64 " from %s failed: %s", req->offset,
-			      req->length, ld->s.dir, strerror(-r));
+	if (r == -EAGAIN) {
+		/* An old segment, first read since the start: list its records,
+		 * then go on from here (the index may have changed meanwhile,
+		 * so look again). */
+		r = log_recs_build(ld, need_seg);
+		if (r >= 0)
+			goto again;
+	}
+	if (r < 0) {
+		/* No byte of a failed read goes out, verified or not. */
+		memset(req->buf, 0, (size_t)req->length);
+		if (r == -EBADMSG)
+			atomic_fetch_add(&ld->checksum_failed_reads, 1);
+		else
+			blkserv_error(ld->dev, "read of %" PRIu64 "+%" PRIu64 " from %s failed: %s", req->offset,
+				      req->length, ld->s.dir, strerror(-r));
+	}
+	return r == -EBADMSG ? -EIO : r;
+}
+
+/* A write larger than max_record_size, as several records appended in one
+ * go (nothing else in between): a read of part of it then reads and
+ * checksums one record of at most max_record_size, not the whole write.
+ * A crash may keep a prefix of them, as of any write not yet flushed. */
+static int append_split(struct logdev *ld, struct blkserv_request *req)
+{
+	uint64_t n = (req->length + ld->max_record - 1) / ld->max_record, seq = 0;
+	_cleanup_free_ uint32_t *crcs = calloc((size_t)n, sizeof(*crcs));
+	int r = 0;
+
+	if (!crcs)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) /* outside the lock */
+		crcs[i] = crc32c(0, (const char *)req->buf + i * ld->max_record,
+				 (size_t)(i + 1 < n ? ld->max_record : req->length - i * ld->max_record));
+	pthread_mutex_lock(&ld->append_lock);
+	for (uint64_t i = 0; r >= 0 && i < n; i++) {
+		uint64_t off = i * ld->max_record;
+		struct append a = { .type = LOG_REC_WRITE, .offset = req->offset + off,
+				    .length = i + 1 < n ? ld->max_record : req->length - off,
+				    .payload = (const char *)req->buf + off, .payload_crc = crcs[i] };
+		a.payload_len = a.length;
+		r = log_append_locked(ld, &a, &seq);
+	}
+	pthread_mutex_unlock(&ld->append_lock);
+	if (r >= 0 && (req->flags & BLKSERV_REQ_FUA))
+		r = log_sync_upto(ld, seq);
 	return r;
 }
 
@@ -364,6 +429,8 @@ static int append_request(struct logdev *ld, struct blkserv_request *req, uint16
 	uint64_t seq;
 	int r;
 
+	if (type == LOG_REC_WRITE && ld->max_record && req->length > ld->max_record)
+		return append_split(ld, req);
 	if (type == LOG_REC_WRITE) {
 		a.payload = req->buf;
 		a.payload_len = req->length;
@@ -436,7 +503,8 @@ static int log_get_stats(void *handle, char *buf, size_t len)
 		 atomic_load(&ld->synced_seq), atomic_load(&ld->failed) ? 1 : 0,
 		 (double)ld->recovery.duration_ns / 1e6, ld->recovery.replayed_bytes);
 	pthread_mutex_unlock(&ld->append_lock);
-	return 0;
+	size_t used = strlen(buf);
+	return log_verify_stats(ld, buf + used, len - used);
 }
 
 static struct blkserv_backend log_backend = {
@@ -456,6 +524,7 @@ static struct blkserv_backend log_backend = {
 	.get_stats = log_get_stats,
 	.option_checks = log_checks,
 	.validate = log_validate,
+	.scrub = log_scrub,
 };
 
 BLKSERV_REGISTER_BACKEND(log_backend)

@@ -30,12 +30,27 @@
 #include "recover.h"
 #include "store.h"
 
+struct log_bad {
+	uint64_t seg, pos;
+};
+
+struct log_scrub_stats {
+	bool running;
+	int last_result;          /* 0 none yet, else LOG_SCRUB_* */
+	uint64_t runs, errors, garbage_errors, records, bytes;
+	uint64_t last_end;        /* realtime seconds */
+	uint64_t duration_ns;
+};
+
+enum { LOG_SCRUB_CLEAN = 1, LOG_SCRUB_CORRUPT, LOG_SCRUB_FAILED, LOG_SCRUB_CANCELLED };
+
 struct logdev {
 	struct blkserv_device *dev;
 	struct log_store s;
 
 	/* Options. */
 	uint64_t segment_size;
+	uint64_t max_record;      /* split writes into records of at most this (0: never) */
 	uint64_t max_size;        /* 0: no limit */
 	uint64_t ckpt_interval;   /* bytes appended between checkpoints */
 	uint64_t compact_pct;     /* compact when garbage exceeds this % of the log */
@@ -64,6 +79,21 @@ struct logdev {
 	uint64_t disk_bytes;      /* everything appended: headers, payload, checkpoints */
 	uint64_t compactions, compacted_bytes, deleted_segments, checkpoints;
 	struct recover_result recovery;
+
+	/* Verification (verify.c).  scan_lock: one scan of an old
+	 * segment's record headers at a time (taken with index_lock shared).
+	 * Taken before index_lock, never while holding it.
+	 * bad_lock: the corrupt records seen so far and what counts them. */
+	pthread_mutex_t scan_lock;
+	pthread_mutex_t bad_lock;
+	struct log_bad *bad;      /* corrupt records found, each logged once */
+	size_t nbad, bad_cap;
+	uint64_t checksum_errors; /* distinct corrupt records found */
+	_Atomic uint64_t checksum_failed_reads;
+	uint64_t msg_window_ns;   /* rate limit of the messages */
+	unsigned msg_count;
+	uint64_t msg_suppressed;
+	struct log_scrub_stats scrub; /* under bad_lock */
 
 	/* The background thread: checkpoints and compaction. */
 	pthread_t bg;
@@ -97,6 +127,29 @@ void log_sync_failed(struct logdev *ld, const char *what, int err);
 uint64_t log_garbage_locked(const struct logdev *ld);
 /* Reserved for compaction below max_size. */
 uint64_t log_reserve(const struct logdev *ld);
+
+/* verify.c */
+/* Is @seg's record list complete?  (index_lock held.)  If not, the
+ * caller drops index_lock, calls log_recs_build() and looks again. */
+static inline bool log_recs_known(struct log_segment *seg)
+{
+	return atomic_load_explicit(&seg->recs_known, memory_order_acquire);
+}
+/* Scan the record headers of segment @seg_id (index_lock not held). */
+int log_recs_build(struct logdev *ld, uint64_t seg_id);
+/* Read and verify the WRITE record @e of segment @seg_id through @fd: its
+ * payload bytes at file offsets [foff, foff+n) go to @dst, the rest is
+ * read into scratch space (the whole payload is checksummed).  0,
+ * -EBADMSG with *why, or -errno.  @dst is zeroed on failure. */
+int log_read_verified(int fd, uint64_t seg_id, uint64_t device_size, const struct log_rec_ent *e, uint64_t foff,
+		      uint64_t n, void *dst, const char **why);
+/* A corrupt record at @pos of segment @seg: count it, log it once
+ * (rate-limited); @what says who found it and what follows. */
+void log_report_bad(struct logdev *ld, uint64_t seg, uint64_t pos, const char *why, const char *what);
+/* The backend's scrub callback. */
+int log_scrub(void *handle, struct blkserv_scrub *sc);
+/* "key=value\n" lines of the verification counters. */
+int log_verify_stats(struct logdev *ld, char *buf, size_t len);
 
 /* compact.c */
 int log_bg_start(struct logdev *ld);

@@ -441,10 +441,16 @@ static int verify_segment(struct recovery *rc, size_t i)
 	uint64_t pos = LOG_SEG_HEADER_SIZE, seq = seg->first_seq;
 	char path[4096];
 
+	seg->nrecs = 0; /* its record list, as a by-product */
 	while (pos < seg->size) {
 		struct log_rec rec;
 		const char *why = NULL;
 		int r = log_read_record(s, seg, pos, &rec, &rc->buf, &rc->cap, &why);
+		if (r == 0 && rec.type == LOG_REC_WRITE) {
+			r = store_rec_reserve(seg);
+			if (r >= 0)
+				store_rec_push(seg, pos, rec.payload_len);
+		}
 		if (r == 0 && rec.seq != seq) {
 			why = "unexpected sequence number";
 			r = -EBADMSG;
@@ -461,6 +467,7 @@ static int verify_segment(struct recovery *rc, size_t i)
 		pos += LOG_REC_HEADER_SIZE + rec.payload_len;
 		seq++;
 	}
+	seg->recs_known = true;
 	return 0;
 }
 
@@ -476,6 +483,9 @@ static int replay_segment(struct recovery *rc, size_t i, uint64_t pos)
 				   "(a segment is missing)");
 		return r < 0 ? r : 0;
 	}
+	/* Replay sees every record from here on (before @pos there is at
+	 * most the checkpoint): its record list is complete. */
+	seg->recs_known = true;
 	while (pos < seg->size) {
 		struct log_rec rec;
 		const char *why = NULL;

@@ -19,9 +19,11 @@ void store_init(struct log_store *s)
 
 void store_free(struct log_store *s)
 {
-	for (size_t i = 0; i < s->nsegs; i++)
+	for (size_t i = 0; i < s->nsegs; i++) {
 		if (s->segs[i].fd >= 0)
 			close(s->segs[i].fd);
+		free(s->segs[i].recs);
+	}
 	free(s->segs);
 	free(s->dir);
 	emap_free(&s->map);
@@ -87,10 +89,51 @@ void store_remove_seg(struct log_store *s, uint64_t id)
 	i = (size_t)(seg - s->segs);
 	if (seg->fd >= 0)
 		close(seg->fd);
+	free(seg->recs);
 	s->total_bytes -= seg->size;
 	s->live_bytes -= seg->live;
 	memmove(&s->segs[i], &s->segs[i + 1], (s->nsegs - i - 1) * sizeof(*s->segs));
 	s->nsegs--;
+}
+
+int store_rec_reserve(struct log_segment *seg)
+{
+	struct log_rec_ent *n;
+	size_t cap;
+
+	if (seg->nrecs < seg->recs_cap)
+		return 0;
+	cap = seg->recs_cap ? seg->recs_cap * 2 : 64;
+	n = realloc(seg->recs, cap * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	seg->recs = n;
+	seg->recs_cap = cap;
+	return 0;
+}
+
+void store_rec_push(struct log_segment *seg, uint64_t pos, uint64_t len)
+{
+	seg->recs[seg->nrecs++] = (struct log_rec_ent){ pos, len };
+}
+
+const struct log_rec_ent *store_rec_find(const struct log_segment *seg, uint64_t foff)
+{
+	size_t lo = 0, hi = seg->nrecs;
+	const struct log_rec_ent *e;
+
+	/* The last record whose payload starts at or before @foff. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (seg->recs[mid].pos + LOG_REC_HEADER_SIZE <= foff)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	e = &seg->recs[lo - 1];
+	return foff - (e->pos + LOG_REC_HEADER_SIZE) < (e->len & ~LOG_RECENT_BADHDR) ? e : NULL;
 }
 
 /* An older extent lost @piece: it no longer counts as live. */
@@ -141,11 +184,15 @@ int store_apply(struct log_store *s, const struct log_rec *r, uint64_t seg, uint
 	case LOG_REC_TRIM:
 	case LOG_REC_ZERO:
 		ret = emap_reserve(&s->map);
+		if (ret >= 0 && r->type == LOG_REC_WRITE && store_seg(s, seg))
+			ret = store_rec_reserve(store_seg(s, seg));
 		if (ret < 0)
 			return ret;
-		if (r->type == LOG_REC_WRITE)
+		if (r->type == LOG_REC_WRITE) {
+			if (store_seg(s, seg))
+				store_rec_push(store_seg(s, seg), pos, r->payload_len);
 			store_map_data(s, r->offset, r->length, seg, pos + LOG_REC_HEADER_SIZE);
-		else
+		} else
 			store_map_zero(s, r->offset, r->length, seg);
 		return 0;
 	default: /* checkpoints and sync markers change nothing */

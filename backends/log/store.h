@@ -8,6 +8,7 @@
 #define BLKSERV_LOG_STORE_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,7 +22,24 @@ struct log_segment {
 	uint64_t first_seq; /* from its header */
 	uint32_t flags;     /* LOG_SEG_F_* from its header */
 	uint64_t live;      /* payload bytes the index points at */
+	/* Its WRITE records, by file offset: a read finds the record (and so
+	 * the checksum) its bytes belong to.  Complete when recs_known: for a
+	 * segment written or replayed by this process at once, for an older
+	 * one when first needed (verify.c scans its headers). */
+	struct log_rec_ent *recs;
+	size_t nrecs, recs_cap;
+	_Atomic bool recs_known;
+	bool bad;           /* holds a corrupt live record: compaction keeps it */
 };
+
+/* A WRITE record: header at @pos, @len payload bytes.  LOG_RECENT_BADHDR
+ * in len: the header there did not decode when the segment was scanned;
+ * len is then the distance to the next valid record. */
+struct log_rec_ent {
+	uint64_t pos;
+	uint64_t len;
+};
+#define LOG_RECENT_BADHDR (1ull << 63)
 
 /* Where messages go: the backend's blkserv_log, the tool's stderr.
  * Levels are syslog priorities (3 error, 4 warning, 5 notice, 6 info). */
@@ -58,6 +76,13 @@ struct log_segment *store_last_seg(struct log_store *s);
 int store_add_seg(struct log_store *s, const struct log_segment *seg);
 /* Forget segment @id (closes its fd). */
 void store_remove_seg(struct log_store *s, uint64_t id);
+
+/* Room for one more record in @seg's list.  0 or -ENOMEM. */
+int store_rec_reserve(struct log_segment *seg);
+/* Add a record (after store_rec_reserve; positions must grow). */
+void store_rec_push(struct log_segment *seg, uint64_t pos, uint64_t len);
+/* The record whose payload holds file offset @foff, NULL if none. */
+const struct log_rec_ent *store_rec_find(const struct log_segment *seg, uint64_t foff);
 
 /* Index updates, with accounting.  emap_reserve() first. */
 void store_map_data(struct log_store *s, uint64_t off, uint64_t len, uint64_t seg, uint64_t foff);

@@ -121,7 +121,7 @@ static int create_segment(struct logdev *ld, uint32_t flags, struct log_segment 
 		return r;
 	}
 	*ret = (struct log_segment){ .id = h.id, .fd = fd, .size = LOG_SEG_HEADER_SIZE,
-				     .first_seq = h.first_seq, .flags = flags };
+				     .first_seq = h.first_seq, .flags = flags, .recs_known = true };
 	return 0;
 }
 
@@ -236,15 +236,21 @@ static void kick_writeback(struct logdev *ld, struct log_segment *seg)
 	ld->kick_pos = seg->size;
 }
 
-static int reserve_index(struct logdev *ld)
+/* Room in the index, and for a WRITE in the open segment's record list
+ * (readers search both: they grow under index_lock). */
+static int reserve_index(struct logdev *ld, bool write)
 {
 	const struct extent_map *m = &ld->s.map;
+	struct log_segment *seg = store_last_seg(&ld->s);
+	bool recs_full = write && seg->nrecs == seg->recs_cap;
 	int r;
 
-	if (m->cap >= m->n + 2 && m->nspare >= 2)
+	if (m->cap >= m->n + 2 && m->nspare >= 2 && !recs_full)
 		return 0;
 	pthread_rwlock_wrlock(&ld->index_lock);
 	r = emap_reserve(&ld->s.map);
+	if (r >= 0 && recs_full)
+		r = store_rec_reserve(seg);
 	pthread_rwlock_unlock(&ld->index_lock);
 	return r;
 }
@@ -264,9 +270,10 @@ static void appended(struct logdev *ld, const struct append *a, struct log_segme
 		ld->client_bytes += a->length;
 	if (a->type == LOG_REC_WRITE || a->type == LOG_REC_TRIM || a->type == LOG_REC_ZERO) {
 		pthread_rwlock_wrlock(&ld->index_lock);
-		if (a->type == LOG_REC_WRITE)
+		if (a->type == LOG_REC_WRITE) {
+			store_rec_push(seg, pos, a->payload_len);
 			store_map_data(&ld->s, a->offset, a->length, seg->id, pos + LOG_REC_HEADER_SIZE);
-		else
+		} else
 			store_map_zero(&ld->s, a->offset, a->length, seg->id);
 		pthread_rwlock_unlock(&ld->index_lock);
 		atomic_store(&ld->last_client_seq, seq);
@@ -297,7 +304,7 @@ int log_append_locked(struct logdev *ld, const struct append *a, uint64_t *ret_s
 		return -EIO;
 	r = make_room(ld, len, a);
 	if (r >= 0)
-		r = reserve_index(ld);
+		r = reserve_index(ld, a->type == LOG_REC_WRITE);
 	if (r < 0)
 		return r;
 	seg = store_last_seg(&ld->s);

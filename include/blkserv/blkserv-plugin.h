@@ -49,6 +49,7 @@ struct io_uring_sqe; /* <linux/io_uring.h>: kernel UAPI, a stable layout */
 /* Opaque host objects. */
 struct blkserv_device; /* one configured device */
 struct blkserv_queue;  /* one queue: an owning thread and its io_uring */
+struct blkserv_scrub;  /* a scrub in progress (defined below, with the scrub callback) */
 struct blkserv_config; /* one plugin's validated options */
 
 /* ------------------------------------------------------------------ */
@@ -447,7 +448,27 @@ struct blkserv_backend {
 	 * blkserv_config_claim().  Ranges and choices of option_checks are
 	 * already checked.  0 or -errno. */
 	int (*validate)(const struct blkserv_config *cfg);
+	/* Optional.  A thread of the host's own (neither the main thread nor
+	 * a queue thread), while the queues go on serving I/O: read and verify
+	 * everything the instance stores (blkservctl scrub).  Report progress
+	 * through sc->progress() at least every few MiB; when it returns
+	 * false, stop and return -ECANCELED.  Log each bad item with where it
+	 * is, and a summary.  Return 0 when everything verified, -EBADMSG when
+	 * corruption was found (counted in the errors passed to progress), or
+	 * another -errno when the scrub could not be completed.  Never blocks
+	 * the queues for long (chunks, or reads of its own). */
+	int (*scrub)(void *handle, struct blkserv_scrub *sc);
 	/* New fields go here, at the end. */
+};
+
+/* The host's side of a scrub (see the scrub callback). */
+struct blkserv_scrub {
+	uint64_t struct_size; /* sizeof, set by the host */
+	/* @done_bytes of @total_bytes (an estimate; may grow) are verified,
+	 * @errors bad items found so far.  false: stop now (the device is
+	 * stopping or the scrub was cancelled). */
+	bool (*progress)(struct blkserv_scrub *sc, uint64_t done_bytes, uint64_t total_bytes, uint64_t errors);
+	void *host_data;
 };
 
 /* ------------------------------------------------------------------ */

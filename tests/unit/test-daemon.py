@@ -481,6 +481,83 @@ def test_failed_start(tmp):
         d.close()
 
 
+def log_device(name, logdir):
+    return (f'device "{name}" {{\n  size = 1M\n'
+            f'  frontend "testfe" {{ socket = "/x" }}\n'
+            f'  backend "log" {{ dir = "{logdir}" }}\n}}\n')
+
+
+def last_write_record(logdir):
+    """(segment file, header offset, payload length) of the newest WRITE
+    record (format.h: 4 KiB segment header, 64-byte record headers)."""
+    import struct
+    found = None
+    for name in sorted(f for f in os.listdir(logdir) if f.startswith("seg-")):
+        with open(os.path.join(logdir, name), "rb") as f:
+            data = f.read()
+        pos = 4096
+        while pos + 64 <= len(data):
+            magic, _ver, rtype = struct.unpack_from("<IHH", data, pos)
+            plen = struct.unpack_from("<Q", data, pos + 32)[0]
+            if magic != 0x43524c42:
+                break
+            if rtype == 1:
+                found = (os.path.join(logdir, name), pos, plen)
+            pos += 64 + plen
+    return found
+
+
+def test_scrub(tmp):
+    logdir = os.path.join(tmp, "log")
+    d = Daemon(tmp, log_device("lg", logdir) + device("ram0"))
+    try:
+        check("daemon with a log device starts", d.wait_for("READY") is not None, d.log())
+        rc, out = ctl(tmp, "scrub", "lg")
+        check("blkservctl scrub of an intact log: clean, exit 0", rc == 0 and "scrub of lg: clean" in out, out)
+        rc, out = ctl(tmp, "--json", "scrub", "lg", "--status")
+        import json
+        st = json.loads(out) if rc == 0 else {}
+        check("blkservctl scrub --status --json", st.get("state") == "clean" and st.get("errors") == 0 and
+              st.get("done_bytes", 0) > 0 and st.get("done_bytes") == st.get("total_bytes"), out)
+        rc, out = ctl(tmp, "--json", "stats", "lg")
+        stats = json.loads(out).get("stats", {}).get("backend", {}) if rc == 0 else {}
+        check("the scrub's result is in the backend stats", stats.get("scrub_last_result") == "clean" and
+              stats.get("scrub_errors") == 0 and stats.get("scrub_bytes", 0) > 0, out)
+        rc, out = ctl(tmp, "scrub", "ram0")
+        check("a backend without scrub: a clear error", rc == 1 and "backend ramdisk cannot scrub" in out, out)
+        rc, out = ctl(tmp, "scrub", "nope")
+        check("scrub of an unknown device", rc == 1 and "no device named 'nope'" in out, out)
+        rc, out = ctl(tmp, "scrub")
+        check("scrub needs a device name", rc == 2, out)
+
+        # Damage testfe's record (written by this run) behind the daemon's back.
+        rec = last_write_record(logdir)
+        check("the log holds testfe's write", rec is not None and rec[2] == 4096, str(rec))
+        if rec:
+            with open(rec[0], "r+b") as f:
+                f.seek(rec[1] + 64 + 77)
+                b = f.read(1)
+                f.seek(rec[1] + 64 + 77)
+                f.write(bytes([b[0] ^ 0x10]))
+        rc, out = ctl(tmp, "scrub", "lg")
+        check("scrub of a damaged log: corrupt, exit 3", rc == 3 and "scrub of lg: corrupt" in out and
+              "1 error(s)" in out, out)
+        seg = os.path.basename(rec[0]) if rec else "?"
+        want = f"{seg}: corrupt record at offset {rec[1] if rec else '?'}"
+        check("the journal names segment and offset", want in d.log(), d.log())
+        check("the journal has the scrub's summary", "1 corrupt record(s) with live data" in d.log(), d.log())
+        rc, out = ctl(tmp, "--json", "stats", "lg")
+        stats = json.loads(out).get("stats", {}).get("backend", {}) if rc == 0 else {}
+        check("stats after a corrupt scrub", stats.get("scrub_last_result") == "corrupt" and
+              stats.get("scrub_errors") == 1 and stats.get("checksum_errors") == 1, out)
+        rc, out = ctl(tmp, "scrub", "lg", "--no-wait")
+        check("scrub --no-wait returns at once", rc == 0 and "scrub of lg:" in out, out)
+        d.proc.send_signal(signal.SIGTERM)
+        check("stop while a scrub may run exits 0", d.proc.wait(timeout=20) == 0, d.log())
+    finally:
+        d.close()
+
+
 def run(args):
     p = subprocess.run([BLKSERVD] + args, capture_output=True, text=True, timeout=30)
     return p.returncode, p.stdout + p.stderr
@@ -532,7 +609,7 @@ def test_command_line(tmp):
     check("an unknown argument exits 2", rc == 2, out)
 
 
-TESTS = (test_lifecycle, test_json_types, test_reload_report, test_failed_start, test_command_line)
+TESTS = (test_lifecycle, test_json_types, test_reload_report, test_failed_start, test_command_line, test_scrub)
 for test in [t for t in TESTS if not os.environ.get("ONLY") or t.__name__ == os.environ["ONLY"]]:
     with tempfile.TemporaryDirectory() as tmp:
         test(tmp)
