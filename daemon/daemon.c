@@ -79,9 +79,18 @@ static int stop_all_devices(struct daemon *d, uint32_t flags)
 {
 	int r = 0;
 
-	while (d->ndevices > 0)
-		if (remove_device_at(d, d->ndevices - 1, flags) < 0)
+	while (d->ndevices > 0) {
+		struct blkserv_device *dev = d->devices[d->ndevices - 1];
+		const struct blkserv_frontend *f = &dev->frontend->frontend;
+		uint32_t fl = flags;
+
+		/* STAND-IN for the lead's stop policy (drop at merge): a
+		 * device in use is kept for the next daemon. */
+		if (f->check_idle && dev->frontend_handle && f->check_idle(dev->frontend_handle) < 0)
+			fl |= BLKSERV_STOP_KEEP_DEVICE;
+		if (remove_device_at(d, d->ndevices - 1, fl) < 0)
 			r = -EIO;
+	}
 	return r;
 }
 
