@@ -130,9 +130,10 @@ static int explain_create_error(struct dblock *d, int r)
 	case -EEXIST:
 	case -EBUSY:
 		blkserv_error(d->dev, "dblock: the name '%s' is taken: /dev/%s or /dev/%s%s exists (another dblock "
-				      "device, one left by a daemon that died, or another driver's disk); choose "
-				      "another frontend option name, or remove the old device (rmmod dblock removes "
-				      "every unused dblock device)", n, n, n, DBLOCK_CTL_SUFFIX);
+				      "device, one left by a daemon whose state file %s is gone, or another "
+				      "driver's disk); choose another frontend option name, or remove the old "
+				      "device (rmmod dblock removes every unused dblock device)",
+			      n, n, n, DBLOCK_CTL_SUFFIX, d->state_path);
 		break;
 	case -ERANGE:
 		blkserv_error(d->dev, "dblock: the module refused the limits of /dev/%s: size %llu bytes (4 MiB..12 "

@@ -41,6 +41,8 @@
 #define DEL_WAIT_MS 3000
 /* Commands that return at once (DEL_DEV_ASYNC). */
 #define CTRL_QUICK_MS 5000
+/* DEL_DEV of a device in use, on a kernel without DEL_DEV_ASYNC. */
+#define OLD_DEL_WAIT_MS 500
 
 static const struct blkserv_option ublk_options[] = {
 	{ "queues", BLKSERV_OPT_UINT, NULL,
@@ -273,6 +275,13 @@ static void delete_device(struct ublk *u, uint32_t dev_id, bool in_use)
 						"the kernel to free it when its last user lets go",
 					dev_id, DEL_WAIT_MS / 1000);
 		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV_ASYNC, dev_id, 0, CTRL_QUICK_MS);
+		if (r == -EOPNOTSUPP || r == -EINVAL) {
+			/* A kernel before DEL_DEV_ASYNC (6.9): DEL_DEV removes
+			 * the device first, then waits; stop waiting soon. */
+			r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV, dev_id, 0, OLD_DEL_WAIT_MS);
+			if (r == -ETIME)
+				r = 0;
+		}
 	}
 	if (r < 0 && r != -ENODEV)
 		blkserv_error(u->dev, "ublk: cannot delete device %u: %s", dev_id, strerror(-r));

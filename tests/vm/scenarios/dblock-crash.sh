@@ -81,7 +81,10 @@ wait "$BLKSERVD_PID" 2>/dev/null
 at_kill=$(recorded)
 check "kill 1: /dev/dc0 stays" test -b /dev/dc0
 check "kill 1: the state file stays" test -f "$run/dblock-dc0.state"
+# No daemon for 3 s: the writer's I/O waits in the kernel.
+sleep 3
 check "kill 1: the writer waits, it does not fail" _alive "$wpid"
+check "kill 1: no file is recorded while no daemon runs" test "$(recorded)" -le "$((at_kill + 1))"
 before=$(taken_over)
 blkservd_start "$conf" || exit 1
 check "kill 1: the new daemon takes over /dev/dc0" wait_for 30 _taken_more "$before"
@@ -127,6 +130,7 @@ check "the writer's stderr is empty" test ! -s "$werr"
 log "the writer recorded $(recorded) files"
 check "no I/O error in the kernel log" sh -c '! dmesg | grep -iE "I/O error|EXT4-fs (error|warning)|failing it with EIO|Buffer I/O"'
 dmesg | grep -i dblock | tail -n 10
+log "requests a dead daemon held, queued again for the next: $(sed -n 's/^requeued //p' /sys/block/dc0/dblock/stats)"
 
 must "umount" umount "$mnt"
 drop_caches /dev/dc0
