@@ -244,15 +244,17 @@ static int detach_threads(struct dblock *d)
 }
 
 /* Stop serving, leave the device and its state file for the next daemon;
- * -EINVAL if the module cannot (nothing was changed then). */
-static int keep_device(struct dblock *d)
+ * -EINVAL if the module cannot (nothing was changed then).  @served: our
+ * threads served it (else a flush would wait for a server). */
+static int keep_device(struct dblock *d, bool served)
 {
 	int r;
 
 	if (!d->created || d->module_abi < 2)
 		return -EINVAL;
 	atomic_store(&d->stopping, true);
-	flush_kernel_device(d);
+	if (served)
+		flush_kernel_device(d);
 	r = detach_threads(d);
 	if (r < 0) {
 		/* The first detach failed, or a later one: then the threads
@@ -261,7 +263,8 @@ static int keep_device(struct dblock *d)
 		return r;
 	}
 	join_threads(d);
-	log_summary(d);
+	if (served)
+		log_summary(d);
 	/* Closing the -ctl files puts anything left unanswered back on
 	 * the queue, for the next daemon. */
 	release_threads(d);
@@ -277,6 +280,7 @@ static int dblock_start(void *handle)
 {
 	struct dblock *d = handle;
 	char kernel_name[64];
+	bool took_over;
 	int r;
 
 	atomic_store(&d->stopping, false);
@@ -285,7 +289,8 @@ static int dblock_start(void *handle)
 		return r;
 	dblock_probe_features(d);
 	r = dblock_try_takeover(d);
-	if (r > 0)
+	took_over = r > 0;
+	if (took_over)
 		r = dblock_plan_durability(d, d->features);
 	else if (r == 0)
 		r = dblock_create_device(d);
@@ -296,7 +301,10 @@ static int dblock_start(void *handle)
 	if (r >= 0)
 		r = spawn_threads(d);
 	if (r < 0) {
-		teardown(d, false);
+		/* A device taken over holds a user's waiting I/O: leave it
+		 * for a daemon that can serve it, as a crash would. */
+		if (!took_over || keep_device(d, false) < 0)
+			teardown(d, false);
 		return r;
 	}
 	snprintf(kernel_name, sizeof(kernel_name), "/dev/%s", d->opt.name);
@@ -310,7 +318,7 @@ static void dblock_stop(void *handle, uint32_t flags)
 	struct dblock *d = handle;
 
 	if (flags & BLKSERV_STOP_KEEP_DEVICE) {
-		if (keep_device(d) >= 0)
+		if (keep_device(d, true) >= 0)
 			return;
 		blkserv_notice(d->dev, "dblock: the module cannot detach server threads (not blkservd's dblock.ko "
 				       "of ABI 2 or later): /dev/%s cannot be kept for the next daemon, removing it",
