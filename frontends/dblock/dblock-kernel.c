@@ -63,12 +63,14 @@ void dblock_probe_features(struct dblock *d)
 	memset(&f, 0, sizeof(f));
 	d->extended = false;
 	d->module_features = 0;
+	d->module_abi = 0;
 	if (ioctl(d->ctl_fd, DBLOCK_IOCTL_CONTROL_GET_FEATURES, &f) < 0) {
 		blkserv_notice(d->dev, "dblock: the module speaks only the original dblock ABI (feature probe: %m): "
 				       "the kernel will send no FLUSH, FUA, TRIM or WRITE_ZEROES");
 		return;
 	}
 	d->module_features = f.features;
+	d->module_abi = f.abi_version;
 	if (!d->opt.extensions) {
 		blkserv_notice(d->dev, "dblock: extensions = false: using the original dblock ABI");
 		return;
@@ -128,9 +130,10 @@ static int explain_create_error(struct dblock *d, int r)
 	case -EEXIST:
 	case -EBUSY:
 		blkserv_error(d->dev, "dblock: the name '%s' is taken: /dev/%s or /dev/%s%s exists (another dblock "
-				      "device, one left by a daemon that died, or another driver's disk); choose "
-				      "another frontend option name, or remove the old device (rmmod dblock removes "
-				      "every unused dblock device)", n, n, n, DBLOCK_CTL_SUFFIX);
+				      "device, one left by a daemon whose state file %s is gone, or another "
+				      "driver's disk); choose another frontend option name, or remove the old "
+				      "device (rmmod dblock removes every unused dblock device)",
+			      n, n, n, DBLOCK_CTL_SUFFIX, d->state_path);
 		break;
 	case -ERANGE:
 		blkserv_error(d->dev, "dblock: the module refused the limits of /dev/%s: size %llu bytes (4 MiB..12 "
@@ -153,7 +156,7 @@ static int explain_create_error(struct dblock *d, int r)
 
 /* Without a volatile cache the kernel takes every completed write as
  * durable: make it so before the first request. */
-static int plan_durability(struct dblock *d, uint32_t wanted)
+int dblock_plan_durability(struct dblock *d, uint32_t wanted)
 {
 	if (wanted & DBLOCK_FEATURE_FLUSH)
 		return 0;
@@ -170,7 +173,7 @@ int dblock_create_device(struct dblock *d)
 	char features[96];
 	int r;
 
-	r = plan_durability(d, wanted);
+	r = dblock_plan_durability(d, wanted);
 	if (r < 0)
 		return r;
 	if (!d->extended && (d->caps & BLKSERV_CAP_READ_ONLY))
@@ -239,4 +242,11 @@ int dblock_device_idle(struct dblock *d)
 	snprintf(path, sizeof(path), "/dev/%s", d->opt.name);
 	fd = open(path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK);
 	return fd < 0 && errno == EBUSY ? -EBUSY : 0;
+}
+
+int dblock_detach(struct dblock *d, int fd)
+{
+	if (d->module_abi < 2)
+		return -EINVAL;
+	return ioctl(fd, DBLOCK_IOCTL_DEVICE_DETACH) < 0 ? -errno : 0;
 }

@@ -119,6 +119,7 @@ int dblock_serve_op(struct dblock_thread *t)
 
 	switch (o->header.operation) {
 	case DBLOCK_OP_KERNEL_USERSPACE_EXIT:
+	case DBLOCK_OP_KERNEL_DETACHED: /* a stop that keeps the device */
 		return DBLOCK_SERVE_EXIT;
 	case DBLOCK_OP_KERNEL_BLOCK_FOR_REQUEST:
 		o->header.operation = DBLOCK_OP_BLOCK_FOR_REQUEST;

@@ -9,10 +9,14 @@
  * the kernel then takes every completed write as durable), then start the
  * server threads, each with its own /dev/NAME-ctl file and its own queue.
  *
+ * A device the previous daemon left (recorded in the state file, see
+ * dblock-takeover.c) is taken over instead: its waiting I/O is served.
+ *
  * stop: flush /dev/NAME, destroy it (forced): the module fails what is
  * still queued and wakes every server thread with its exit operation; join
- * them.  The device is always removed, also with BLKSERV_STOP_KEEP_DEVICE:
- * the threads cannot be woken without destroying it.
+ * them.  With BLKSERV_STOP_KEEP_DEVICE (and a module with DEVICE_DETACH)
+ * the threads are detached instead and the device stays, with the state
+ * file, for the next daemon; its I/O waits up to the device's timeout.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,9 +62,12 @@ static int dblock_open(struct blkserv_device *dev, const struct blkserv_config *
 		d->threads = calloc(d->opt.threads, sizeof(*d->threads));
 		r = d->threads ? 0 : -ENOMEM;
 	}
+	if (r >= 0)
+		r = dblock_state_path(blkserv_runtime_dir(), blkserv_device_name(dev), &d->state_path);
 	if (r >= 0 && sem_init(&d->ready, 0, 0) < 0)
 		r = -errno;
 	if (r < 0) {
+		free(d->state_path);
 		free(d->threads);
 		free(d);
 		return r;
@@ -82,6 +89,7 @@ static void dblock_close(void *handle)
 	if (d->leaked)
 		return; /* a thread left behind still uses them */
 	sem_destroy(&d->ready);
+	free(d->state_path);
 	free(d->threads);
 	free(d);
 }
@@ -208,6 +216,8 @@ static void log_summary(struct dblock *d)
 
 static void teardown(struct dblock *d, bool served)
 {
+	bool had_device = d->created;
+
 	atomic_store(&d->stopping, true);
 	if (served)
 		flush_kernel_device(d);
@@ -216,13 +226,61 @@ static void teardown(struct dblock *d, bool served)
 	if (served)
 		log_summary(d);
 	release_threads(d);
+	if (had_device)
+		dblock_remove_state(d);
 	d->ctl_fd = safe_close(d->ctl_fd);
+}
+
+/* Detach every thread: each answers what it has, then leaves. */
+static int detach_threads(struct dblock *d)
+{
+	for (unsigned i = 0; i < d->opt.threads; i++) {
+		int r = d->threads[i].running ? dblock_detach(d, d->threads[i].fd) : 0;
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Stop serving, leave the device and its state file for the next daemon;
+ * -EINVAL if the module cannot (nothing was changed then).  @served: our
+ * threads served it (else a flush would wait for a server). */
+static int keep_device(struct dblock *d, bool served)
+{
+	int r;
+
+	if (!d->created || d->module_abi < 2)
+		return -EINVAL;
+	atomic_store(&d->stopping, true);
+	if (served)
+		flush_kernel_device(d);
+	r = detach_threads(d);
+	if (r < 0) {
+		/* The first detach failed, or a later one: then the threads
+		 * still serving are woken by the destroy that follows. */
+		atomic_store(&d->stopping, false);
+		return r;
+	}
+	join_threads(d);
+	if (served)
+		log_summary(d);
+	/* Closing the -ctl files puts anything left unanswered back on
+	 * the queue, for the next daemon. */
+	release_threads(d);
+	d->ctl_fd = safe_close(d->ctl_fd);
+	d->created = false;
+	blkserv_notice(d->dev, "dblock: left /dev/%s (handle %u) for the next daemon to take over; its I/O waits "
+			       "up to the device timeout for it",
+		       d->opt.name, d->handle_id);
+	return 0;
 }
 
 static int dblock_start(void *handle)
 {
 	struct dblock *d = handle;
 	char kernel_name[64];
+	bool took_over;
 	int r;
 
 	atomic_store(&d->stopping, false);
@@ -230,13 +288,23 @@ static int dblock_start(void *handle)
 	if (r < 0)
 		return r;
 	dblock_probe_features(d);
-	r = dblock_create_device(d);
+	r = dblock_try_takeover(d);
+	took_over = r > 0;
+	if (took_over)
+		r = dblock_plan_durability(d, d->features);
+	else if (r == 0)
+		r = dblock_create_device(d);
+	if (r >= 0)
+		r = dblock_save_state(d);
 	if (r >= 0)
 		r = prepare_threads(d);
 	if (r >= 0)
 		r = spawn_threads(d);
 	if (r < 0) {
-		teardown(d, false);
+		/* A device taken over holds a user's waiting I/O: leave it
+		 * for a daemon that can serve it, as a crash would. */
+		if (!took_over || keep_device(d, false) < 0)
+			teardown(d, false);
 		return r;
 	}
 	snprintf(kernel_name, sizeof(kernel_name), "/dev/%s", d->opt.name);
@@ -249,9 +317,15 @@ static void dblock_stop(void *handle, uint32_t flags)
 {
 	struct dblock *d = handle;
 
-	if (flags & BLKSERV_STOP_KEEP_DEVICE)
-		blkserv_info(d->dev, "dblock: a dblock device cannot outlive its server threads: removing /dev/%s",
-			     d->opt.name);
+	if (flags & BLKSERV_STOP_KEEP_DEVICE) {
+		if (keep_device(d, true) >= 0)
+			return;
+		blkserv_notice(d->dev, "dblock: the module cannot detach server threads (not blkservd's dblock.ko "
+				       "of ABI 2 or later): /dev/%s cannot be kept for the next daemon, removing it",
+			       d->opt.name);
+	} else {
+		blkserv_info(d->dev, "dblock: removing /dev/%s", d->opt.name);
+	}
 	teardown(d, true);
 }
 

@@ -60,9 +60,11 @@ struct dblock {
 	int ctl_fd;          /* /dev/dblockctl */
 	bool extended;       /* the module has our extensions and we use them */
 	uint32_t module_features;
+	uint32_t module_abi; /* DBLOCK_ABI_VERSION of the module; 0: the original */
 	uint32_t features;   /* granted to the device */
 	uint32_t handle_id;
-	bool created;
+	bool created;        /* a kernel device exists that we serve (made or taken over) */
+	char *state_path;    /* RUNTIME_DIR/dblock-NAME.state */
 	bool leaked;         /* a thread did not exit: keep what it uses */
 	_Atomic bool stopping;
 	struct dblock_thread *threads;
@@ -88,6 +90,34 @@ void dblock_destroy_device(struct dblock *d);
 int dblock_open_request_node(struct dblock *d, int *ret_fd);
 /* 0 if no one has /dev/NAME open, -EBUSY if someone has. */
 int dblock_device_idle(struct dblock *d);
+
+/* Ask the server thread on @fd to leave without destroying the device
+ * (ABI 2): 0, or -errno (-EINVAL: the module cannot). */
+int dblock_detach(struct dblock *d, int fd);
+/* Without a write cache every completed write must be durable. */
+int dblock_plan_durability(struct dblock *d, uint32_t features);
+
+/* dblock-state.c: the takeover state file. */
+struct dblock_state {
+	char name[DBLOCK_MAX_NAME_LENGTH + 1]; /* the kernel device */
+	uint32_t handle_id;
+	uint64_t size;
+	uint32_t block_size;
+	uint32_t features;   /* DBLOCK_FEATURE_* granted */
+	int32_t pid;         /* of the daemon that serves it */
+};
+int dblock_state_path(const char *runtime_dir, const char *name, char **ret);
+/* -ENOENT: no file; -EINVAL: it does not parse or lacks a key. */
+int dblock_state_read(const char *path, struct dblock_state *ret);
+int dblock_state_write(const char *path, const struct dblock_state *s);
+
+/* dblock-takeover.c */
+int dblock_handle_by_name(struct dblock *d, const char *name, uint32_t *ret);
+/* The previous daemon's device, if any: 1 taken over (d->handle_id,
+ * d->features, d->created set), 0 none (create one), <0 failed, logged. */
+int dblock_try_takeover(struct dblock *d);
+int dblock_save_state(struct dblock *d);
+void dblock_remove_state(struct dblock *d);
 
 /* dblock-serve.c: the server threads. */
 #define DBLOCK_SERVE_EXIT 1

@@ -36,6 +36,13 @@
  * references to the device are still being released. */
 #define RECOVERY_WAIT_MS 30000
 #define RETRY_SLEEP_MS 100
+/* DEL_DEV of an idle device: the kernel frees it at once, unless someone
+ * (udev, blkid) still has it open for a moment. */
+#define DEL_WAIT_MS 3000
+/* Commands that return at once (DEL_DEV_ASYNC). */
+#define CTRL_QUICK_MS 5000
+/* DEL_DEV of a device in use, on a kernel without DEL_DEV_ASYNC. */
+#define OLD_DEL_WAIT_MS 500
 
 static const struct blkserv_option ublk_options[] = {
 	{ "queues", BLKSERV_OPT_UINT, NULL,
@@ -206,13 +213,76 @@ static void release_queues(struct ublk *u)
 	u->cdev_fd = safe_close(u->cdev_fd);
 }
 
-/* Delete the kernel device; every reference of ours must be gone (P-U8). */
-static void delete_device(struct ublk *u, uint32_t dev_id)
+/* Does any process have a file descriptor on block device @rdev? */
+static bool bdev_open_anywhere(dev_t rdev)
 {
-	int r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV, dev_id, 0, CTRL_WAIT_MS);
+	_cleanup_(closedirp) DIR *proc = opendir("/proc");
+	struct dirent *de;
 
-	if (r == -ETIME)
-		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV_ASYNC, dev_id, 0, -1);
+	if (!proc)
+		return false;
+	while ((de = readdir(proc))) {
+		char dir[sizeof(de->d_name) + 16];
+		_cleanup_(closedirp) DIR *fds = NULL;
+		struct dirent *fe;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(dir, sizeof(dir), "/proc/%s/fd", de->d_name);
+		fds = opendir(dir);
+		while (fds && (fe = readdir(fds))) {
+			struct stat st;
+			if (fe->d_name[0] != '.' && fstatat(dirfd(fds), fe->d_name, &st, 0) == 0 &&
+			    S_ISBLK(st.st_mode) && st.st_rdev == rdev)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Is /dev/ublkb@dev_id mounted, or open anywhere (md, dm, a program)? */
+static bool bdev_in_use(uint32_t dev_id)
+{
+	char path[64];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/ublkb%u", dev_id);
+	/* Mounted, swapped on, or held by md/dm: an exclusive open fails. */
+	fd = open(path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return errno == EBUSY;
+	close(fd);
+	return stat(path, &st) == 0 && bdev_open_anywhere(st.st_rdev);
+}
+
+/*
+ * Delete the kernel device; every reference of ours must be gone (P-U8).
+ * DEL_DEV waits until the kernel frees the device, and a mounted file
+ * system holds it until it is unmounted: for a device in use that is
+ * forever, so it is deleted without waiting (DEL_DEV_ASYNC), and an idle
+ * one gets DEL_WAIT_MS.  @in_use: what the caller found before STOP_DEV.
+ */
+static void delete_device(struct ublk *u, uint32_t dev_id, bool in_use)
+{
+	int r = -ETIME;
+
+	if (!in_use)
+		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV, dev_id, 0, DEL_WAIT_MS);
+	if (r == -ETIME) {
+		if (!in_use)
+			blkserv_warning(u->dev, "ublk: device %u is still referenced %d s after DEL_DEV: leaving "
+						"the kernel to free it when its last user lets go",
+					dev_id, DEL_WAIT_MS / 1000);
+		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV_ASYNC, dev_id, 0, CTRL_QUICK_MS);
+		if (r == -EOPNOTSUPP || r == -EINVAL) {
+			/* A kernel before DEL_DEV_ASYNC (6.9): DEL_DEV removes
+			 * the device first, then waits; stop waiting soon. */
+			r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV, dev_id, 0, OLD_DEL_WAIT_MS);
+			if (r == -ETIME)
+				r = 0;
+		}
+	}
 	if (r < 0 && r != -ENODEV)
 		blkserv_error(u->dev, "ublk: cannot delete device %u: %s", dev_id, strerror(-r));
 }
@@ -220,11 +290,18 @@ static void delete_device(struct ublk *u, uint32_t dev_id)
 /* STOP_DEV (a no-op on a device that is not live), then DEL_DEV. */
 static void stop_and_delete(struct ublk *u, uint32_t dev_id)
 {
-	int r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_STOP_DEV, dev_id, 0, CTRL_WAIT_MS);
+	bool in_use = bdev_in_use(dev_id);
+	int r;
 
+	if (in_use)
+		blkserv_warning(u->dev, "ublk: /dev/ublkb%u is in use (mounted or open): deleting device %u "
+					"anyway; its users get I/O errors and the kernel frees it when the last "
+					"one lets go",
+				dev_id, dev_id);
+	r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_STOP_DEV, dev_id, 0, CTRL_WAIT_MS);
 	if (r < 0 && r != -ENODEV)
 		blkserv_warning(u->dev, "ublk: STOP_DEV of device %u: %s", dev_id, strerror(-r));
-	delete_device(u, dev_id);
+	delete_device(u, dev_id, in_use);
 }
 
 /* ---- a new device --------------------------------------------------- */
@@ -438,6 +515,18 @@ static int adopt_old_device(struct ublk *u, const struct ublk_state *st)
 	if (info.state == UBLK_S_DEV_LIVE && pid_alive(info.ublksrv_pid))
 		return ublk_fail(u, -EBUSY, "ublk: device %u is served by a running process (pid %d)",
 				 info.dev_id, info.ublksrv_pid);
+	if (info.state != UBLK_S_DEV_DEAD && blkserv_device_data_fresh(u->dev)) {
+		/* Resuming would serve other data under a file system that
+		 * caches the old one: corruption.  A new device is safe. */
+		blkserv_error(u->dev, "ublk: the backend's data is new (the previous daemon's was not handed "
+				      "over): device %u of the previous daemon (pid %d) must not be resumed with it. "
+				      "Deleting it and starting a new device; whatever had it mounted or open gets "
+				      "I/O errors and must be unmounted",
+			      info.dev_id, st->pid);
+		stop_and_delete(u, info.dev_id);
+		remove_state(u);
+		return 0;
+	}
 	if (info.state == UBLK_S_DEV_DEAD || !u->opt.recovery || !(info.flags & UBLK_F_USER_RECOVERY)) {
 		blkserv_notice(u->dev, "ublk: device %u of the previous daemon is %s%s: deleting it", info.dev_id,
 			       ublk_state_name(info.state), u->opt.recovery ? "" : " and recovery is off");
@@ -518,16 +607,33 @@ static void ublk_stop(void *handle, uint32_t flags)
 	}
 	if ((flags & BLKSERV_STOP_KEEP_DEVICE) && u->opt.recovery) {
 		/* Closing our rings makes the driver quiesce the device; its
-		 * I/O waits for the next daemon's END_USER_RECOVERY. */
+		 * I/O waits for the next daemon's END_USER_RECOVERY.  Nothing
+		 * here waits for the kernel. */
 		release_queues(u);
-		blkserv_notice(u->dev, "ublk: left %s for the next daemon to recover", u->bdev_path);
+		blkserv_notice(u->dev, "ublk: left %s for the next daemon to recover (device %u, state file %s)",
+			       u->bdev_path, dev_id, u->state_path);
 	} else {
-		int r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_STOP_DEV, dev_id, 0, CTRL_WAIT_MS);
+		bool in_use = bdev_in_use(dev_id);
+		int r;
+
+		if (flags & BLKSERV_STOP_KEEP_DEVICE)
+			blkserv_notice(u->dev, "ublk: recovery = false: %s cannot be kept for the next daemon: "
+					       "removing it", u->bdev_path);
+		if (in_use)
+			blkserv_warning(u->dev, "ublk: %s is in use (mounted or open): removing it anyway; its "
+						"users get I/O errors, and the kernel frees device %u when the last "
+						"one lets go",
+					u->bdev_path, dev_id);
+		else
+			blkserv_info(u->dev, "ublk: removing %s (device %u)", u->bdev_path, dev_id);
+		/* STOP_DEV removes the disk, writing back what a mounted
+		 * file system has cached while our threads still serve. */
+		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_STOP_DEV, dev_id, 0, CTRL_WAIT_MS);
 		if (r < 0 && r != -ENODEV)
 			blkserv_warning(u->dev, "ublk: STOP_DEV of device %u: %s", dev_id, strerror(-r));
 		/* The driver aborted every command: the threads leave. */
 		release_queues(u);
-		delete_device(u, dev_id);
+		delete_device(u, dev_id, in_use);
 		remove_state(u);
 	}
 	u->have_dev = u->live = false;
@@ -543,49 +649,13 @@ static int ublk_check_health(void *handle)
 	return u->live ? ublk_queues_health(u) : 0;
 }
 
-/* Does any process have a file descriptor on block device @rdev? */
-static bool bdev_open_anywhere(dev_t rdev)
-{
-	_cleanup_(closedirp) DIR *proc = opendir("/proc");
-	struct dirent *de;
-
-	if (!proc)
-		return false;
-	while ((de = readdir(proc))) {
-		char dir[sizeof(de->d_name) + 16];
-		_cleanup_(closedirp) DIR *fds = NULL;
-		struct dirent *fe;
-
-		if (de->d_name[0] < '1' || de->d_name[0] > '9')
-			continue;
-		snprintf(dir, sizeof(dir), "/proc/%s/fd", de->d_name);
-		fds = opendir(dir);
-		while (fds && (fe = readdir(fds))) {
-			struct stat st;
-			if (fe->d_name[0] != '.' && fstatat(dirfd(fds), fe->d_name, &st, 0) == 0 &&
-			    S_ISBLK(st.st_mode) && st.st_rdev == rdev)
-				return true;
-		}
-	}
-	return false;
-}
-
 static int ublk_check_idle(void *handle)
 {
 	struct ublk *u = handle;
-	struct stat st;
-	int fd;
 
 	if (!u->live)
 		return 0;
-	/* Mounted, swapped on, or held by md/dm: an exclusive open fails. */
-	fd = open(u->bdev_path, O_RDONLY | O_EXCL | O_CLOEXEC);
-	if (fd < 0)
-		return errno == EBUSY ? -EBUSY : 0;
-	close(fd);
-	if (stat(u->bdev_path, &st) == 0 && bdev_open_anywhere(st.st_rdev))
-		return -EBUSY;
-	return 0;
+	return bdev_in_use(u->info.dev_id) ? -EBUSY : 0;
 }
 
 static struct blkserv_frontend ublk_frontend = {

@@ -39,6 +39,10 @@
  *    taken through it and not answered go back to the queue, so another
  *    server (a restarted daemon) can serve them within the timeout.
  *  - Module unload destroys every device (forced).
+ *  - A new server may open /dev/NAME-ctl of a device whose server died (or
+ *    detached) and serve it, with the handle_id GET_HANDLE_ID_BY_NAME gives:
+ *    the requests the old one left unanswered are served by the new one if
+ *    it comes within device_timeout_seconds of their start.
  *
  * EXTENSIONS (not in the original; a program that does not use them never
  * sees them).  DBLOCK_IOCTL_CONTROL_GET_FEATURES tells what the module
@@ -49,6 +53,12 @@
  * DISCARD and WRITE_ZEROES requests, and READ_ONLY.  The module grants what
  * it supports and writes the granted set back.  Extended requests use new
  * operation codes and a flags word in what was padding of the header.
+ *
+ * ABI version 2 adds DBLOCK_IOCTL_DEVICE_DETACH on /dev/NAME-ctl: that file
+ * stops serving, the device stays.  A thread blocked (or next calling) in
+ * DEVICE_OPERATION on it returns DBLOCK_OP_KERNEL_DETACHED (8087) instead of
+ * a request; an answer given in that call is processed first.  This lets a
+ * server stop without destroying the device, for the next one to take over.
  */
 #ifndef DBLOCK_ABI_H
 #define DBLOCK_ABI_H
@@ -100,6 +110,7 @@
 #define DBLOCK_OP_KERNEL_READ_REQUEST 41
 #define DBLOCK_OP_KERNEL_WRITE_REQUEST 42
 #define DBLOCK_OP_KERNEL_USERSPACE_EXIT 8086 /* the device was destroyed */
+#define DBLOCK_OP_KERNEL_DETACHED 8087 /* extension: this file was detached; the device stays */
 
 /* Extensions (only on devices created with the features). */
 #define DBLOCK_OP_FLUSH_RESPONSE 34
@@ -199,7 +210,8 @@ union dblock_control_operation {
 
 /* ---- extensions ---------------------------------------------------------- */
 
-#define DBLOCK_ABI_VERSION 1
+/* 1: features, CREATE_DEVICE_EX; 2: DEVICE_DETACH. */
+#define DBLOCK_ABI_VERSION 2
 
 #define DBLOCK_FEATURE_FLUSH (1u << 0)        /* volatile write cache: FLUSH requests */
 #define DBLOCK_FEATURE_FUA (1u << 1)          /* DBLOCK_REQ_FUA on writes (needs FLUSH) */
@@ -232,6 +244,8 @@ struct dblock_create_ex {
 /* On /dev/dblockctl. */
 #define DBLOCK_IOCTL_CONTROL_GET_FEATURES _IOR(DBLOCK_IOCTL_MAGIC, 0x01, struct dblock_features)
 #define DBLOCK_IOCTL_CONTROL_CREATE_DEVICE_EX _IOWR(DBLOCK_IOCTL_MAGIC, 0x02, struct dblock_create_ex)
+/* On /dev/NAME-ctl (abi_version >= 2), no argument. */
+#define DBLOCK_IOCTL_DEVICE_DETACH _IO(DBLOCK_IOCTL_MAGIC, 0x10)
 
 /* Sizes every implementation must agree on (x86_64 / LP64). */
 #define DBLOCK_OPERATION_SIZE 4152

@@ -9,6 +9,7 @@
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/sched/signal.h>
+#include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/uio.h>
 
@@ -23,8 +24,9 @@ struct op_head {
 };
 static_assert(sizeof(struct op_head) == offsetof(struct dblock_operation, metadata));
 
-/* take_request(): the device is gone. */
+/* take_request(): the device is gone; the file was detached. */
 #define DBLOCK_GONE 1
+#define DBLOCK_DETACHED 2
 
 static inline struct dblock_cmd *cmd_of(struct request *rq)
 {
@@ -417,11 +419,12 @@ static int answer(struct dblock_dev *dev, struct dblock_operation __user *uop, u
 
 static int take_request(struct dblock_dev *dev, struct file *file, struct dblock_cmd **ret)
 {
+	struct dblock_server *srv = file->private_data;
 	int r;
 
 	atomic_inc(&dev->waiters);
 	do {
-		if (wait_event_interruptible_exclusive(dev->wq, READ_ONCE(dev->dead) ||
+		if (wait_event_interruptible_exclusive(dev->wq, READ_ONCE(dev->dead) || READ_ONCE(srv->detached) ||
 								 !list_empty_careful(&dev->pending))) {
 			r = -EINTR;
 			break;
@@ -430,6 +433,8 @@ static int take_request(struct dblock_dev *dev, struct file *file, struct dblock
 		r = -EAGAIN;
 		if (dev->dead) {
 			r = DBLOCK_GONE;
+		} else if (READ_ONCE(srv->detached)) {
+			r = DBLOCK_DETACHED;
 		} else if (!list_empty(&dev->pending)) {
 			*ret = list_first_entry(&dev->pending, struct dblock_cmd, node);
 			list_del_init(&(*ret)->node);
@@ -441,7 +446,7 @@ static int take_request(struct dblock_dev *dev, struct file *file, struct dblock
 	} while (r == -EAGAIN);
 	atomic_dec(&dev->waiters);
 	/* We may have taken the wake-up meant for a pending request: pass it on. */
-	if (r == -EINTR && !list_empty_careful(&dev->pending))
+	if ((r == -EINTR || r == DBLOCK_DETACHED) && !list_empty_careful(&dev->pending))
 		wake_up(&dev->wq);
 	return r;
 }
@@ -480,6 +485,8 @@ static long wait_and_dispatch(struct dblock_dev *dev, struct file *file, struct 
 	}
 	if (r == DBLOCK_GONE)
 		return put_notice(dev, uop, DBLOCK_OP_KERNEL_USERSPACE_EXIT, 0);
+	if (r == DBLOCK_DETACHED)
+		return put_notice(dev, uop, DBLOCK_OP_KERNEL_DETACHED, 0);
 	r = put_request(dev, cmd, uop);
 	return dispatched(dev, cmd, r, uop);
 }
@@ -540,12 +547,23 @@ static long device_operation(struct file *file, struct dblock_operation __user *
 	if (copy_from_user(&head, uop, sizeof(head)) || get_user(error, &uop->error) ||
 	    get_user(op_id, &uop->operation_id))
 		return -EFAULT;
-	dev = get_target(file->private_data, head.handle_id);
+	dev = get_target(((struct dblock_server *)file->private_data)->dev, head.handle_id);
 	if (!dev)
 		return -ENOENT;
 	r = serve(dev, file, uop, &head, error, op_id);
 	dblock_put(dev);
 	return r;
+}
+
+/* This file serves no more; its threads leave, the device stays. */
+static long detach(struct file *file)
+{
+	struct dblock_server *srv = file->private_data;
+
+	WRITE_ONCE(srv->detached, true);
+	/* Every waiter rechecks; only this file's ones leave. */
+	wake_up_all(&srv->dev->wq);
+	return 0;
 }
 
 static long ctl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
@@ -557,6 +575,8 @@ static long ctl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return -ENODATA;
 	case DBLOCK_IOCTL_DEVICE_OPERATION:
 		return device_operation(file, (struct dblock_operation __user *)arg);
+	case DBLOCK_IOCTL_DEVICE_DETACH:
+		return detach(file);
 	}
 	return -EINVAL;
 }
@@ -567,9 +587,13 @@ static int ctl_open(struct inode *inode, struct file *file)
 	 * destroy's misc_deregister() also takes: the device is alive. */
 	struct miscdevice *misc = file->private_data;
 	struct dblock_dev *dev = container_of(misc, struct dblock_dev, ctl);
+	struct dblock_server *srv = kzalloc(sizeof(*srv), GFP_KERNEL);
 
+	if (!srv)
+		return -ENOMEM;
 	dblock_get(dev);
-	file->private_data = dev;
+	srv->dev = dev;
+	file->private_data = srv;
 	return nonseekable_open(inode, file);
 }
 
@@ -603,10 +627,11 @@ static void requeue_owned(struct dblock_dev *dev, struct file *file)
 
 static int ctl_release(struct inode *inode, struct file *file)
 {
-	struct dblock_dev *dev = file->private_data;
+	struct dblock_server *srv = file->private_data;
 
-	requeue_owned(dev, file);
-	dblock_put(dev);
+	requeue_owned(srv->dev, file);
+	dblock_put(srv->dev);
+	kfree(srv);
 	return 0;
 }
 

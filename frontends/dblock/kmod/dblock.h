@@ -85,6 +85,12 @@ struct dblock_dev {
 	atomic_t waiters;
 };
 
+/* An open /dev/NAME-ctl file (its private_data). */
+struct dblock_server {
+	struct dblock_dev *dev;
+	bool detached;            /* DEVICE_DETACH: serve no more through this file */
+};
+
 /* What a device is created with (both create ioctls). */
 struct dblock_create_args {
 	char name[DBLOCK_MAX_NAME_LENGTH + 1];

@@ -13,12 +13,17 @@
  *   dblock-rawabi signal NAME                a signal interrupts a blocked server (EINTR, op 40),
  *                                            and is delivered, not swallowed
  *   dblock-rawabi wake NAME THREADS          destroy wakes every blocked server (8086), then ENOENT
+ *   dblock-rawabi reattach NAME              a server that dies with a read unanswered: a new
+ *                                            server (the -ctl node opened again) gets the read
+ *                                            and it completes; then the DETACH extension (ABI 2)
+ *                                            makes a blocked server leave and the device stays
  * Exit status 0 when every check passed.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -600,6 +605,148 @@ static int cmd_wake(const char *name, int nthreads)
 	return failures ? 1 : 0;
 }
 
+/* ---- a new server takes over (reattach) ------------------------------------ */
+
+/* Our module's extension (dblock-abi.h), declared here as a program that
+ * knows it would: DETACH on /dev/NAME-ctl, answered by op 8087. */
+#define EXT_IOCTL_DEVICE_DETACH _IO(0xdb, 0x10)
+#define EXT_OPERATION_KERNEL_DETACHED 8087
+#define REATTACH_BLOCK 5
+
+struct reader {
+	const char *name;
+	int rc;
+	unsigned char *buf;
+	pthread_t thread;
+};
+
+/* One O_DIRECT read of block REATTACH_BLOCK of /dev/NAME. */
+static void *read_block(void *arg)
+{
+	struct reader *rd = arg;
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/%s", rd->name);
+	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	rd->rc = fd < 0 ? -errno : 0;
+	if (fd >= 0 && pread(fd, rd->buf, 4096, REATTACH_BLOCK * 4096) != 4096)
+		rd->rc = -errno ? -errno : -EIO;
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* Block for the next request on @fd (answering what @op holds). */
+static int next_request(int fd, u32 handle, dblock_operation *op)
+{
+	op->handle_id = handle;
+	for (;;) {
+		if (ioctl(fd, IOCTL_DEVICE_OPERATION, op) == 0)
+			return 0;
+		if (errno != EINTR)
+			return -errno;
+		op->header.operation = DEVICE_OPERATION_NO_RESPONSE_BLOCK_FOR_REQUEST;
+	}
+}
+
+static bool is_read_of_block(const dblock_operation *op)
+{
+	return op->header.operation == DEVICE_OPERATION_KERNEL_READ_REQUEST &&
+	       op->metadata[0].start == REATTACH_BLOCK * 4096;
+}
+
+/* The old server: take the read and die (close the -ctl file) without answering. */
+static void check_dead_server(const char *name, u32 handle)
+{
+	dblock_operation *op = alloc_op();
+	int fd = open_request_node(name), r;
+
+	op->header.operation = DEVICE_OPERATION_NO_RESPONSE_BLOCK_FOR_REQUEST;
+	r = next_request(fd, handle, op);
+	CHECK(r == 0 && is_read_of_block(op), "the first server gets the read (rc %d, op %u)", r, op->header.operation);
+	close(fd);
+	free(op);
+}
+
+/* A new server: open -ctl again, serve the requeued read from a pattern,
+ * then answer what follows until DETACH makes it leave. */
+struct new_server {
+	const char *name;
+	u32 handle;
+	int fd;
+	int got_read, detached, rc;
+	pthread_t thread;
+};
+
+static void *serve_until_detached(void *arg)
+{
+	struct new_server *ns = arg;
+	dblock_operation *op = alloc_op();
+
+	op->header.operation = DEVICE_OPERATION_NO_RESPONSE_BLOCK_FOR_REQUEST;
+	for (;;) {
+		ns->rc = next_request(ns->fd, ns->handle, op);
+		if (ns->rc < 0)
+			break;
+		if (op->header.operation == EXT_OPERATION_KERNEL_DETACHED) {
+			ns->detached = 1;
+			break;
+		}
+		if (op->header.operation != DEVICE_OPERATION_KERNEL_READ_REQUEST &&
+		    op->header.operation != DEVICE_OPERATION_KERNEL_WRITE_REQUEST) {
+			op->header.operation = DEVICE_OPERATION_NO_RESPONSE_BLOCK_FOR_REQUEST;
+			continue;
+		}
+		ns->got_read += is_read_of_block(op);
+		memset(op->userspacedatabuffer, 0xa5, op->packet.read_request.total_length_of_all_bio_segments);
+		op->packet.read_response.response_total_length = op->packet.read_request.total_length_of_all_bio_segments;
+		op->error = 0;
+		op->header.operation = op->header.operation == DEVICE_OPERATION_KERNEL_READ_REQUEST
+					       ? DEVICE_OPERATION_READ_RESPONSE
+					       : DEVICE_OPERATION_WRITE_RESPONSE;
+	}
+	free(op);
+	return NULL;
+}
+
+static bool all_bytes(const unsigned char *b, size_t n, unsigned char v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != v)
+			return false;
+	return true;
+}
+
+static int cmd_reattach(const char *name)
+{
+	struct reader rd = { .name = name, .buf = aligned_alloc(4096, 4096) };
+	struct new_server ns = { .name = name, .handle = handle_or_die(name) };
+	u32 handle = ns.handle, again = 0;
+	int ctl = open_control(), waiting = 0;
+
+	pthread_create(&rd.thread, NULL, read_block, &rd);
+	check_dead_server(name, handle);
+	CHECK(handle_by_name(ctl, name, &again) == 0 && again == handle, "the device and its handle stay (%u)", again);
+	ns.fd = open_request_node(name);
+	pthread_create(&ns.thread, NULL, serve_until_detached, &ns);
+	pthread_join(rd.thread, NULL);
+	CHECK(rd.rc == 0, "the read completes through the new server (%s)", strerror(-rd.rc));
+	CHECK(rd.rc == 0 && all_bytes(rd.buf, 4096, 0xa5), "it returns the new server's data");
+	for (int i = 0; i < 100 && (waiting = servers_waiting(name)) < 1; i++)
+		usleep(50000);
+	CHECK(waiting == 1, "the new server is blocked for the next request (sysfs says %d)", waiting);
+	CHECK(ns.got_read >= 1, "the new server got the read the dead one held (%d)", ns.got_read);
+	CHECK(ioctl(ns.fd, EXT_IOCTL_DEVICE_DETACH) == 0, "DETACH (extension) on its -ctl file (%s)", strerror(errno));
+	pthread_join(ns.thread, NULL);
+	CHECK(ns.detached && ns.rc == 0, "the blocked server returns op 8087 (rc %d)", ns.rc);
+	close(ns.fd);
+	CHECK(handle_by_name(ctl, name, &again) == 0 && again == handle, "the device stays after DETACH");
+	close(ctl);
+	free(rd.buf);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -619,6 +766,8 @@ int main(int argc, char **argv)
 		return cmd_signal(argv[2]);
 	if (strcmp(cmd, "wake") == 0 && argc == 4)
 		return cmd_wake(argv[2], atoi(argv[3]));
+	if (strcmp(cmd, "reattach") == 0 && argc == 3)
+		return cmd_reattach(argv[2]);
 	fprintf(stderr, "usage: see the comment at the top of dblock-rawabi.c\n");
 	return 2;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "test-helpers.h"
 #include "dblock.h"
 
@@ -372,6 +373,9 @@ static void test_serve_notices(void **state)
 
 	kernel_request(&f->t, DBLOCK_OP_KERNEL_USERSPACE_EXIT, 0, 0, 0);
 	assert_int_equal(dblock_serve_op(&f->t), DBLOCK_SERVE_EXIT);
+	/* DETACH (ABI 2): the thread leaves as at destroy, the device stays. */
+	kernel_request(&f->t, DBLOCK_OP_KERNEL_DETACHED, 0, 0, 0);
+	assert_int_equal(dblock_serve_op(&f->t), DBLOCK_SERVE_EXIT);
 	kernel_request(&f->t, DBLOCK_OP_KERNEL_BLOCK_FOR_REQUEST, 0, 0, 0);
 	o->header.signal_number = 10;
 	assert_int_equal(dblock_serve_op(&f->t), 0);
@@ -380,6 +384,74 @@ static void test_serve_notices(void **state)
 	assert_int_equal(dblock_serve_op(&f->t), -EPROTO);
 	assert_int_equal(o->header.operation, DBLOCK_OP_BLOCK_FOR_REQUEST);
 	serve_teardown(f);
+}
+
+/* ---- the takeover state file ------------------------------------------------ */
+
+static char *state_file(const char *text)
+{
+	char *path = NULL;
+	FILE *f;
+
+	assert_int_equal(dblock_state_path(test_tmpdir(), "d0", &path), 0);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void test_state_roundtrip(void **state)
+{
+	struct dblock_state s = { .handle_id = 7, .size = 64 << 20, .block_size = 4096, .features = 0x1f, .pid = 42 };
+	struct dblock_state r;
+	char *path = NULL;
+
+	snprintf(s.name, sizeof(s.name), "db0");
+	assert_int_equal(dblock_state_path(test_tmpdir(), "d0", &path), 0);
+	assert_non_null(strstr(path, "/dblock-d0.state"));
+	assert_int_equal(dblock_state_write(path, &s), 0);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(dblock_state_read(path, &r), 0);
+	assert_string_equal(r.name, "db0");
+	assert_int_equal(r.handle_id, 7);
+	assert_int_equal(r.size, 64 << 20);
+	assert_int_equal(r.block_size, 4096);
+	assert_int_equal(r.features, 0x1f);
+	assert_int_equal(r.pid, 42);
+	unlink(path);
+	assert_int_equal(dblock_state_read(path, &r), -ENOENT);
+	free(path);
+}
+
+/* A file that does not name the device fully is refused, never guessed. */
+static void test_state_bad_files(void **state)
+{
+	static const char *const bad[] = {
+		"name=db0\nhandle_id=7\nsize=4096\nblock_size=4096\n",               /* no features */
+		"name=db0\nhandle_id=0\nsize=4096\nblock_size=4096\nfeatures=0\n",  /* handle 0 */
+		"name=db0\nhandle_id=x\nsize=4096\nblock_size=4096\nfeatures=0\n",  /* not a number */
+		"name=db0\nhandle_id=7\nsize=4096\nblock_size=4096\nfeatures=4294967296\n",
+		"name=\nhandle_id=7\nsize=4096\nblock_size=4096\nfeatures=0\n",     /* empty name */
+		"name=0123456789abcdef0123456789abcdef\nhandle_id=7\nsize=1\nblock_size=4096\nfeatures=0\n",
+		"garbage\n",
+	};
+	struct dblock_state r;
+
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		char *path = state_file(bad[i]);
+
+		assert_int_equal(dblock_state_read(path, &r), -EINVAL);
+		unlink(path);
+		free(path);
+	}
+	/* Comments, unknown keys (a newer daemon's) and no pid are fine. */
+	char *path = state_file("# c\nname=db0\nhandle_id=3\nsize=8192\nblock_size=4096\nfeatures=1\nnew_key=1\n");
+	assert_int_equal(dblock_state_read(path, &r), 0);
+	assert_int_equal(r.handle_id, 3);
+	assert_int_equal(r.pid, 0);
+	unlink(path);
+	free(path);
 }
 
 /* A backend that completes from another thread: the thread waits on its queue. */
@@ -448,6 +520,8 @@ int main(void)
 		cmocka_unit_test(test_serve_bad_requests),
 		cmocka_unit_test(test_serve_notices),
 		cmocka_unit_test(test_serve_async_backend),
+		cmocka_unit_test(test_state_roundtrip),
+		cmocka_unit_test(test_state_bad_files),
 		cmocka_unit_test(test_start_without_module),
 	};
 

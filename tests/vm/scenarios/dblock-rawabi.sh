@@ -4,7 +4,9 @@
 # create/destroy validation and error codes, serving with 4 threads (fio
 # with 4 jobs and verify=crc32c, mkfs.ext4 + fsck), a signal to a blocked
 # server (EINTR, op 40, the signal delivered), destroy waking every blocked
-# thread (8086, then ENOENT), a request with no server fails at the timeout,
+# thread (8086, then ENOENT), a new server (the -ctl node opened again)
+# serves the read a dead server held, the DETACH extension makes a server
+# leave with the device kept, a request with no server fails at the timeout,
 # and rmmod destroys devices still present.
 # tools: fio mkfs.ext4 e2fsck
 # files: /etc/mke2fs.conf
@@ -34,6 +36,10 @@ cat "$BLKSERV_TMP/serve.log"
 check "create w0" dblock-rawabi create w0 1024 30
 check "a signal interrupts a blocked server and is delivered" dblock-rawabi signal w0
 check "destroy wakes 8 blocked servers" dblock-rawabi wake w0 8
+
+check "create re0" dblock-rawabi create re0 1024 30
+check "a new server gets the read a dead one held; DETACH leaves the device" dblock-rawabi reattach re0
+check "destroy re0" dblock-rawabi destroy re0
 
 check "create t0 with a 3 s timeout and no server" dblock-rawabi create t0 1024 3
 check_fails "a read with no server fails" timeout 15 dd if=/dev/t0 of=/dev/null bs=4k count=1 iflag=direct
