@@ -320,9 +320,9 @@ static bool admit(struct nbd_conn *c, const uint8_t *h)
 	}
 	if (!c->cfg->shared_budget)
 		return true;
-	if (!blkserv_payload_charge(len, !holds)) {
+	if (!blkserv_payload_charge(len, false)) {
 		trim_cache(c, tag, 0); /* what we cache is charged too */
-		if (!blkserv_payload_charge(len, false)) {
+		if (!blkserv_payload_charge(len, !holds)) {
 			over_budget(c, "the daemon-wide request_memory");
 			return false;
 		}
