@@ -3,11 +3,12 @@
 # bench/nbd.sh BUILD-DIR [ROUNDS]: the nbd-export frontend against
 # `nbdkit memory`, both over a Unix socket, driven by the same fio jobs
 # (fio's nbd engine, one connection): 4k randread and randwrite at QD32,
-# 1 MiB sequential read and write at QD8, 4 MiB read and write at QD32.  Each job runs ROUNDS times (default
-# 3) alternating the two servers; the best round of each counts.  Two more
-# jobs keep 128 MiB of 4 MiB requests in flight, over the export's default
-# client_memory (64M): what the payload budget costs a client that wants more.  Prints a
-# Markdown table with the ratio blkservd / nbdkit (> 1: blkservd is faster)
+# 1 MiB sequential read and write at QD8, and 4 MiB read and write at QD32
+# (128 MiB in flight, over the export's default client_memory of 64M: what
+# the payload budget costs a client that wants more).  Each job runs ROUNDS
+# times (default 3) alternating the two servers; the best round of each
+# counts.  Prints a Markdown table with the ratio blkservd / nbdkit (> 1:
+# blkservd is faster)
 # and each server's CPU time per operation (the lowest of the rounds).
 #
 # With BENCH_VM=1 it also runs the VM part (tests/vm/scenarios/nbd-bench.sh):
