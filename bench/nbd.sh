@@ -3,9 +3,12 @@
 # bench/nbd.sh BUILD-DIR [ROUNDS]: the nbd-export frontend against
 # `nbdkit memory`, both over a Unix socket, driven by the same fio jobs
 # (fio's nbd engine, one connection): 4k randread and randwrite at QD32,
-# 1 MiB sequential read and write at QD8.  Each job runs ROUNDS times (default
-# 3) alternating the two servers; the best round of each counts.  Prints a
-# Markdown table with the ratio blkservd / nbdkit (> 1: blkservd is faster)
+# 1 MiB sequential read and write at QD8, and 4 MiB read and write at QD32
+# (128 MiB in flight, over the export's default client_memory of 64M: what
+# the payload budget costs a client that wants more).  Each job runs ROUNDS
+# times (default 3) alternating the two servers; the best round of each
+# counts.  Prints a Markdown table with the ratio blkservd / nbdkit (> 1:
+# blkservd is faster)
 # and each server's CPU time per operation (the lowest of the rounds).
 #
 # With BENCH_VM=1 it also runs the VM part (tests/vm/scenarios/nbd-bench.sh):
@@ -85,6 +88,10 @@ JOBS=(
 	"4k randwrite QD32|--rw=randwrite --bs=4k --iodepth=32|iops"
 	"1 MiB read QD8|--rw=read --bs=1M --iodepth=8|mib"
 	"1 MiB write QD8|--rw=write --bs=1M --iodepth=8|mib"
+	# 128 MiB of payload in flight: over client_memory (64M), so these
+	# show what the budget costs a client that asks for more.
+	"4 MiB read QD32|--rw=read --bs=4M --iodepth=32|mib"
+	"4 MiB write QD32|--rw=write --bs=4M --iodepth=32|mib"
 )
 
 echo "## NBD export vs nbdkit memory (host, fio nbd engine over a Unix socket, best of $ROUNDS x ${RUNTIME}s)"

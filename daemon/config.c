@@ -322,6 +322,21 @@ static int validate_block_size(cfg_t *cfg, cfg_opt_t *opt)
 	return check_duplicate(cfg, opt);
 }
 
+/* At least one request of the biggest size, which every connection may
+ * always hold (a smaller figure could not be kept anyway). */
+static int validate_request_memory(cfg_t *cfg, cfg_opt_t *opt)
+{
+	uint64_t v;
+	const char *s = cfg_opt_getnstr(opt, cfg_opt_size(opt) - 1);
+
+	if (parse_size(s, &v) < 0 || v < BLKSERV_MAX_IO_BYTES) {
+		cfg_error(cfg, "option 'request_memory' expects a size of at least 32M (one request of the "
+			  "biggest size), not '%s'", s);
+		return -1;
+	}
+	return 0;
+}
+
 static int validate_log_level(cfg_t *cfg, cfg_opt_t *opt)
 {
 	const char *s = cfg_opt_getnstr(opt, 0);
@@ -414,6 +429,7 @@ static cfg_t *parse_loose(const char *text)
 		CFG_STR("runtime_dir", NULL, CFGF_NODEFAULT),
 		CFG_STR("log_level", NULL, CFGF_NODEFAULT),
 		CFG_STR("lock_memory", NULL, CFGF_NODEFAULT),
+		CFG_STR("request_memory", NULL, CFGF_NODEFAULT),
 		CFG_SEC("device", device_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_END(),
 	};
@@ -1007,6 +1023,7 @@ static int parse_strict(struct parse_ctx *ctx)
 		CFG_STR("runtime_dir", BLKSERV_RUNTIME_DIR, CFGF_NONE),
 		CFG_STR("log_level", "info", CFGF_NONE),
 		CFG_BOOL("lock_memory", cfg_true, CFGF_NONE),
+		CFG_STR("request_memory", "256M", CFGF_NONE),
 		CFG_SEC("device", device_opts, CFGF_TITLE | CFGF_MULTI | CFGF_NO_TITLE_DUPES),
 		CFG_END(),
 	};
@@ -1017,6 +1034,7 @@ static int parse_strict(struct parse_ctx *ctx)
 	cfg_set_validate_func(cfg, "device|size", validate_size);
 	cfg_set_validate_func(cfg, "device|block_size", validate_block_size);
 	cfg_set_validate_func(cfg, "log_level", validate_log_level);
+	cfg_set_validate_func(cfg, "request_memory", validate_request_memory);
 	cfg_set_validate_func(cfg, "plugin_dir", validate_abs_path);
 	cfg_set_validate_func(cfg, "runtime_dir", validate_abs_path);
 	cfg_set_validate_func(cfg, "lock_memory", validate_once);
@@ -1036,6 +1054,7 @@ static int parse_strict(struct parse_ctx *ctx)
 		c->plugin_dir = strdup(c->plugins.dir);
 		c->log_level = log_level_from_string(cfg_getstr(cfg, "log_level"));
 		c->lock_memory = cfg_getbool(cfg, "lock_memory");
+		(void)parse_size(cfg_getstr(cfg, "request_memory"), &c->request_memory);
 		c->ndevices = cfg_size(cfg, "device");
 		c->devices = calloc(c->ndevices ? c->ndevices : 1, sizeof(*c->devices));
 		if (!c->runtime_dir || !c->plugin_dir || !c->devices)

@@ -48,6 +48,7 @@ struct config {
 	char *runtime_dir;
 	int log_level;
 	bool lock_memory;
+	uint64_t request_memory; /* daemon-wide payload budget (payload.c) */
 	struct device_config *devices;
 	size_t ndevices;
 	struct plugin_set plugins; /* owns the plugins the devices use */

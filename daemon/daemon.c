@@ -36,6 +36,7 @@
 #include "names.h"
 #include "systemd-job.h"
 #include "upgrade.h"
+#include "payload.h"
 
 struct daemon {
 	const char *config_file;
@@ -324,6 +325,7 @@ static int reload(struct daemon *d, struct json_object *answer, char **ret_error
 			*ret_error = TAKE_PTR(error);
 		return r;
 	}
+	payload_set_limit(next->request_memory);
 	reload_remove(d, next, answer);
 	prev = d->config;
 	d->config = next;
@@ -499,6 +501,7 @@ static int prepare(struct daemon *d)
 	if (mkdir(d->config->runtime_dir, 0755) < 0 && errno != EEXIST)
 		log_warning_errno(errno, "cannot create runtime directory %s: %m", d->config->runtime_dir);
 	lock_memory(d->config);
+	payload_set_limit(d->config->request_memory);
 	setup_control(d);
 	r = setup_signals(d);
 	if (r >= 0)

@@ -12,6 +12,10 @@
  * With tls = allow or require, clients may (must) switch to TLS with
  * NBD_OPT_STARTTLS (tls.c); the transmission phase then runs through the
  * TLS session.
+ * Clients still in their handshake have their own allowance
+ * (max_handshakes) beside max_clients: when it is full, the oldest pending
+ * handshake is dropped to make room, so connections that never finish
+ * their handshake cannot lock out clients that do.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +48,8 @@ struct client {
 	pthread_t thread;
 	int fd;
 	char peer[160];
+	bool handshaking; /* counted in nhandshaking (under the lock) */
+	bool evicted;     /* dropped to make room for a newer handshake */
 	_Atomic bool finished;
 	struct client *next;
 };
@@ -54,7 +60,9 @@ struct nbd_exp {
 	char *tcp;
 	bool read_only;
 	uint64_t max_clients;
+	uint64_t max_handshakes;
 	uint64_t handshake_timeout;
+	uint64_t client_memory;
 	struct nbd_tls *tls;
 	struct nbd_export info;
 	char description[256];
@@ -71,7 +79,9 @@ struct nbd_exp {
 	/* The client list: changed on connect and disconnect only. */
 	pthread_mutex_t lock;
 	struct client *clients;
-	unsigned nclients;
+	unsigned nclients;     /* every client thread */
+	unsigned nhandshaking; /* ...in its handshake, not evicted */
+	unsigned nserving;     /* ...in the transmission phase */
 	uint64_t next_id;
 };
 
@@ -81,6 +91,10 @@ static const struct blkserv_option export_options[] = {
 	  "listen on ADDRESS:PORT (\"[::1]:10809\", \":10809\" for every address)", 0 },
 	{ "read_only", BLKSERV_OPT_BOOL, "false", "export read-only (writes fail with EPERM)", 0 },
 	{ "max_clients", BLKSERV_OPT_UINT, "16", "clients served at once; more are turned away", 0 },
+	{ "max_handshakes", BLKSERV_OPT_UINT, "16",
+	  "connections in their handshake at once; a new one drops the oldest", 0 },
+	{ "client_memory", BLKSERV_OPT_SIZE, "64M",
+	  "request payloads one client may hold in memory (at least 32M); beyond, it waits", 0 },
 	{ "handshake_timeout", BLKSERV_OPT_UINT, "30",
 	  "seconds a client may take per handshake step before it is dropped", 0 },
 	{ "tls", BLKSERV_OPT_STRING, "off",
@@ -99,6 +113,8 @@ static const char *const tls_modes[] = { "off", "allow", "require", NULL };
 
 static const struct blkserv_option_check export_checks[] = {
 	{ "max_clients", 1, 1024, NULL },
+	{ "max_handshakes", 1, 1024, NULL },
+	{ "client_memory", BLKSERV_MAX_IO_BYTES, 1ull << 40, NULL },
 	{ "tls", 0, 0, tls_modes },
 	BLKSERV_OPTION_CHECK_END,
 };
@@ -252,13 +268,40 @@ static void close_listeners(struct nbd_exp *x)
 
 /* ---- clients ---------------------------------------------------------------- */
 
+/* The handshake ended (@r): the client leaves the handshake allowance and,
+ * when it succeeded, takes a place among the served clients if one is free
+ * (another client may have finished its handshake first). */
+static int end_handshake(struct client *cl, int r)
+{
+	struct nbd_exp *x = cl->x;
+
+	pthread_mutex_lock(&x->lock);
+	if (!cl->evicted)
+		x->nhandshaking--;
+	cl->handshaking = false;
+	if (r == 0 && cl->evicted)
+		r = -ECONNABORTED;
+	else if (r == 0 && x->nserving >= x->max_clients)
+		r = -EUSERS;
+	else if (r == 0)
+		x->nserving++;
+	pthread_mutex_unlock(&x->lock);
+	if (r == -EUSERS)
+		blkserv_warning(x->dev, "nbd-export: %llu clients already: turning %s away after its handshake",
+				(unsigned long long)x->max_clients, cl->peer);
+	return r;
+}
+
 static void *client_main(void *arg)
 {
 	struct client *cl = arg;
 	struct nbd_exp *x = cl->x;
 	struct nbd_negotiated neg = { 0 };
 	int r = nbd_handshake(cl->fd, &x->info, cl->peer, (unsigned)x->handshake_timeout, &neg);
+	bool serving;
 
+	r = end_handshake(cl, r);
+	serving = r == 0;
 	if (r == 0) {
 		struct nbd_conn_config cfg = {
 			.dev = x->dev,
@@ -266,6 +309,8 @@ static void *client_main(void *arg)
 			.structured = neg.structured,
 			.min_block = x->info.min_block,
 			.peer = cl->peer,
+			.memory_budget = x->client_memory,
+			.shared_budget = true,
 		};
 		if (neg.tls) {
 			nbd_tls_set_nonblocking_reads(neg.tls);
@@ -279,6 +324,11 @@ static void *client_main(void *arg)
 		nbd_tls_session_end(neg.tls);
 	} else if (r == -ETIMEDOUT) {
 		blkserv_info(x->dev, "%s: handshake timed out", cl->peer);
+	}
+	if (serving) {
+		pthread_mutex_lock(&x->lock);
+		x->nserving--;
+		pthread_mutex_unlock(&x->lock);
 	}
 	blkserv_debug(x->dev, "%s: disconnected (%s)", cl->peer, r < 0 ? strerror(-r) : "clean");
 	/* The peer sees the end now; the fd is closed when the thread is reaped,
@@ -333,6 +383,24 @@ static void describe_peer(struct client *cl, bool is_unix, const struct sockaddr
 	snprintf(cl->peer, sizeof(cl->peer), "tcp client %llu (%s:%s)", (unsigned long long)id, host, port);
 }
 
+/* Under the lock.  The list is newest first: the oldest handshake is the
+ * last one in it.  Its thread sees the socket shut down and ends. */
+static void evict_oldest_handshake(struct nbd_exp *x)
+{
+	struct client *oldest = NULL;
+
+	for (struct client *cl = x->clients; cl; cl = cl->next)
+		if (cl->handshaking && !cl->evicted)
+			oldest = cl;
+	if (!oldest)
+		return;
+	oldest->evicted = true;
+	x->nhandshaking--;
+	(void)shutdown(oldest->fd, SHUT_RDWR);
+	blkserv_info(x->dev, "nbd-export: %llu handshakes pending: dropping the oldest, %s, for a new client",
+		     (unsigned long long)x->max_handshakes, oldest->peer);
+}
+
 static int add_client(struct nbd_exp *x, int fd, bool is_unix, const struct sockaddr_storage *sa)
 {
 	struct client *cl = calloc(1, sizeof(*cl));
@@ -345,13 +413,17 @@ static int add_client(struct nbd_exp *x, int fd, bool is_unix, const struct sock
 	nbd_socket_tune(fd);
 	cl->x = x;
 	cl->fd = fd;
+	cl->handshaking = true;
 	pthread_mutex_lock(&x->lock);
 	describe_peer(cl, is_unix, sa, ++x->next_id);
+	if (x->nhandshaking >= x->max_handshakes)
+		evict_oldest_handshake(x);
 	r = -pthread_create(&cl->thread, NULL, client_main, cl);
 	if (r == 0) {
 		cl->next = x->clients;
 		x->clients = cl;
 		x->nclients++;
+		x->nhandshaking++;
 	}
 	pthread_mutex_unlock(&x->lock);
 	if (r < 0)
@@ -364,6 +436,7 @@ static void accept_client(struct nbd_exp *x, unsigned i)
 	struct sockaddr_storage sa;
 	socklen_t len = sizeof(sa);
 	int fd = accept4(x->listen_fds[i], (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+	bool full;
 	int r;
 
 	if (fd < 0) {
@@ -373,7 +446,10 @@ static void accept_client(struct nbd_exp *x, unsigned i)
 		}
 		return;
 	}
-	if (x->nclients >= x->max_clients) {
+	pthread_mutex_lock(&x->lock);
+	full = x->nserving >= x->max_clients;
+	pthread_mutex_unlock(&x->lock);
+	if (full) {
 		blkserv_warning(x->dev, "nbd-export: %llu clients already: turning a new one away",
 				(unsigned long long)x->max_clients);
 		close(fd);
@@ -481,7 +557,7 @@ static void export_stop(void *handle, uint32_t flags)
 		x->clients = cl->next;
 		client_free(cl);
 	}
-	x->nclients = 0;
+	x->nclients = x->nhandshaking = x->nserving = 0;
 }
 
 /* ---- open and close ------------------------------------------------------------- */
@@ -518,7 +594,9 @@ static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 		return -ENOMEM;
 	(void)blkserv_config_get_bool(cfg, "read_only", &x->read_only);
 	(void)blkserv_config_get_uint(cfg, "max_clients", &x->max_clients);
+	(void)blkserv_config_get_uint(cfg, "max_handshakes", &x->max_handshakes);
 	(void)blkserv_config_get_uint(cfg, "handshake_timeout", &x->handshake_timeout);
+	(void)blkserv_config_get_uint(cfg, "client_memory", &x->client_memory);
 	if (!x->unix_path && !x->tcp) {
 		blkserv_error(x->dev, "the nbd-export frontend needs 'unix' (a socket path) or 'tcp' (ADDRESS:PORT)");
 		return -EINVAL;
@@ -532,8 +610,18 @@ static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 	}
 	free(host);
 	free(port);
+	if (x->client_memory < BLKSERV_MAX_IO_BYTES) {
+		/* One request of the biggest size is always let on anyway. */
+		blkserv_error(x->dev, "nbd-export option 'client_memory' must be at least 32M (one request of "
+			      "the biggest size), not %llu bytes", (unsigned long long)x->client_memory);
+		return -EINVAL;
+	}
 	if (x->max_clients == 0) {
 		blkserv_error(x->dev, "nbd-export option 'max_clients' must be at least 1");
+		return -EINVAL;
+	}
+	if (x->max_handshakes == 0) {
+		blkserv_error(x->dev, "nbd-export option 'max_handshakes' must be at least 1");
 		return -EINVAL;
 	}
 	return read_tls_options(x, cfg);
@@ -647,7 +735,9 @@ static int export_open(struct blkserv_device *dev, const struct blkserv_config *
 		return -ENOMEM;
 	x->dev = dev;
 	x->max_clients = 16;
+	x->max_handshakes = 16;
 	x->handshake_timeout = 30;
+	x->client_memory = 64u << 20;
 	x->stop_pipe[0] = x->stop_pipe[1] = -1;
 	pthread_mutex_init(&x->lock, NULL);
 	r = read_options(x, cfg);

@@ -12,6 +12,12 @@
  * thread only, so they are never interleaved; a tag becomes free again only
  * once its reply (and the read data in its buffer) went out.  With every tag
  * busy we stop reading: the client's requests wait in the socket.
+ * The same when the next request's payload buffer would take the
+ * connection over its memory budget (cfg->memory_budget), or the daemon
+ * over request_memory (cfg->shared_budget): a client that does not read
+ * its replies is slowed down to what its replies free, never allowed to
+ * grow the daemon.  A connection that holds no request is always let on
+ * with the next one (up to 32 MiB), so no budget can deadlock it.
  * A big read whose bytes the backend keeps in a file (the ramdisk's memfd)
  * is sent with sendfile() after its header: the kernel hands the file's
  * pages to the socket, and the only copy left is the client's.
@@ -81,7 +87,11 @@ struct nbd_conn {
 	struct nbd_slot *slots;
 	uint32_t *free_tags;
 	uint32_t nfree;
-	size_t cached_bytes;
+	size_t cached_bytes; /* every tag buffer, busy or idle */
+	uint64_t budget;     /* cfg->memory_budget */
+	uint64_t precharged; /* daemon-wide charge of the buffer being admitted */
+	uint64_t pressure_seen;
+	bool budget_logged;
 
 	char *rbuf;
 	size_t rstart, rend;
@@ -221,20 +231,27 @@ static uint32_t take_tag(struct nbd_conn *c)
 	return c->free_tags[--c->nfree];
 }
 
+static void drop_buffer(struct nbd_conn *c, struct nbd_slot *s)
+{
+	c->cached_bytes -= s->cap;
+	if (c->cfg->shared_budget && s->cap)
+		blkserv_payload_release(s->cap);
+	free(s->buf);
+	s->buf = NULL;
+	s->cap = 0;
+}
+
 static void release_tag(struct nbd_conn *c, uint32_t tag)
 {
 	struct nbd_slot *s = &c->slots[tag];
 
 	/* Keep the memory of big requests bounded, not their speed. */
-	if (s->cap > KEEP_BUF_MAX && c->cached_bytes > CACHE_BUDGET) {
-		c->cached_bytes -= s->cap;
-		free(s->buf);
-		s->buf = NULL;
-		s->cap = 0;
-	}
+	if (s->cap > KEEP_BUF_MAX && c->cached_bytes > CACHE_BUDGET)
+		drop_buffer(c, s);
 	c->free_tags[c->nfree++] = tag;
 }
 
+/* Only after admit(), which charged the daemon-wide budget for it. */
 static int ensure_buffer(struct nbd_conn *c, struct nbd_slot *s)
 {
 	char *p;
@@ -245,11 +262,85 @@ static int ensure_buffer(struct nbd_conn *c, struct nbd_slot *s)
 	p = malloc(s->length);
 	if (!p)
 		return -ENOMEM;
-	c->cached_bytes += s->length - s->cap;
-	free(s->buf);
+	drop_buffer(c, s);
+	if (c->cfg->shared_budget && c->precharged != s->length)
+		(void)blkserv_payload_charge(s->length, true); /* not admitted: cannot happen */
+	c->precharged = 0;
+	c->cached_bytes += s->length;
 	s->buf = p;
 	s->cap = s->length;
 	return 0;
+}
+
+/* Free the buffers of idle tags, but @keep's, until the connection holds
+ * at most @target bytes besides @keep's: cached buffers are a speed-up,
+ * never a reason to make a request wait. */
+static void trim_cache(struct nbd_conn *c, uint32_t keep, uint64_t target)
+{
+	uint64_t kept = keep < c->depth ? c->slots[keep].cap : 0;
+
+	for (uint32_t i = 0; i < c->nfree && c->cached_bytes - kept > target; i++) {
+		struct nbd_slot *s = &c->slots[c->free_tags[i]];
+
+		if (c->free_tags[i] != keep && s->buf)
+			drop_buffer(c, s);
+	}
+}
+
+static void over_budget(struct nbd_conn *c, const char *which)
+{
+	if (c->budget_logged)
+		return;
+	blkserv_debug(c->dev, "%s: over %s: its requests wait until replies free memory", c->cfg->peer, which);
+	c->budget_logged = true;
+}
+
+/*
+ * May the request whose header @h is next be taken now?  Only a READ or
+ * WRITE whose tag needs a bigger buffer can be refused: when that buffer
+ * would take the connection over its budget, or the daemon over its
+ * (which is then charged for it).  A connection holding no request is
+ * always let on, whatever it would take.
+ */
+static bool admit(struct nbd_conn *c, const uint8_t *h)
+{
+	uint16_t cmd = get_be16(h + 6);
+	uint32_t len = get_be32(h + 24);
+	uint32_t tag = c->free_tags[c->nfree - 1];
+	uint64_t cap = c->slots[tag].cap;
+	bool holds = c->nfree < c->depth;
+
+	if ((cmd != NBD_CMD_READ && cmd != NBD_CMD_WRITE) || len > BLKSERV_MAX_IO_BYTES || len <= cap)
+		return true;
+	if (c->cached_bytes - cap + len > c->budget)
+		trim_cache(c, tag, c->budget > len ? c->budget - len : 0);
+	if (holds && c->cached_bytes - cap + len > c->budget) {
+		over_budget(c, "its memory budget");
+		return false;
+	}
+	if (!c->cfg->shared_budget)
+		return true;
+	if (!blkserv_payload_charge(len, false)) {
+		trim_cache(c, tag, 0); /* what we cache is charged too */
+		if (!blkserv_payload_charge(len, !holds)) {
+			over_budget(c, "the daemon-wide request_memory");
+			return false;
+		}
+	}
+	c->precharged = len;
+	return true;
+}
+
+/* Another connection waits for the daemon-wide budget: give back what
+ * our idle tags cache. */
+static void relieve_pressure(struct nbd_conn *c)
+{
+	uint64_t p = blkserv_payload_pressure();
+
+	if (p == c->pressure_seen)
+		return;
+	c->pressure_seen = p;
+	trim_cache(c, UINT32_MAX, 0);
 }
 
 /* ---- replies ------------------------------------------------------------ */
@@ -550,8 +641,19 @@ static bool parse_step(struct nbd_conn *c)
 			flush_replies(c); /* tags wait in the reply batch */
 		if (c->nfree == 0)
 			return false;
+		if (!admit(c, (const uint8_t *)c->rbuf + c->rstart)) {
+			if (c->nbatch == 0)
+				return false; /* wait for a completion */
+			flush_replies(c); /* replies in the batch hold buffers */
+			if (!admit(c, (const uint8_t *)c->rbuf + c->rstart))
+				return false;
+		}
 		c->rstart += NBD_REQUEST_SIZE;
 		handle_header(c, (const uint8_t *)c->rbuf + c->rstart - NBD_REQUEST_SIZE);
+		if (c->precharged) { /* refused: it took no buffer */
+			blkserv_payload_release(c->precharged);
+			c->precharged = 0;
+		}
 		return true;
 	}
 	if (avail == 0)
@@ -752,6 +854,8 @@ static void serve_loop(struct nbd_conn *c)
 	for (;;) {
 		parse(c);
 		flush_replies(c);
+		if (c->cfg->shared_budget)
+			relieve_pressure(c);
 		if (!c->rx_open && !c->recv_armed && blkserv_queue_inflight(c->q) == 0 && c->nbatch == 0)
 			return;
 		wait_for_events(c);
@@ -764,7 +868,7 @@ static void conn_free(struct nbd_conn *c)
 {
 	if (c->slots)
 		for (uint32_t i = 0; i < c->depth; i++)
-			free(c->slots[i].buf);
+			drop_buffer(c, &c->slots[i]);
 	free(c->slots);
 	free(c->free_tags);
 	free(c->rbuf);
@@ -777,6 +881,8 @@ static int conn_init(struct nbd_conn *c, const struct nbd_conn_config *cfg, int 
 		.dev = cfg->dev,
 		.fd = fd,
 		.depth = NBD_KERNEL_QUEUE_DEPTH,
+		.budget = cfg->memory_budget ? cfg->memory_budget : NBD_CONN_MEMORY_DEFAULT,
+		.pressure_seen = blkserv_payload_pressure(),
 		.rx_open = true,
 		.recv_event.fn = cfg->stream_recv ? on_poll : on_recv,
 		.cancel_event.fn = on_cancelled,

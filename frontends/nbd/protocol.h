@@ -37,7 +37,21 @@ struct nbd_conn_config {
 	ssize_t (*stream_recv)(void *stream, void *buf, size_t len);
 	int (*stream_sendv)(void *stream, const struct iovec *iov, unsigned n);
 	void *stream;
+	/* The payload bytes (buffers of requests in flight, and cached ones)
+	 * the connection may hold; 0: NBD_CONN_MEMORY_DEFAULT.  A request that
+	 * does not fit waits in the socket (we stop reading) until replies
+	 * free enough; a connection that holds no request is always let on
+	 * with the next one, so this never deadlocks. */
+	uint64_t memory_budget;
+	/* Also charge them against the daemon-wide budget
+	 * (blkserv_payload_charge): for peers that are not trusted. */
+	bool shared_budget;
 };
+
+/* The kernel's own bound is 128 tags x max_sectors_kb (1280 KiB by
+ * default: 160 MiB); this caps what raising max_sectors_kb (up to 32 MiB)
+ * could make of it. */
+#define NBD_CONN_MEMORY_DEFAULT (256ull << 20)
 
 /* The transmission flags a device warrants: HAS_FLAGS plus exactly what
  * blkserv_device_caps() promises, and CAN_MULTI_CONN (every queue of a

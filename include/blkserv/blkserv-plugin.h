@@ -369,6 +369,21 @@ int blkserv_fd_store(struct blkserv_device *dev, const char *key, int fd);
 int blkserv_fd_take(struct blkserv_device *dev, const char *key);
 void blkserv_fd_forget(struct blkserv_device *dev, const char *key);
 
+/*
+ * The daemon-wide budget of request payload memory (request_memory in
+ * blkservd.conf), shared by the frontends that serve untrusted peers.
+ * _charge reserves @bytes before a payload buffer is allocated: false when
+ * they do not fit (the caller waits, e.g. stops reading its peer), unless
+ * @force (the caller holds nothing, and must be let on).  _release gives
+ * back what a freed buffer was charged.  _pressure counts refused charges:
+ * a holder of idle cached buffers frees them when it changes.  Any thread.
+ */
+bool blkserv_payload_charge(uint64_t bytes, bool force);
+void blkserv_payload_release(uint64_t bytes);
+uint64_t blkserv_payload_pressure(void);
+/* The bytes charged now (for tests and counters). */
+uint64_t blkserv_payload_used(void);
+
 /* ------------------------------------------------------------------ */
 /* Backends.                                                           */
 /* ------------------------------------------------------------------ */

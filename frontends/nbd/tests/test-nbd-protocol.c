@@ -4,7 +4,8 @@
  * command and flag, cookies echoed, refused requests (bad magic, oversize,
  * out of range, misaligned, not advertised, read-only) with the stream kept
  * in step, requests split across many writes, deep pipelines, structured
- * replies, DISC with requests in flight, and an asynchronous backend.
+ * replies, DISC with requests in flight, an asynchronous backend, and the
+ * payload budgets against a client that does not read its replies.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "nbd-test-client.h"
+#include "payload.h"
 #include "protocol.h"
 
 #define DEV_SIZE (16u << 20)
@@ -640,6 +642,7 @@ static void test_tx_flags(void **state)
 
 /* ---- an asynchronous backend --------------------------------------------- */
 
+#define ASYNC_DEV_SIZE (1u << 20) /* the asyncmem fixture's */
 #define ASYNC_CONFIG                                                            \
 	"device \"am\" {\n  block_size = 512\n"                                 \
 	"  frontend \"testfe\" { socket = \"/x\" }\n  backend \"asyncmem\" { }\n}\n"
@@ -699,6 +702,78 @@ static void test_async_backend(void **state)
 	disconnect(f);
 }
 
+/* ---- payload budgets ------------------------------------------------------ */
+
+/* Write @n blocks of @len known bytes, then send @n reads of them without
+ * reading a reply: after a while the daemon-wide charge must be at most
+ * @bound (and something was admitted); then every reply comes, with the
+ * right data, and everything charged is given back at the end.  The
+ * backend completes from another thread (a synchronous one would block
+ * in the first reply's send before reading the next request). */
+static void slow_reader(struct fixture *f, unsigned n, uint32_t len, uint64_t bound)
+{
+	uint8_t seen[64] = { 0 };
+	uint64_t cookie, used;
+
+	assert_true(n <= sizeof(seen) && (uint64_t)n * len <= ASYNC_DEV_SIZE);
+	start_server(f);
+	for (unsigned i = 0; i < n; i++) {
+		fill(f->a, len, 700 + i);
+		do_write(f, 0, (uint64_t)i * len, len, f->a, 0);
+	}
+	for (unsigned i = 0; i < n; i++)
+		send_request(f->fd, 0, NBD_CMD_READ, i, (uint64_t)i * len, len, NULL);
+	/* Until the first is admitted (slow under valgrind), then a while
+	 * for the server to take all it would. */
+	for (unsigned ms = 0; blkserv_payload_used() < len && ms < 10000; ms += 10)
+		usleep(10 * 1000);
+	usleep(300 * 1000);
+	used = blkserv_payload_used();
+	assert_true(used >= len);
+	assert_true(used <= bound);
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(recv_simple(f->fd, &cookie), 0);
+		assert_true(cookie < n);
+		assert_int_equal(seen[cookie]++, 0);
+		assert_int_equal(read_full(f->fd, f->b, len), 0);
+		fill(f->a, len, 700 + (unsigned)cookie);
+		assert_memory_equal(f->a, f->b, len);
+	}
+	disconnect(f);
+	assert_int_equal(blkserv_payload_used(), 0);
+}
+
+/* client_memory: 256 KiB per connection, whatever the client sends. */
+static void test_budget_per_connection(void **state)
+{
+	struct fixture *f = *state;
+
+	f->cfg.memory_budget = 256u << 10;
+	f->cfg.shared_budget = true;
+	slow_reader(f, 15, 64u << 10, 256u << 10);
+}
+
+/* request_memory: 128 KiB daemon-wide caps a connection allowed more; a
+ * request bigger than the whole budget is still served (the connection
+ * holds nothing else), so no budget deadlocks. */
+static void test_budget_daemon_wide(void **state)
+{
+	struct fixture *f = *state;
+
+	payload_set_limit(128u << 10);
+	f->cfg.memory_budget = 64u << 20;
+	f->cfg.shared_budget = true;
+	slow_reader(f, 15, 64u << 10, 128u << 10);
+	start_server(f);
+	fill(f->a, 512u << 10, 800);
+	do_write(f, 0, 0, 512u << 10, f->a, 0);
+	do_read(f, 0, 512u << 10, f->b, 0);
+	assert_memory_equal(f->a, f->b, 512u << 10);
+	disconnect(f);
+	assert_int_equal(blkserv_payload_used(), 0);
+	payload_set_limit(PAYLOAD_MEMORY_DEFAULT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -726,6 +801,8 @@ int main(void)
 		cmocka_unit_test(test_wire_errors),
 		cmocka_unit_test_setup_teardown(test_tx_flags, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_async_backend, setup_async, teardown),
+		cmocka_unit_test_setup_teardown(test_budget_per_connection, setup_async, teardown),
+		cmocka_unit_test_setup_teardown(test_budget_daemon_wide, setup_async, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
