@@ -37,7 +37,21 @@ struct nbd_conn_config {
 	ssize_t (*stream_recv)(void *stream, void *buf, size_t len);
 	int (*stream_sendv)(void *stream, const struct iovec *iov, unsigned n);
 	void *stream;
+	/* A planned handover (kernel frontend, plain sockets only): when
+	 * drain_fd (an eventfd) becomes readable, the connection stops
+	 * reading at a request boundary: it finishes receiving the request
+	 * it is in the middle of, reading exactly its bytes, answers every
+	 * request in flight, and returns NBD_SERVE_DRAINED with the next
+	 * request's bytes still unread in the socket, so another process can
+	 * go on serving the same stream. */
+	bool drainable;
+	int drain_fd;
 };
+
+/* nbd_conn_serve(): drained at a request boundary (see drain_fd). */
+#define NBD_SERVE_DRAINED 1
+/* nbd_conn_serve(): the client sent DISC. */
+#define NBD_SERVE_DISC 2
 
 /* The transmission flags a device warrants: HAS_FLAGS plus exactly what
  * blkserv_device_caps() promises, and CAN_MULTI_CONN (every queue of a
@@ -59,8 +73,9 @@ uint32_t nbd_wire_error(int err);
  * file or is shut down (another thread's shutdown(2) is how a frontend
  * stops a connection), or the client breaks the protocol.  Requests in
  * flight are always finished before it returns.  Does not close @fd.
- * Returns 0 at a clean end, -EPROTO after a protocol violation, or the
- * -errno of what failed (queue creation, the socket).
+ * Returns 0 at a clean end (end of file), NBD_SERVE_DISC after DISC,
+ * NBD_SERVE_DRAINED after a drain, -EPROTO after a protocol violation, or
+ * the -errno of what failed (queue creation, the socket).
  */
 int nbd_conn_serve(const struct nbd_conn_config *cfg, int fd);
 
