@@ -222,16 +222,45 @@ static void conn_ready(void *opaque, int result)
 	pthread_mutex_unlock(&k->lock);
 }
 
+static int reconnect_conn(struct kconn *kc);
+
+/*
+ * Serve the connection; when it ends while the device is live (the kernel
+ * declared it dead: a request outlived the timeout), give the kernel a new
+ * one, as the next daemon would, and serve on.  Only once the old one
+ * finished every request it had: the kernel resends those, and a resent
+ * write must not be overtaken by its first copy.
+ */
 static void *conn_main(void *arg)
 {
 	struct kconn *kc = arg;
 	struct nbd_kdev *k = kc->k;
-	int r = nbd_conn_serve(&kc->cfg, kc->fd);
 
-	kc->result = r;
-	if (!atomic_load(&k->stopping))
-		blkserv_error(k->dev, "%s ended while the device is live (%s): its I/O will fail",
-			      kc->peer, r < 0 ? strerror(-r) : "closed by the kernel");
+	for (;;) {
+		int r = nbd_conn_serve(&kc->cfg, kc->fd);
+
+		kc->result = r;
+		if (atomic_load(&k->stopping) || r == NBD_SERVE_DRAINED)
+			break;
+		if (k->via_ioctl || r == NBD_SERVE_DISC) {
+			blkserv_error(k->dev, "%s ended while the device is live (%s): its I/O will fail",
+				      kc->peer, r == NBD_SERVE_DISC ? "the kernel disconnected it" :
+				      r < 0 ? strerror(-r) : "closed by the kernel");
+			break;
+		}
+		blkserv_warning(k->dev, "%s of %s ended while the device is live (%s): reconnecting it",
+				kc->peer, k->devpath,
+				r == 0 || r == -EPIPE ? "the kernel closed it: a request outlived its timeout?" :
+				strerror(-r));
+		r = reconnect_conn(kc);
+		if (r < 0) {
+			if (!atomic_load(&k->stopping))
+				blkserv_error(k->dev, "cannot reconnect %s of %s: %s; its I/O will fail once the "
+						      "kernel stops holding it", kc->peer, k->devpath, strerror(-r));
+			break;
+		}
+		kc->cfg.ready = NULL; /* start-up is long over */
+	}
 	atomic_store(&kc->exited, true);
 	return NULL;
 }
@@ -301,9 +330,12 @@ static int wait_threads_ready(struct nbd_kdev *k)
 /* Make every connection thread end: they see end of file. */
 static void shutdown_connections(struct nbd_kdev *k)
 {
+	/* Under the lock: a reconnecting thread swaps its fd. */
+	pthread_mutex_lock(&k->lock);
 	for (unsigned i = 0; i < k->connections; i++)
 		if (k->conns[i].fd >= 0)
 			(void)shutdown(k->conns[i].fd, SHUT_RDWR);
+	pthread_mutex_unlock(&k->lock);
 }
 
 static void join_threads(struct nbd_kdev *k)
@@ -870,6 +902,49 @@ static int reconnect_all(struct nbd_kdev *k)
 				     k->devpath);
 		usleep(RECONNECT_RETRY_MS * 1000);
 	}
+}
+
+/*
+ * A connection thread's new socket in place of its dead one.  A stop that
+ * began meanwhile wins: a socket the kernel took after its disconnect is
+ * shut down again, so the kernel lets go of the device.
+ */
+static int reconnect_conn(struct kconn *kc)
+{
+	struct nbd_kdev *k = kc->k;
+
+	/* Ours may have ended first (a protocol error): let the kernel see it. */
+	(void)shutdown(kc->fd, SHUT_RDWR);
+	for (unsigned waited_ms = 0; !atomic_load(&k->stopping); waited_ms += RECONNECT_RETRY_MS) {
+		struct nbd_nl_connect a;
+		int sv[2], r, old;
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			return -errno;
+		nbd_socket_tune(sv[0]);
+		nbd_socket_tune(sv[1]);
+		a = reconfigure_args(k, &sv[0], 1);
+		r = nbd_nl_reconfigure(&a);
+		safe_close(sv[0]);
+		if (r >= 0 && !peer_gone(sv[1])) {
+			pthread_mutex_lock(&k->lock);
+			old = kc->fd;
+			kc->fd = sv[1];
+			safe_close(old);
+			if (atomic_load(&k->stopping))
+				(void)shutdown(kc->fd, SHUT_RDWR);
+			pthread_mutex_unlock(&k->lock);
+			blkserv_notice(k->dev, "reconnected %s of %s", kc->peer, k->devpath);
+			return 0;
+		}
+		safe_close(sv[1]);
+		if (r < 0)
+			return r;
+		if (waited_ms >= RECONNECT_WAIT_MS)
+			return -EBUSY;
+		usleep(RECONNECT_RETRY_MS * 1000);
+	}
+	return -ESHUTDOWN;
 }
 
 /* The stored server ends serve on as they are: nothing in the kernel

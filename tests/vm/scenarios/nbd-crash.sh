@@ -9,7 +9,11 @@
 # the same /dev/nbd0, no I/O error in the writer, fio or the kernel log,
 # every recorded file intact, e2fsck clean; the longest stall the writer saw
 # is reported.  A state file that names a device connected as something else
-# is ignored, and a clean stop disconnects and removes the state.
+# is ignored, and a clean stop disconnects and removes the state.  A ramdisk
+# device (its data does not outlive the daemon) is not taken over but
+# replaced.  A request that outlives the kernel's timeout on a live daemon
+# (a fault delay) gets its connection reconnected by the daemon itself, and
+# the write is resent and lands.
 # tools: mkfs.ext4 e2fsck fio
 # files: /etc/mke2fs.conf
 # modules: nbd ext4
@@ -38,6 +42,13 @@ device "r1" {
   block_size = 4096
   frontend "nbd" { index = 5  connections = 2 }
   backend "file" { path = "$BLKSERV_TMP/r1.img" }
+}
+device "slow" {
+  size = 32M
+  block_size = 4096
+  frontend "nbd" { index = 6  timeout = 2 }
+  backend "ramdisk" { }
+  faults { delay_ms = 5000  trigger = "$BLKSERV_TMP/slow-on" }
 }
 EOF
 
@@ -101,6 +112,10 @@ t_kill=$(uptime_s)
 kill_and_take_over "crash"
 t_back=$(uptime_s)
 log "first takeover done $(awk "BEGIN { print $t_back - $t_kill }") s after the kill"
+check "the ramdisk device is replaced, not taken over" \
+	grep -q "slow: cannot take /dev/nbd6 of the previous daemon over: the backend's data did not survive" \
+	"$BLKSERVD_LOG"
+check "the ramdisk device is connected again" wait_for 20 test -e /sys/block/nbd6/pid
 sleep 3
 
 # Crash loop: the next daemon dies during its takeover, a third recovers.
@@ -134,7 +149,9 @@ check_eq "still /dev/nbd0" f0 "$(cat /sys/block/nbd0/backend)"
 check "no other nbd device connected as f0" sh -c \
 	'for b in /sys/block/nbd[1-9]*/backend; do [ "$(cat "$b" 2>/dev/null)" != f0 ] || exit 1; done'
 dmesg >"$BLKSERV_TMP/dmesg.log"
-for bad in "I/O error" "Aborting journal" "EXT4-fs error" "shutting down sockets" "Connection timed out$"; do
+# (nbd6, the ramdisk, is disconnected at each takeover: not checked here.)
+for bad in "I/O error" "Aborting journal" "EXT4-fs error" "nbd[05]: shutting down sockets" \
+	"nbd[05]: Connection timed out$"; do
 	check "kernel log: no '$bad'" sh -c "! grep -q '$bad' '$BLKSERV_TMP/dmesg.log'"
 done
 log "kernel log: $(grep -c 'Dead connection' "$BLKSERV_TMP/dmesg.log") 'Dead connection' (I/O held while no daemon ran)," \
@@ -151,6 +168,24 @@ while read -r sum name; do
 done <"$rec"
 check_eq "every recorded file intact ($(wc -l <"$rec") files)" 0 "$bad"
 must "final umount" umount "$mnt"
+
+# A request the daemon takes longer for than the kernel's timeout (2 s):
+# the kernel declares the connection dead; the daemon finishes the request,
+# reconnects, and the resent write lands.
+head -c 4096 /dev/urandom >"$BLKSERV_TMP/slow.blk"
+touch "$BLKSERV_TMP/slow-on"
+dd if="$BLKSERV_TMP/slow.blk" of=/dev/nbd6 bs=4k conv=fsync 2>"$BLKSERV_TMP/slow.err" &
+dd_pid=$!
+sleep 4
+rm -f "$BLKSERV_TMP/slow-on"
+wait "$dd_pid"
+check_eq "slow: the write outliving the timeout completes" 0 "$?"
+check "slow: the daemon reconnected the connection" wait_for 20 \
+	grep -q "slow: reconnected nbd connection 0 of /dev/nbd6" "$BLKSERVD_LOG"
+drop_caches /dev/nbd6
+check_eq "slow: the write landed" "$(sha256sum <"$BLKSERV_TMP/slow.blk")" \
+	"$(dd if=/dev/nbd6 bs=4k count=1 2>/dev/null | sha256sum)"
+check "slow: no connection was given up" sh -c "! grep -q 'I/O will fail' '$BLKSERVD_LOG'"
 
 # A clean stop disconnects; a state file naming a device that is not
 # connected as ours is ignored.
