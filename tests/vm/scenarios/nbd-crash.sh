@@ -20,6 +20,9 @@
 # requires: daemon/blkservd plugins/blkserv-frontend-nbd.so plugins/blkserv-backend-file.so
 # memory: 1536
 # timeout: 900
+# (a write in flight at a crash waits for the 30 s request timeout: more than
+# the harness's 20 s hung-task limit)
+# cmdline: sysctl.kernel.hung_task_timeout_secs=90
 
 run=$BLKSERV_TMP/run
 mnt=$BLKSERV_TMP/mnt
