@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * netlink.c: NBD_CMD_CONNECT and NBD_CMD_DISCONNECT over generic netlink.
+ * netlink.c: NBD_CMD_CONNECT, NBD_CMD_RECONFIGURE and NBD_CMD_DISCONNECT
+ * over generic netlink.
  *
  * Each call uses a fresh netlink socket: these are rare control operations.
  * The kernel's errno is taken from its error message itself (an NL_CB_ERROR
@@ -222,6 +223,29 @@ int nbd_nl_disconnect(uint32_t index)
 		r = new_message(family, NBD_NL_CMD_DISCONNECT, &msg);
 	if (r >= 0 && nla_put_u32(msg, NBD_NL_ATTR_INDEX, index) < 0)
 		r = -ENOMEM;
+	if (r >= 0)
+		r = transact(sk, msg, &res);
+	return r;
+}
+
+int nbd_nl_reconfigure(const struct nbd_nl_connect *a)
+{
+	__attribute__((cleanup(sock_freep))) struct nl_sock *sk = NULL;
+	__attribute__((cleanup(msg_freep))) struct nl_msg *msg = NULL;
+	struct nl_result res = { 0 };
+	int family, r;
+
+	r = open_socket(&sk, &family);
+	if (r >= 0)
+		r = new_message(family, NBD_NL_CMD_RECONFIGURE, &msg);
+	/* The kernel insists on the identifier the device was connected with. */
+	if (r >= 0 && (nla_put_u32(msg, NBD_NL_ATTR_INDEX, a->index) < 0 ||
+		       nla_put_string(msg, NBD_NL_ATTR_BACKEND_IDENTIFIER, a->backend_id) < 0 ||
+		       nla_put_u64(msg, NBD_NL_ATTR_TIMEOUT, a->timeout) < 0 ||
+		       nla_put_u64(msg, NBD_NL_ATTR_DEAD_CONN_TIMEOUT, a->dead_conn_timeout) < 0))
+		r = -ENOMEM;
+	if (r >= 0 && a->nfds > 0)
+		r = put_sockets(msg, a->fds, a->nfds);
 	if (r >= 0)
 		r = transact(sk, msg, &res);
 	return r;

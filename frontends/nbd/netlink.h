@@ -24,6 +24,11 @@ struct nbd_nl_connect {
 int nbd_nl_family_present(void);
 /* NBD_CMD_CONNECT: 0 and the device index, or the kernel's -errno. */
 int nbd_nl_connect(const struct nbd_nl_connect *a, uint32_t *ret_index);
+/* NBD_CMD_RECONFIGURE of /dev/nbd@a->index (identified by a->backend_id):
+ * its timeouts, and each of a->fds in place of a socket the kernel marked
+ * dead.  The kernel drops fds it has no dead socket for and still returns
+ * 0: the caller checks which it took.  0 or the kernel's -errno. */
+int nbd_nl_reconfigure(const struct nbd_nl_connect *a);
 /* NBD_CMD_DISCONNECT of /dev/nbd@index: 0 or -errno. */
 int nbd_nl_disconnect(uint32_t index);
 

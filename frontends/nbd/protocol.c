@@ -22,6 +22,12 @@
  * is sent with sendfile() after its header: the kernel hands the file's
  * pages to the socket, and the only copy left is the client's.
  *
+ * A drain (a planned handover of the kernel's socket to the next daemon,
+ * cfg->drain_fd) stops reading at a request boundary: what is already in
+ * the receive buffer is served, the request it ends in the middle of is
+ * completed by receives of exactly its missing bytes, and nothing beyond
+ * it is read, so the next process finds the stream at a request header.
+ *
  * A secured stream (TLS, cfg->stream_recv) cannot be read by the ring:
  * there the ring only polls the socket, and the records are drained
  * without blocking through the stream, whose buffered bytes are always
@@ -104,11 +110,14 @@ struct nbd_conn {
 	bool big_writes;  /* the last WRITE had a big payload: read headers in small bites */
 	bool cancel_sent;
 	bool rx_open;     /* false after DISC, end of file, a protocol error or a dead socket */
+	bool draining;    /* drain_fd fired: stop reading at the next request boundary */
+	bool recv_exact;  /* the armed RECV asks for no byte beyond the current request */
 	bool tx_dead;    /* replies cannot be sent any more */
 	bool ring_warned;
 	int result;
 	struct blkserv_event recv_event;
 	struct blkserv_event cancel_event;
+	struct blkserv_event drain_event;
 
 	struct iovec iov[2 * REPLY_BATCH];
 	unsigned niov;
@@ -594,7 +603,7 @@ static void handle_header(struct nbd_conn *c, const uint8_t *h)
 	}
 	if (cmd == NBD_CMD_DISC) {
 		/* Finish what is in flight, then close. */
-		stop_receiving(c, 0);
+		stop_receiving(c, NBD_SERVE_DISC);
 		return;
 	}
 	tag = take_tag(c);
@@ -681,8 +690,15 @@ static bool needs_data(const struct nbd_conn *c)
 	if (!c->rx_open || c->recv_armed)
 		return false;
 	if (c->rx == RX_HEADER)
-		return avail < NBD_REQUEST_SIZE && c->nfree > 0;
+		/* Draining, only the rest of a header already begun. */
+		return avail < NBD_REQUEST_SIZE && c->nfree > 0 && (!c->draining || avail > 0);
 	return avail == 0 && c->rx_left > 0;
+}
+
+/* Draining, and the stream stands at a request header nobody read. */
+static bool drained(const struct nbd_conn *c)
+{
+	return c->draining && c->rx_open && !c->recv_armed && c->rx == RX_HEADER && c->rend == c->rstart;
 }
 
 static void end_of_stream(struct nbd_conn *c, int err)
@@ -701,7 +717,7 @@ static void on_recv(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
 	struct nbd_conn *c = (struct nbd_conn *)((char *)ev - offsetof(struct nbd_conn, recv_event));
 
 	c->recv_armed = false;
-	if (res == -EINTR || res == -EAGAIN || (res == -ECANCELED && !c->rx_open))
+	if (res == -EINTR || res == -EAGAIN || (res == -ECANCELED && (!c->rx_open || c->draining)))
 		return; /* armed again, or not needed any more */
 	if (res <= 0) {
 		end_of_stream(c, res);
@@ -741,6 +757,14 @@ static void make_room(struct nbd_conn *c)
 	}
 }
 
+/* Draining: no more than the request being received still needs. */
+static size_t exact_room(const struct nbd_conn *c, size_t room)
+{
+	uint64_t need = c->rx == RX_HEADER ? NBD_REQUEST_SIZE - (c->rend - c->rstart) : c->rx_left;
+
+	return need < room ? (size_t)need : room;
+}
+
 /*
  * One receive on the ring.  A big payload goes straight into its tag's
  * buffer, whole (MSG_WAITALL: the ring gathers the pieces without waking
@@ -753,6 +777,8 @@ static bool arm_recv(struct nbd_conn *c)
 	if (!sqe)
 		return false;
 	c->recv_direct = c->rx == RX_PAYLOAD && c->rx_left >= DIRECT_RECV_MIN;
+	c->recv_exact = c->draining;
+	c->cancel_sent = false;
 	if (c->cfg->stream_recv) {
 		io_uring_prep_poll_add(sqe, c->fd, POLLIN);
 	} else if (c->recv_direct) {
@@ -764,6 +790,8 @@ static bool arm_recv(struct nbd_conn *c)
 		room = RBUF_SIZE - c->rend;
 		if (c->big_writes && c->rx == RX_HEADER && room > SMALL_RECV)
 			room = SMALL_RECV;
+		if (c->draining)
+			room = exact_room(c, room);
 		io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rend, room, 0);
 	}
 	blkserv_sqe_set_event(sqe, &c->recv_event);
@@ -839,7 +867,9 @@ static void wait_for_events(struct nbd_conn *c)
 		else if (!arm_recv(c))
 			timeout = 1; /* ring full: retry soon */
 	}
-	if (!c->rx_open && c->recv_armed)
+	/* A receive armed before the drain may take bytes past the boundary:
+	 * cancel it (what it already took is used, the rest stays unread). */
+	if (c->recv_armed && (!c->rx_open || (c->draining && !c->recv_exact)))
 		cancel_recv(c);
 	r = blkserv_queue_process(c->q, min_events, timeout);
 	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY && !c->ring_warned) {
@@ -849,13 +879,39 @@ static void wait_for_events(struct nbd_conn *c)
 	blkserv_queue_heartbeat(c->q);
 }
 
+static void on_drain(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
+{
+	struct nbd_conn *c = (struct nbd_conn *)((char *)ev - offsetof(struct nbd_conn, drain_event));
+
+	if (res > 0)
+		c->draining = true;
+}
+
+/* Watch the drain eventfd on the ring.  The poll stays armed until the
+ * ring is torn down: it has no buffer that could go away under it. */
+static void arm_drain(struct nbd_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->cfg->drainable || c->cfg->stream_recv || c->cfg->drain_fd < 0)
+		return;
+	sqe = blkserv_queue_get_sqe(c->q);
+	if (!sqe)
+		return; /* a fresh ring: cannot happen */
+	io_uring_prep_poll_add(sqe, c->cfg->drain_fd, POLLIN);
+	blkserv_sqe_set_event(sqe, &c->drain_event);
+}
+
 static void serve_loop(struct nbd_conn *c)
 {
+	arm_drain(c);
 	for (;;) {
 		parse(c);
 		flush_replies(c);
 		if (c->cfg->shared_budget)
 			relieve_pressure(c);
+		if (drained(c))
+			stop_receiving(c, NBD_SERVE_DRAINED);
 		if (!c->rx_open && !c->recv_armed && blkserv_queue_inflight(c->q) == 0 && c->nbatch == 0)
 			return;
 		wait_for_events(c);
@@ -886,6 +942,7 @@ static int conn_init(struct nbd_conn *c, const struct nbd_conn_config *cfg, int 
 		.rx_open = true,
 		.recv_event.fn = cfg->stream_recv ? on_poll : on_recv,
 		.cancel_event.fn = on_cancelled,
+		.drain_event.fn = on_drain,
 	};
 	c->slots = calloc(c->depth, sizeof(*c->slots));
 	c->free_tags = calloc(c->depth, sizeof(*c->free_tags));

@@ -46,12 +46,26 @@ struct nbd_conn_config {
 	/* Also charge them against the daemon-wide budget
 	 * (blkserv_payload_charge): for peers that are not trusted. */
 	bool shared_budget;
+	/* A planned handover (kernel frontend, plain sockets only): when
+	 * drain_fd (an eventfd) becomes readable, the connection stops
+	 * reading at a request boundary: it finishes receiving the request
+	 * it is in the middle of, reading exactly its bytes, answers every
+	 * request in flight, and returns NBD_SERVE_DRAINED with the next
+	 * request's bytes still unread in the socket, so another process can
+	 * go on serving the same stream. */
+	bool drainable;
+	int drain_fd;
 };
 
 /* The kernel's own bound is 128 tags x max_sectors_kb (1280 KiB by
  * default: 160 MiB); this caps what raising max_sectors_kb (up to 32 MiB)
  * could make of it. */
 #define NBD_CONN_MEMORY_DEFAULT (256ull << 20)
+
+/* nbd_conn_serve(): drained at a request boundary (see drain_fd). */
+#define NBD_SERVE_DRAINED 1
+/* nbd_conn_serve(): the client sent DISC. */
+#define NBD_SERVE_DISC 2
 
 /* The transmission flags a device warrants: HAS_FLAGS plus exactly what
  * blkserv_device_caps() promises, and CAN_MULTI_CONN (every queue of a
@@ -73,8 +87,9 @@ uint32_t nbd_wire_error(int err);
  * file or is shut down (another thread's shutdown(2) is how a frontend
  * stops a connection), or the client breaks the protocol.  Requests in
  * flight are always finished before it returns.  Does not close @fd.
- * Returns 0 at a clean end, -EPROTO after a protocol violation, or the
- * -errno of what failed (queue creation, the socket).
+ * Returns 0 at a clean end (end of file), NBD_SERVE_DISC after DISC,
+ * NBD_SERVE_DRAINED after a drain, -EPROTO after a protocol violation, or
+ * the -errno of what failed (queue creation, the socket).
  */
 int nbd_conn_serve(const struct nbd_conn_config *cfg, int fd);
 

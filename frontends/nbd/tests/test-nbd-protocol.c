@@ -5,13 +5,16 @@
  * out of range, misaligned, not advertised, read-only) with the stream kept
  * in step, requests split across many writes, deep pipelines, structured
  * replies, DISC with requests in flight, an asynchronous backend, and the
- * payload budgets against a client that does not read its replies.
+ * payload budgets against a client that does not read its replies, and the
+ * drain of a planned handover (stop at a request boundary, the rest of the
+ * stream left unread for the next server).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +37,7 @@ struct fixture {
 	pthread_t server;
 	bool running;
 	int result;
+	int efd; /* the drain eventfd */
 	char *a, *b;
 };
 
@@ -72,11 +76,15 @@ static int setup_with(void **state, struct blkserv_device *dev)
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	f->dev = dev;
+	f->efd = eventfd(0, EFD_CLOEXEC);
+	assert_true(f->efd >= 0);
 	f->cfg = (struct nbd_conn_config){
 		.dev = f->dev,
 		.tx_flags = nbd_tx_flags(f->dev, false),
 		.min_block = 512,
 		.peer = "test client",
+		.drainable = true,
+		.drain_fd = f->efd,
 	};
 	f->a = malloc(BLKSERV_MAX_IO_BYTES + 4096);
 	f->b = malloc(BLKSERV_MAX_IO_BYTES + 4096);
@@ -100,6 +108,7 @@ static int teardown(void **state)
 	if (f->fd >= 0)
 		close(f->fd);
 	test_close_device(f->dev);
+	close(f->efd);
 	free(f->a);
 	free(f->b);
 	free(f);
@@ -116,7 +125,7 @@ static void fill(char *buf, size_t len, unsigned seed)
 static void disconnect(struct fixture *f)
 {
 	send_request(f->fd, 0, NBD_CMD_DISC, 0, 0, 0, NULL);
-	assert_int_equal(join_server(f), 0);
+	assert_int_equal(join_server(f), NBD_SERVE_DISC);
 	assert_true(peer_closed(f->fd, 1000));
 }
 
@@ -447,7 +456,7 @@ static void test_disc_finishes_inflight(void **state)
 		assert_int_equal(recv_simple(f->fd, &cookie), 0);
 		assert_true(cookie >= 500 && cookie < 516);
 	}
-	assert_int_equal(join_server(f), 0);
+	assert_int_equal(join_server(f), NBD_SERVE_DISC);
 	assert_true(peer_closed(f->fd, 1000));
 }
 
@@ -774,6 +783,131 @@ static void test_budget_daemon_wide(void **state)
 	payload_set_limit(PAYLOAD_MEMORY_DEFAULT);
 }
 
+/* ---- drain ------------------------------------------------------------ */
+
+static void request_drain(struct fixture *f)
+{
+	assert_int_equal(eventfd_write(f->efd, 1), 0);
+}
+
+/* The server returned DRAINED and its end is still open, not shut down. */
+static void join_drained(struct fixture *f)
+{
+	pthread_join(f->server, NULL);
+	f->running = false;
+	assert_int_equal(f->result, NBD_SERVE_DRAINED);
+	assert_false(peer_closed(f->fd, 0));
+}
+
+/* The bytes left in the server's end: exactly @len of them, into @buf. */
+static void expect_unread(struct fixture *f, void *buf, size_t len)
+{
+	char extra[NBD_REQUEST_SIZE * 4];
+	ssize_t n = recv(f->sfd, extra, sizeof(extra), MSG_DONTWAIT);
+
+	assert_int_equal(n, (ssize_t)len);
+	memcpy(buf, extra, len);
+}
+
+/* A drain at idle ends at once; the stream goes on with a new server. */
+static void test_drain_idle_resumes(void **state)
+{
+	struct fixture *f = *state;
+
+	start_server(f);
+	fill(f->a, 4096, 40);
+	do_write(f, 0, 8192, 4096, f->a, 0);
+	request_drain(f);
+	join_drained(f);
+	/* The next process: same socket, same stream. */
+	assert_int_equal(eventfd_read(f->efd, &(eventfd_t){ 0 }), 0);
+	assert_int_equal(pthread_create(&f->server, NULL, server_main, f), 0);
+	f->running = true;
+	do_read(f, 8192, 4096, f->b, 0);
+	assert_memory_equal(f->a, f->b, 4096);
+	disconnect(f);
+}
+
+/*
+ * The drain comes while a WRITE's header is half received: the server
+ * reads exactly the rest of that header and its payload, answers it, and
+ * leaves the READ that follows in the socket, byte for byte.
+ */
+static void test_drain_mid_request(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t h[NBD_REQUEST_SIZE], next[NBD_REQUEST_SIZE], left[NBD_REQUEST_SIZE];
+	uint64_t cookie = 0x1122334455667788ull;
+
+	start_server(f);
+	fill(f->a, 8192, 41);
+	encode_request(h, 0, NBD_CMD_WRITE, 77, 65536, 8192);
+	encode_request(next, 0, NBD_CMD_READ, cookie, 65536, 8192);
+	assert_int_equal(write_full(f->fd, h, 10), 0);
+	/* Let the server take the 10 bytes and wait for more. */
+	usleep(200 * 1000);
+	request_drain(f);
+	usleep(300 * 1000);
+	assert_int_equal(write_full(f->fd, h + 10, sizeof(h) - 10), 0);
+	assert_int_equal(write_full(f->fd, f->a, 8192), 0);
+	assert_int_equal(write_full(f->fd, next, sizeof(next)), 0);
+	expect_reply(f->fd, 77, 0);
+	join_drained(f);
+	expect_unread(f, left, sizeof(left));
+	assert_memory_equal(left, next, sizeof(next));
+	/* The write landed: a new server reads it back. */
+	close(f->sfd);
+	close(f->fd);
+	assert_int_equal(eventfd_read(f->efd, &(eventfd_t){ 0 }), 0);
+	start_server(f);
+	do_read(f, 65536, 8192, f->b, 0);
+	assert_memory_equal(f->a, f->b, 8192);
+	disconnect(f);
+}
+
+/* A deep pipeline when the drain comes: every request the server took is
+ * answered, those it did not take stay whole in the socket. */
+static void test_drain_answers_inflight(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 200 };
+	uint8_t seen[N] = { 0 };
+	uint8_t h[NBD_REQUEST_SIZE];
+	unsigned answered = 0;
+	uint64_t cookie;
+
+	start_server(f);
+	fill(f->a, 4096, 42);
+	for (unsigned i = 0; i < N; i++)
+		send_request(f->fd, 0, NBD_CMD_WRITE, i, (uint64_t)i * 4096, 4096, f->a);
+	request_drain(f);
+	pthread_join(f->server, NULL);
+	f->running = false;
+	assert_int_equal(f->result, NBD_SERVE_DRAINED);
+	/* Replies to what the server read, each once. */
+	while (poll(&(struct pollfd){ .fd = f->fd, .events = POLLIN }, 1, 0) > 0) {
+		assert_int_equal(recv_simple(f->fd, &cookie), 0);
+		assert_true(cookie < N);
+		assert_int_equal(seen[cookie]++, 0);
+		answered++;
+	}
+	/* The rest are whole requests at a header boundary, in order. */
+	for (unsigned i = answered; i < N; i++) {
+		uint8_t got[NBD_REQUEST_SIZE];
+
+		assert_int_equal(read_full(f->sfd, got, sizeof(got)), 0);
+		encode_request(h, 0, NBD_CMD_WRITE, i, (uint64_t)i * 4096, 4096);
+		assert_memory_equal(got, h, sizeof(h));
+		assert_int_equal(read_full(f->sfd, f->b, 4096), 0);
+		assert_memory_equal(f->a, f->b, 4096);
+		assert_int_equal(seen[i], 0);
+	}
+	for (unsigned i = 0; i < answered; i++)
+		assert_int_equal(seen[i], 1);
+	assert_int_equal(recv(f->sfd, h, 1, MSG_DONTWAIT), -1);
+	close(f->sfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -803,6 +937,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_async_backend, setup_async, teardown),
 		cmocka_unit_test_setup_teardown(test_budget_per_connection, setup_async, teardown),
 		cmocka_unit_test_setup_teardown(test_budget_daemon_wide, setup_async, teardown),
+		cmocka_unit_test_setup_teardown(test_drain_idle_resumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain_mid_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain_answers_inflight, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
