@@ -90,7 +90,7 @@ static const struct blkserv_option export_options[] = {
 	{ "tcp", BLKSERV_OPT_STRING, NULL,
 	  "listen on ADDRESS:PORT (\"[::1]:10809\", \":10809\" for every address)", 0 },
 	{ "read_only", BLKSERV_OPT_BOOL, "false", "export read-only (writes fail with EPERM)", 0 },
-	{ "max_clients", BLKSERV_OPT_UINT, "16", "clients served at once; more are turned away", 0 },
+	{ "max_clients", BLKSERV_OPT_UINT, "16", "clients in the transmission phase at once; more are turned away", 0 },
 	{ "max_handshakes", BLKSERV_OPT_UINT, "16",
 	  "connections in their handshake at once; a new one drops the oldest", 0 },
 	{ "client_memory", BLKSERV_OPT_SIZE, "64M",

@@ -27,6 +27,7 @@ static void test_valid_full(void **state)
 	const char *text = "log_level = debug\n"
 			   "runtime_dir = \"/run/blkservd-test\"\n"
 			   "lock_memory = false\n"
+			   "request_memory = 1G\n"
 			   "device \"ram0\" {\n"
 			   "  size = 64M\n"
 			   "  block_size = 4096\n"
@@ -52,6 +53,7 @@ static void test_valid_full(void **state)
 	assert_string_equal(c->runtime_dir, "/run/blkservd-test");
 	assert_int_equal(c->log_level, 7);
 	assert_false(c->lock_memory);
+	assert_true(c->request_memory == 1ull << 30);
 	const struct device_config *d = config_find_device(c, "ram0");
 	assert_non_null(d);
 	assert_true(d->size == 64ull << 20);
@@ -90,6 +92,7 @@ static void test_empty_config(void **state)
 
 	assert_int_equal(test_load_config("# nothing\n", &c, &error), 0);
 	assert_int_equal(c->ndevices, 0);
+	assert_true(c->request_memory == 256ull << 20); /* the default */
 	config_free(c);
 	/* An empty file is an empty config (libconfuse reads a buffer now). */
 	assert_int_equal(test_load_config("", &c, &error), 0);
@@ -124,6 +127,8 @@ struct bad_config {
 
 static const struct bad_config bad_configs[] = {
 	{ "bogus = 1\n", 1, "no such option 'bogus'" },
+	{ "log_level = info\nrequest_memory = 16M\n", 2, "'request_memory' expects a size of at least 32M" },
+	{ "request_memory = lots\n", 1, "'request_memory' expects a size of at least 32M" },
 	{ "device \"a\" {\n  size = 1M\n  colour = red\n" DEVICE_OK "}\n", 3, "no such option 'colour'" },
 	{ "device \"a\" {\n  size = 1M\n  frontend \"testfe\" {\n    socket = \"/x\"\n    nope = 1\n  }\n"
 	  "  backend \"ramdisk\" { }\n}\n",
