@@ -41,7 +41,7 @@ install_blkservd_unit
 	echo "plugin_dir = \"$BLKSERV_PLUGIN_DIR\""
 	echo 'device "nbd" { size = 128M frontend "nbd" { } backend "ramdisk" { } }'
 	echo 'device "ublk" { size = 128M frontend "ublk" { } backend "ramdisk" { } }'
-	[ "$dblock" = 1 ] && echo 'device "dblock" { size = 128M frontend "dblock" { } backend "ramdisk" { } }'
+	[ "$dblock" = 1 ] && echo 'device "dblock" { size = 128M block_size = 4096 frontend "dblock" { } backend "ramdisk" { } }'
 } >/etc/blkservd.conf
 must "systemctl start blkservd" systemctl start blkservd
 frontends="nbd ublk"

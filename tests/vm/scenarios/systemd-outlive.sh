@@ -41,6 +41,7 @@ device "ur" {
 }
 device "dl" {
 	size = 256M
+	block_size = 4096
 	frontend "dblock" { }
 	backend "log" { dir = "/srv/blkserv/dl.log" }
 }
@@ -115,7 +116,13 @@ writers_moved() { # progress-before
 must "install the unit and udev rule" install_blkservd_unit
 truncate -s 256M /srv/blkserv/nf.img
 write_config
-must "systemctl start blkservd" systemctl start blkservd
+start_service() {
+	systemctl start blkservd && return 0
+	systemctl status --no-pager blkservd
+	journalctl -b -u blkservd --no-pager | tail -25
+	return 1
+}
+must "systemctl start blkservd" start_service
 for n in nf raw ur dl; do
 	must "/dev/blkserv/$n appears" wait_for 60 test -b "/dev/blkserv/$n"
 done
@@ -204,7 +211,7 @@ check "systemctl stop with mounted devices finishes within 30 s" timeout 30 syst
 check "stop says nf is kept" journal_has "$t0" 'nf: .*in use (mounted?): not removing it'
 check "stop says dl is kept" journal_has "$t0" 'dl: .*in use (mounted?): not removing it'
 check "the idle ramdisk device ur is removed" sh -c '! test -e /dev/blkserv/ur'
-must "systemctl start takes the kept devices over" systemctl start blkservd
+must "systemctl start takes the kept devices over" start_service
 for n in nf dl; do
 	check "$n: the file system works after stop and start" \
 		dd if=/dev/urandom of="/mnt/$n/after-start" bs=64k count=4 conv=fsync
