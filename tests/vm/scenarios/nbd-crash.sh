@@ -1,12 +1,13 @@
 # shellcheck shell=dash
 # nbd-crash: the kernel nbd device outlives the daemon.  ext4 mounted on
-# /dev/nbd0 (file backend, index picked by the kernel) with a writer that
+# /dev/nbdN (file backend, index picked by the kernel) with a writer that
 # fsyncs numbered files and records each only after its fsync returned, and
 # fio verify=crc32c on a raw /dev/nbd5 (2 connections); kill -9 of the
 # daemon mid-write, a new daemon takes the same devices over with
-# NBD_CMD_RECONFIGURE (no fd store here: no systemd); then a crash loop (the
-# next daemon is killed during its takeover, a third one recovers).  After:
-# the same /dev/nbd0, no I/O error in the writer, fio or the kernel log,
+# NBD_CMD_RECONFIGURE (no fd store here: no systemd); then a crash loop (three
+# daemons killed 0.1-0.6 s after their start, during their takeover, then
+# one recovers).  After:
+# the same /dev/nbdN, no I/O error in the writer, fio or the kernel log,
 # every recorded file intact, e2fsck clean; the longest stall the writer saw
 # is reported.  A state file that names a device connected as something else
 # is ignored, and a clean stop disconnects and removes the state.  A ramdisk
@@ -55,6 +56,18 @@ device "slow" {
 }
 EOF
 
+# The /dev/nbdN connected as $1 (its backend identifier).
+nbd_of() {
+	local d
+	for d in /sys/block/nbd*; do
+		if [ "$(cat "$d/backend" 2>/dev/null)" = "$1" ]; then
+			echo "/dev/${d##*/}"
+			return 0
+		fi
+	done
+	return 1
+}
+
 takeovers() { grep -c "$1: .*\(reconnected\|resumed\) /dev/nbd" "$BLKSERVD_LOG"; }
 _taken_over() { [ "$(takeovers f0)" -gt "$1" ] && [ "$(takeovers r1)" -gt "$2" ]; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
@@ -88,19 +101,21 @@ kill_and_take_over() {
 	kill -KILL "$BLKSERVD_PID"
 	wait "$BLKSERVD_PID" 2>/dev/null
 	check "$1: the state files stay" test -f "$run/nbd-f0.state" -a -f "$run/nbd-r1.state"
-	check "$1: /dev/nbd0 stays configured" test -e /sys/block/nbd0/pid
+	check "$1: $dev stays configured" test -e "/sys/block/${dev#/dev/}/pid"
 	blkservd_start "$conf" || exit 1
-	must "$1: the new daemon takes /dev/nbd0 and /dev/nbd5 over" wait_for 120 _taken_over "$f0" "$r1"
+	must "$1: the new daemon takes $dev and /dev/nbd5 over" wait_for 120 _taken_over "$f0" "$r1"
 }
 
 dmesg -c >/dev/null
 blkservd_start "$conf" || exit 1
-must "/dev/nbd0 appears" wait_for_blockdev /dev/nbd0
 must "/dev/nbd5 appears" wait_for_blockdev /dev/nbd5
-check_eq "f0 is /dev/nbd0" f0 "$(cat /sys/block/nbd0/backend)"
-check "the state file records it" grep -q '^index=0$' "$run/nbd-f0.state"
-must "mkfs.ext4" mkfs.ext4 -q -F /dev/nbd0
-must "mount" mount -t ext4 /dev/nbd0 "$mnt"
+# f0's device is the kernel's choice (usually /dev/nbd0).
+_f0_connected() { dev=$(nbd_of f0); }
+must "f0 is connected" wait_for 20 _f0_connected
+must "$dev appears" wait_for_blockdev "$dev"
+check "the state file records it" grep -q "^index=${dev#/dev/nbd}\$" "$run/nbd-f0.state"
+must "mkfs.ext4" mkfs.ext4 -q -F "$dev"
+must "mount" mount -t ext4 "$dev" "$mnt"
 
 writer &
 writer_pid=$!
@@ -126,11 +141,14 @@ f0=$(takeovers f0)
 r1=$(takeovers r1)
 kill -KILL "$BLKSERVD_PID"
 wait "$BLKSERVD_PID" 2>/dev/null
-blkservd_start "$conf" || exit 1
-sleep 0.3
-kill -KILL "$BLKSERVD_PID"
-wait "$BLKSERVD_PID" 2>/dev/null
-log "crash loop: second daemon killed during its takeover ($(takeovers f0) takeovers of f0 now, $f0 before)"
+# Three daemons killed at different moments of their start or takeover.
+for delay in 0.1 0.3 0.6; do
+	blkservd_start "$conf" || exit 1
+	sleep "$delay"
+	kill -KILL "$BLKSERVD_PID"
+	wait "$BLKSERVD_PID" 2>/dev/null
+	log "crash loop: a daemon killed $delay s after its start ($(takeovers f0) takeovers of f0 done, $f0 before)"
+done
 f0=$(takeovers f0)
 r1=$(takeovers r1)
 blkservd_start "$conf" || exit 1
@@ -148,9 +166,9 @@ log "writer: $(wc -l <"$rec") files written and fsynced; longest fsynced write:"
 check "the writer wrote files after the crashes" test "$(wc -l <"$rec")" -gt 10
 
 # Same device, no second one.
-check_eq "still /dev/nbd0" f0 "$(cat /sys/block/nbd0/backend)"
+check_eq "still $dev" "$dev" "$(nbd_of f0)"
 check "no other nbd device connected as f0" sh -c \
-	'for b in /sys/block/nbd[1-9]*/backend; do [ "$(cat "$b" 2>/dev/null)" != f0 ] || exit 1; done'
+	"test \$(cat /sys/block/nbd*/backend 2>/dev/null | grep -c '^f0\$') = 1"
 dmesg >"$BLKSERV_TMP/dmesg.log"
 # (nbd6, the ramdisk, is disconnected at each takeover: not checked here.)
 for bad in "I/O error" "Aborting journal" "EXT4-fs error" "nbd[05]: shutting down sockets" \
@@ -162,9 +180,9 @@ log "kernel log: $(grep -c 'Dead connection' "$BLKSERV_TMP/dmesg.log") 'Dead con
 	"$(grep -c 'Connection timed out, retrying' "$BLKSERV_TMP/dmesg.log") 'Connection timed out, retrying'"
 
 must "umount" umount "$mnt"
-drop_caches /dev/nbd0
-check "e2fsck -fn clean" e2fsck -fn /dev/nbd0
-must "mount again" mount -t ext4 /dev/nbd0 "$mnt"
+drop_caches "$dev"
+check "e2fsck -fn clean" e2fsck -fn "$dev"
+must "mount again" mount -t ext4 "$dev" "$mnt"
 bad=0
 while read -r sum name; do
 	[ "$(sha256sum <"$mnt/$name" | cut -d' ' -f1)" = "$sum" ] || { bad=$((bad + 1)); log "$name differs"; }
@@ -193,12 +211,12 @@ check "slow: no connection was given up" sh -c "! grep -q 'I/O will fail' '$BLKS
 # A clean stop disconnects; a state file naming a device that is not
 # connected as ours is ignored.
 blkservd_stop 0
-check "clean stop: /dev/nbd0 disconnected" test ! -e /sys/block/nbd0/pid
+check "clean stop: $dev disconnected" test ! -e "/sys/block/${dev#/dev/}/pid"
 check "clean stop: the state files are removed" test ! -e "$run/nbd-f0.state" -a ! -e "$run/nbd-r1.state"
 printf 'index=3\nconnections=1\nsize=268435456\nblock_size=4096\nflags=0\nbackend=f0\nhandover=clean\npid=1\n' \
 	>"$run/nbd-f0.state"
 blkservd_start "$conf" || exit 1
-must "stale state: a device appears" wait_for_blockdev /dev/nbd0
+must "stale state: f0 is connected" wait_for 20 _f0_connected
 check "stale state: reported" grep -q 'nbd3 of the state file is no longer connected' "$BLKSERVD_LOG"
 blkservd_stop 0
 blkservd_log
