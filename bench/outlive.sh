@@ -32,11 +32,13 @@ EOF
 	cat <<EOF
 # requires: daemon/blkservd daemon/blkservctl plugins/blkserv-backend-ramdisk.so tests/vm/extra/systemd/blkservd.service
 # timeout: 1500
+# cmdline: sysctl.kernel.hung_task_timeout_secs=90
 runtime=$RUNTIME
 dblock=$DBLOCK
 EOF
 	cat <<'EOF'
 install_blkservd_unit
+[ "$dblock" = 1 ] && must "modprobe dblock" modprobe dblock
 {
 	echo "plugin_dir = \"$BLKSERV_PLUGIN_DIR\""
 	echo 'device "nbd" { size = 128M frontend "nbd" { } backend "ramdisk" { } }'
