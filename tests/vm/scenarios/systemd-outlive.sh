@@ -164,7 +164,7 @@ cp "$BLKSERVD" /usr/local/sbin/blkservd-next
 pid=$(main_pid)
 event "blkservctl upgrade to another binary" $BLKSERVCTL upgrade /usr/local/sbin/blkservd-next
 check_eq "the upgrade kept MainPID" "$pid" "$(main_pid)"
-check "blkservctl version: generation 1, done" sh -c "$BLKSERVCTL version | grep -q 'upgrade: done'"
+check "blkservctl version: generation 1, done" sh -c "$BLKSERVCTL --json version | grep -q '\"upgrade\":\"done\"'"
 
 printf '#!/bin/sh\necho "this binary refuses everything" >&2\nexit 1\n' >/usr/local/sbin/blkservd-bad
 chmod 755 /usr/local/sbin/blkservd-bad
@@ -191,7 +191,7 @@ event "restart with the test hook" systemctl restart blkservd
 pid=$(main_pid)
 check_fails "an upgrade whose new image fails device dl is undone" $BLKSERVCTL upgrade
 check_eq "the previous binary serves again (MainPID)" "$pid" "$(main_pid)"
-check "blkservctl version says undone" sh -c "$BLKSERVCTL version | grep -q 'upgrade: undone'"
+check "blkservctl version says undone" sh -c "$BLKSERVCTL --json version | grep -q '\"upgrade\":\"undone\"'"
 rm /etc/systemd/system/blkservd.service.d/fail.conf
 systemctl daemon-reload
 progress=$(writers_progress)
