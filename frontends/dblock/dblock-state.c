@@ -16,6 +16,7 @@
 #include "cleanup.h"
 #include "dblock.h"
 #include "parse.h"
+#include "statefile.h"
 
 int dblock_state_path(const char *runtime_dir, const char *name, char **ret)
 {
@@ -52,27 +53,25 @@ static int set_number(struct dblock_state *s, int key, const char *value)
 	return 0;
 }
 
-/* Unknown keys are ignored (a newer daemon's). */
-static int parse_line(char *line, struct dblock_state *s, unsigned *seen)
-{
-	char *eq;
+struct state_parse {
+	struct dblock_state s;
+	unsigned seen;
+};
 
-	line[strcspn(line, "\n")] = '\0';
-	if (line[0] == '#' || line[0] == '\0')
-		return 0;
-	eq = strchr(line, '=');
-	if (!eq)
-		return -EINVAL;
-	*eq++ = '\0';
+/* Unknown keys are ignored (a newer daemon's). */
+static int set_key(void *userdata, const char *key, const char *value)
+{
+	struct state_parse *p = userdata;
+
 	for (int k = 0; k < KEY__MAX; k++) {
-		if (strcmp(line, state_keys[k]) != 0)
+		if (strcmp(key, state_keys[k]) != 0)
 			continue;
-		*seen |= 1u << k;
+		p->seen |= 1u << k;
 		if (k != KEY_NAME)
-			return set_number(s, k, eq);
-		if (!eq[0] || strlen(eq) > DBLOCK_MAX_NAME_LENGTH)
+			return set_number(&p->s, k, value);
+		if (!value[0] || strlen(value) > DBLOCK_MAX_NAME_LENGTH)
 			return -EINVAL;
-		snprintf(s->name, sizeof(s->name), "%s", eq);
+		snprintf(p->s.name, sizeof(p->s.name), "%s", value);
 		return 0;
 	}
 	return 0;
@@ -80,55 +79,26 @@ static int parse_line(char *line, struct dblock_state *s, unsigned *seen)
 
 int dblock_state_read(const char *path, struct dblock_state *ret)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
-	struct dblock_state s = {};
-	unsigned seen = 0;
-	char line[256];
+	struct state_parse p = {};
+	int r = statefile_read(path, set_key, &p);
 
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (parse_line(line, &s, &seen) < 0)
-			return -EINVAL;
-	if ((seen & STATE_REQUIRED) != STATE_REQUIRED || s.handle_id == 0)
+	if (r < 0)
+		return r;
+	if ((p.seen & STATE_REQUIRED) != STATE_REQUIRED || p.s.handle_id == 0)
 		return -EINVAL;
-	*ret = s;
+	*ret = p.s;
 	return 0;
-}
-
-static int write_all(int fd, const struct dblock_state *s)
-{
-	_cleanup_free_ char *text = NULL;
-	int len = asprintf(&text,
-			   "# blkservd dblock frontend: the kernel device of this config device, for\n"
-			   "# the next daemon to take over.  Do not edit.\n"
-			   "name=%s\nhandle_id=%u\nsize=%llu\nblock_size=%u\nfeatures=%u\npid=%d\n",
-			   s->name, s->handle_id, (unsigned long long)s->size, s->block_size, s->features,
-			   (int)s->pid);
-
-	if (len < 0)
-		return -ENOMEM;
-	if (write(fd, text, (size_t)len) != len)
-		return errno ? -errno : -EIO;
-	return fsync(fd) < 0 ? -errno : 0;
 }
 
 int dblock_state_write(const char *path, const struct dblock_state *s)
 {
-	_cleanup_free_ char *tmp = NULL;
-	_cleanup_close_ int fd = -1;
-	int r;
+	_cleanup_free_ char *text = NULL;
 
-	if (asprintf(&tmp, "%s.tmp", path) < 0)
+	if (asprintf(&text,
+		     "# blkservd dblock frontend: the kernel device of this config device, for\n"
+		     "# the next daemon to take over.  Do not edit.\n"
+		     "name=%s\nhandle_id=%u\nsize=%llu\nblock_size=%u\nfeatures=%u\npid=%d\n",
+		     s->name, s->handle_id, (unsigned long long)s->size, s->block_size, s->features, (int)s->pid) < 0)
 		return -ENOMEM;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	errno = 0;
-	r = write_all(fd, s);
-	if (r >= 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0)
-		(void)unlink(tmp);
-	return r;
+	return statefile_write(path, text);
 }

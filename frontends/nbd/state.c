@@ -13,6 +13,7 @@
 
 #include "cleanup.h"
 #include "parse.h"
+#include "statefile.h"
 #include "state.h"
 
 enum {
@@ -65,9 +66,17 @@ static int parse_u32(const char *v, uint32_t *ret)
 	return 0;
 }
 
+struct state_parse {
+	struct nbd_state s;
+	unsigned seen;
+};
+
 /* One key; unknown keys are ignored (a newer daemon's). */
-static int set_key(struct nbd_state *s, const char *key, const char *v, unsigned *seen)
+static int set_key(void *userdata, const char *key, const char *v)
 {
+	struct state_parse *p = userdata;
+	struct nbd_state *s = &p->s;
+	unsigned *seen = &p->seen;
 	uint32_t pid;
 
 	if (strcmp(key, "index") == 0) {
@@ -113,78 +122,34 @@ static int set_key(struct nbd_state *s, const char *key, const char *v, unsigned
 	return 0;
 }
 
-static int parse_line(char *line, struct nbd_state *s, unsigned *seen)
-{
-	char *eq;
-
-	line[strcspn(line, "\n")] = '\0';
-	if (line[0] == '#' || line[0] == '\0')
-		return 0;
-	eq = strchr(line, '=');
-	if (!eq)
-		return -EINVAL;
-	*eq = '\0';
-	return set_key(s, line, eq + 1, seen);
-}
-
 int nbd_state_read(const char *path, struct nbd_state *ret)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
-	struct nbd_state s = { 0 };
-	unsigned seen = 0;
-	char line[512];
+	struct state_parse p = { 0 };
+	int r = statefile_read(path, set_key, &p);
 
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (parse_line(line, &s, &seen) < 0)
-			return -EINVAL;
-	if ((seen & SEEN_REQUIRED) != SEEN_REQUIRED || s.connections == 0 || s.block_size == 0 || s.backend[0] == '\0')
+	if (r < 0)
+		return r;
+	if ((p.seen & SEEN_REQUIRED) != SEEN_REQUIRED || p.s.connections == 0 || p.s.block_size == 0 ||
+	    p.s.backend[0] == '\0')
 		return -EINVAL;
-	*ret = s;
-	return 0;
-}
-
-static int write_text(int fd, const struct nbd_state *s)
-{
-	_cleanup_free_ char *text = NULL;
-	int len;
-
-	len = asprintf(&text,
-		       "# blkservd nbd frontend: the kernel device of this config device, for the\n"
-		       "# next daemon to take over.  Do not edit.\n"
-		       "index=%u\nconnections=%u\nsize=%llu\nblock_size=%u\nflags=%u\ntimeout=%llu\n"
-		       "dead_conn_timeout=%llu\nbackend=%s\nhandover=%s\npid=%d\n",
-		       s->index, s->connections, (unsigned long long)s->size, s->block_size, s->flags,
-		       (unsigned long long)s->timeout, (unsigned long long)s->dead_conn_timeout, s->backend,
-		       nbd_handover_name(s->handover), (int)s->pid);
-	if (len < 0)
-		return -ENOMEM;
-	if (write(fd, text, (size_t)len) != len)
-		return errno ? -errno : -EIO;
-	if (fsync(fd) < 0)
-		return -errno;
+	*ret = p.s;
 	return 0;
 }
 
 int nbd_state_write(const char *path, const struct nbd_state *s)
 {
-	_cleanup_free_ char *tmp = NULL;
-	_cleanup_close_ int fd = -1;
-	int r;
+	_cleanup_free_ char *text = NULL;
 
 	if (strchr(s->backend, '\n') || strlen(s->backend) >= sizeof(s->backend))
 		return -EINVAL;
-	if (asprintf(&tmp, "%s.tmp", path) < 0)
+	if (asprintf(&text,
+		     "# blkservd nbd frontend: the kernel device of this config device, for the\n"
+		     "# next daemon to take over.  Do not edit.\n"
+		     "index=%u\nconnections=%u\nsize=%llu\nblock_size=%u\nflags=%u\ntimeout=%llu\n"
+		     "dead_conn_timeout=%llu\nbackend=%s\nhandover=%s\npid=%d\n",
+		     s->index, s->connections, (unsigned long long)s->size, s->block_size, s->flags,
+		     (unsigned long long)s->timeout, (unsigned long long)s->dead_conn_timeout, s->backend,
+		     nbd_handover_name(s->handover), (int)s->pid) < 0)
 		return -ENOMEM;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	errno = 0;
-	r = write_text(fd, s);
-	if (r >= 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0)
-		(void)unlink(tmp);
-	return r;
+	return statefile_write(path, text);
 }
