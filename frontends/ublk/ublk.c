@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blockdev.h"
 #include "cleanup.h"
 #include "ublk.h"
 
@@ -213,47 +214,13 @@ static void release_queues(struct ublk *u)
 	u->cdev_fd = safe_close(u->cdev_fd);
 }
 
-/* Does any process have a file descriptor on block device @rdev? */
-static bool bdev_open_anywhere(dev_t rdev)
-{
-	_cleanup_(closedirp) DIR *proc = opendir("/proc");
-	struct dirent *de;
-
-	if (!proc)
-		return false;
-	while ((de = readdir(proc))) {
-		char dir[sizeof(de->d_name) + 16];
-		_cleanup_(closedirp) DIR *fds = NULL;
-		struct dirent *fe;
-
-		if (de->d_name[0] < '1' || de->d_name[0] > '9')
-			continue;
-		snprintf(dir, sizeof(dir), "/proc/%s/fd", de->d_name);
-		fds = opendir(dir);
-		while (fds && (fe = readdir(fds))) {
-			struct stat st;
-			if (fe->d_name[0] != '.' && fstatat(dirfd(fds), fe->d_name, &st, 0) == 0 &&
-			    S_ISBLK(st.st_mode) && st.st_rdev == rdev)
-				return true;
-		}
-	}
-	return false;
-}
-
 /* Is /dev/ublkb@dev_id mounted, or open anywhere (md, dm, a program)? */
 static bool bdev_in_use(uint32_t dev_id)
 {
 	char path[64];
-	struct stat st;
-	int fd;
 
 	snprintf(path, sizeof(path), "/dev/ublkb%u", dev_id);
-	/* Mounted, swapped on, or held by md/dm: an exclusive open fails. */
-	fd = open(path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return errno == EBUSY;
-	close(fd);
-	return stat(path, &st) == 0 && bdev_open_anywhere(st.st_rdev);
+	return blockdev_in_use(path) > 0;
 }
 
 /*
