@@ -182,6 +182,7 @@ static int start_all_devices(struct daemon *d, const char **ret_failed)
 			log_error("device '%s' failed to start; stopping the %zu already started",
 				  d->config->devices[i].name, d->ndevices);
 			/* After an upgrade the previous binary takes them back. */
+			fdstore_set_exec_pending(upgrade_in_progress());
 			(void)stop_all_devices(d, upgrade_in_progress() ? STOP_UPGRADE : STOP_FAILED);
 			return r;
 		}
@@ -550,6 +551,7 @@ static int upgrade(struct daemon *d)
 	int r;
 
 	(void)sd_notifyf(0, "RELOADING=1\nSTATUS=Upgrading: handing %zu devices to %s", d->ndevices, binary);
+	fdstore_set_exec_pending(true);
 	if (stop_all_devices(d, STOP_UPGRADE) < 0)
 		log_warning("a device could not make its data durable before the upgrade");
 	close_control(d);
@@ -558,6 +560,7 @@ static int upgrade(struct daemon *d)
 		(void)sd_notify(0, "WATCHDOG=1");
 	r = upgrade_exec(binary);
 	log_error_errno(r, "cannot execute %s (%m): taking the devices back", binary);
+	fdstore_set_exec_pending(false);
 	fdstore_reinherit();
 	setup_control(d);
 	r = start_devices(d);

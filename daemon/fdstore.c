@@ -39,6 +39,7 @@ struct fd_entry {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fd_entry *inherited; /* passed to us, not yet taken */
 static struct fd_entry *stored;    /* our copies of what we stored */
+static bool exec_pending;          /* an upgrade will carry them across exec */
 
 static void entry_free(struct fd_entry *e)
 {
@@ -168,7 +169,7 @@ int blkserv_fd_store(struct blkserv_device *dev, const char *key, int fd)
 	if (sent < 0 && sent != -EOPNOTSUPP)
 		return sent;
 	/* Without systemd the fd survives only an in-place upgrade. */
-	return sent > 0 ? 0 : -EOPNOTSUPP;
+	return sent > 0 || exec_pending ? 0 : -EOPNOTSUPP;
 }
 
 int blkserv_fd_take(struct blkserv_device *dev, const char *key)
@@ -220,6 +221,11 @@ void fdstore_release_unclaimed(void)
 		entry_free(e);
 	}
 	pthread_mutex_unlock(&lock);
+}
+
+void fdstore_set_exec_pending(bool pending)
+{
+	exec_pending = pending;
 }
 
 void fdstore_reinherit(void)
