@@ -4,8 +4,8 @@
 # after its fsync returned, and fio verify=crc32c on a raw nbd device over
 # the ramdisk (its memfd goes across the exec: no systemd here).  Two
 # upgrades (the second by SIGUSR2), an upgrade to a binary that refuses the
-# config, and one whose new image fails a device (handed back to the old
-# binary).  Afterwards: same PID and /dev nodes, no error in the writers,
+# config (the undone upgrade, handed back to the old binary, is in the host
+# test `upgrade` and in systemd-outlive).  Afterwards: same PID and /dev nodes, no error in the writers,
 # fio or the kernel log, every recorded file intact, e2fsck clean.
 # tools: mkfs.ext4 e2fsck fio
 # files: /etc/mke2fs.conf
@@ -37,10 +37,10 @@ writer() { # NAME DIR
 	while [ ! -e "$STOP" ]; do
 		n=$((n + 1))
 		head -c 65536 /dev/urandom >"$src"
-		if dd if="$src" of="$2/f$n" bs=65536 conv=fsync 2>>"$state/$1.err"; then
+		if dd if="$src" of="$2/f$n" bs=65536 conv=fsync 2>"$state/$1.dd"; then
 			echo "f$n $(sha256sum <"$src" | cut -d' ' -f1)" >>"$state/$1.rec"
 		else
-			echo "write of f$n failed" >>"$state/$1.err"
+			{ echo "write of f$n failed:"; cat "$state/$1.dd"; } >>"$state/$1.err"
 		fi
 	done
 }
@@ -68,6 +68,8 @@ _all_moved() { # records-before
 }
 generation() { $CTL --json version | sed 's/.*"generation":\([0-9]*\).*/\1/'; }
 
+must "modprobe nbd" modprobe nbd nbds_max=4
+must "modprobe ublk_drv" modprobe ublk_drv
 must "modprobe dblock" modprobe dblock
 BLKSERVD_START_TIMEOUT=60 blkservd_start -w /dev/ud "$conf" || exit 1
 for d in $devs /dev/nbd1; do must "$d appears" wait_for_blockdev "$d" 30; done
@@ -86,16 +88,17 @@ pid=$BLKSERVD_PID
 
 # upgrade HOW WANT: one upgrade, the same pid after it, every writer on.
 upgrade_ok() {
-	local before gen
+	local what=$1 before gen
+	shift
 	before=$(records)
 	gen=$(generation)
-	check "$1" "$@"
-	check "$1: the same pid" test "$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' <<EOF
+	check "$what" "$@"
+	check "$what: the same pid" test "$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' <<EOF
 $($CTL --json version)
 EOF
 )" = "$pid"
-	check "$1: a new generation" test "$(generation)" -gt "$gen"
-	check "$1: every writer goes on" wait_for 60 _all_moved "$before"
+	check "$what: a new generation" test "$(generation)" -gt "$gen"
+	check "$what: every writer goes on" wait_for 60 _all_moved "$before"
 }
 cp "$BLKSERVD" "$BLKSERV_TMP/blkservd-next"
 upgrade_ok "upgrade to another binary" $CTL upgrade "$BLKSERV_TMP/blkservd-next"
