@@ -320,11 +320,37 @@ blkserv_diagnose() {
 		echo w >/proc/sysrq-trigger 2>/dev/null
 		sleep 1
 	fi
-	echo "---- kernel messages since the scenario started (last 80)"
+	# With blocked tasks, all of sysrq-w's stacks: the task holding the
+	# lock the others wait for is usually the first one printed.
+	local lines=80
+	[ "${2:-}" = blocked ] && lines=400
+	echo "---- kernel messages since the scenario started (last $lines)"
 	dmesg | awk -v t0="${_blkserv_t0:-0}" \
-		'{ t = substr($0, 2, index($0, "]") - 2) + 0 } t >= t0' | tail -n 80
+		'{ t = substr($0, 2, index($0, "]") - 2) + 0 } t >= t0' | tail -n "$lines"
+	[ "${2:-}" = blocked ] && _blkserv_blk_state
 	[ -f "$BLKSERVD_LOG" ] && blkservd_log
+	if command -v journalctl >/dev/null 2>&1; then
+		echo "---- journal of blkservd (last 60)"
+		journalctl -b -u blkservd --no-pager 2>/dev/null | tail -n 60
+	fi
 	echo "==== end of diagnostics"
+}
+
+# The block layer's view of our devices (debugfs): requests started but
+# not completed, and what waits on the requeue list.
+_blkserv_blk_state() {
+	local d f out
+	[ -d /sys/kernel/debug/block ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+	for d in /sys/kernel/debug/block/ublkb* /sys/kernel/debug/block/nbd* /sys/kernel/debug/block/dblock*; do
+		[ -d "$d" ] || continue
+		# debugfs files have no size: read each, print what is not empty.
+		for f in "$d"/state "$d"/requeue_list "$d"/hctx*/busy "$d"/hctx*/dispatch "$d"/hctx*/state \
+			"$d"/hctx*/tags; do
+			[ -e "$f" ] || continue
+			out=$(head -n 20 "$f" 2>/dev/null)
+			[ -n "$out" ] && printf -- '---- %s\n%s\n' "$f" "$out"
+		done
+	done
 }
 
 _kernel_problem() {
