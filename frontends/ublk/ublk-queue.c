@@ -406,7 +406,10 @@ static void *queue_thread(void *arg)
 	sem_post(&uq->u->ready);
 	queue_loop(uq);
 	atomic_store(&uq->running, false);
-	queue_teardown(uq);
+	/* The ring is closed by ublk_queues_stop once this thread is gone:
+	 * closed from a live queue thread, the driver's quiesce can wait
+	 * forever for a request (seen on 6.12 after a planned restart),
+	 * closed after the thread exited it cannot - as after kill -9. */
 	return NULL;
 }
 
@@ -450,6 +453,8 @@ void ublk_queues_stop(struct ublk *u)
 			continue;
 		pthread_join(u->queues[i].thread, NULL);
 		u->queues[i].thread_started = false;
+		if (atomic_load(&u->queues[i].setup_result) == 0)
+			queue_teardown(&u->queues[i]);
 	}
 }
 
