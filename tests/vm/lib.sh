@@ -302,6 +302,42 @@ blkservd_log() {
 	echo "----"
 }
 
+# --- writers that prove what was acknowledged survives ----------------------
+
+# fsync_writer NAME DIR: until the file $STOP exists, write numbered 64 KiB
+# files into DIR; each is recorded in $state/NAME.rec with its sha256 only
+# after dd's fsync returned.  A failed write goes to $state/NAME.err with
+# dd's message (dd's transfer report on success is not an error).
+fsync_writer() {
+	local name=$1 dir=$2 n=0 src=$state/$1.src
+	while [ ! -e "$STOP" ]; do
+		n=$((n + 1))
+		head -c 65536 /dev/urandom >"$src"
+		if dd if="$src" of="$dir/f$n" bs=65536 conv=fsync 2>"$state/$name.dd"; then
+			echo "f$n $(sha256sum <"$src" | cut -d' ' -f1)" >>"$state/$name.rec"
+		else
+			{ echo "write of f$n failed:"; cat "$state/$name.dd"; } >>"$state/$name.err"
+		fi
+	done
+}
+
+# verify_records NAME DIR: every file fsync_writer recorded has its sha256,
+# and there is at least one.
+verify_records() {
+	local name=$1 dir=$2 f sum bad=0 count=0
+	while read -r f sum; do
+		count=$((count + 1))
+		[ "$(sha256sum <"$dir/$f" | cut -d' ' -f1)" = "$sum" ] || { echo "$f differs"; bad=$((bad + 1)); }
+	done <"$state/$name.rec"
+	echo "$name: $count recorded files, $bad differ"
+	[ "$count" -gt 0 ] && [ "$bad" = 0 ]
+}
+
+# writer_ok NAME: fsync_writer saw no failed write (prints them if it did).
+writer_ok() {
+	! test -s "$state/$1.err" || { cat "$state/$1.err"; false; }
+}
+
 # --- driving a scenario (used by init, not by scenarios) ---------------------
 
 # Print what helps to debug a failure: the check running now, blocked tasks,

@@ -60,22 +60,6 @@ journal_has() { # SINCE PATTERN: the unit's journal since epoch SINCE has it
 	journalctl -b -u blkservd --no-pager --since "@$1" 2>/dev/null | grep -q "$2"
 }
 
-# writer NAME DIR: numbered 64 KiB files, each recorded (with its sha256)
-# only after dd's fsync returned; an error is recorded as such.
-writer() {
-	local name=$1 dir=$2 n=0 src=$state/$1.src
-	while [ ! -e "$STOP" ]; do
-		n=$((n + 1))
-		head -c 65536 /dev/urandom >"$src"
-		if dd if="$src" of="$dir/f$n" bs=65536 conv=fsync 2>>"$state/$name.err"; then
-			echo "f$n $(sha256sum <"$src" | cut -d' ' -f1)" >>"$state/$name.rec"
-		else
-			echo "write of f$n failed" >>"$state/$name.err"
-		fi
-		sleep 0.2
-	done
-}
-
 # fio passes on the raw device until told to stop; a failed pass is kept.
 fio_loop() {
 	local pass=0
@@ -87,16 +71,6 @@ fio_loop() {
 			echo "pass $pass failed" >>"$state/fio.err"
 		echo "$pass" >"$state/fio.passes"
 	done
-}
-
-verify_records() { # NAME DIR
-	local name=$1 dir=$2 f sum bad=0 count=0
-	while read -r f sum; do
-		count=$((count + 1))
-		[ "$(sha256sum <"$dir/$f" | cut -d' ' -f1)" = "$sum" ] || { echo "$f differs"; bad=$((bad + 1)); }
-	done <"$state/$name.rec"
-	echo "$name: $count recorded files, $bad differ"
-	[ "$count" -gt 0 ] && [ "$bad" = 0 ]
 }
 
 writers_progress() { # the writers' record counts, one word
@@ -136,7 +110,7 @@ for n in nf ur dl; do
 	mkdir -p "/mnt/$n"
 	must "$n: mount" mount -t ext4 "/dev/blkserv/$n" "/mnt/$n"
 	: >"$state/$n.rec"
-	writer "$n" "/mnt/$n" &
+	fsync_writer "$n" "/mnt/$n" &
 done
 fio_loop &
 dmesg -C
@@ -223,7 +197,7 @@ done
 
 # The verdict.
 for n in nf ur dl; do
-	check "$n: the writer saw no error" sh -c "! test -s $state/$n.err || { cat $state/$n.err; false; }"
+	check "$n: the writer saw no error" writer_ok "$n"
 done
 check "fio verify passed every pass ($(cat "$state/fio.passes" 2>/dev/null) passes)" sh -c \
 	"! test -s $state/fio.err || { cat $state/fio.err; false; }"

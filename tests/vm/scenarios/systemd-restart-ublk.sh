@@ -30,30 +30,9 @@ device "uf" {
 CONF
 truncate -s 256M /srv/blkserv/uf.img
 
-writer() { # NAME DIR
-	local name=$1 dir=$2 n=0 src=$state/$1.src
-	while [ ! -e "$STOP" ]; do
-		n=$((n + 1))
-		head -c 65536 /dev/urandom >"$src"
-		if dd if="$src" of="$dir/f$n" bs=65536 conv=fsync 2>"$state/$name.dd"; then
-			echo "f$n $(sha256sum <"$src" | cut -d' ' -f1)" >>"$state/$name.rec"
-		else
-			{ echo "write of f$n failed:"; cat "$state/$name.dd"; } >>"$state/$name.err"
-		fi
-	done
-}
 count() { wc -l <"$state/$1.rec"; }
 moved() { [ "$(count ur)" -gt "$1" ] && [ "$(count uf)" -gt "$2" ]; }
 nodes() { for n in ur uf; do printf '%s ' "$(readlink -f /dev/blkserv/$n)"; done; }
-verify_records() { # NAME DIR
-	local f sum bad=0 n=0
-	while read -r f sum; do
-		n=$((n + 1))
-		[ "$(sha256sum <"$2/$f" | cut -d' ' -f1)" = "$sum" ] || { echo "$f differs"; bad=$((bad + 1)); }
-	done <"$state/$1.rec"
-	echo "$1: $n recorded files, $bad differ"
-	[ "$n" -gt 0 ] && [ "$bad" = 0 ]
-}
 
 must "install the unit and udev rule" install_blkservd_unit
 must "systemctl start blkservd" systemctl start blkservd
@@ -63,7 +42,7 @@ for n in ur uf; do
 	mkdir -p "/mnt/$n"
 	must "$n: mount" mount -t ext4 "/dev/blkserv/$n" "/mnt/$n"
 	: >"$state/$n.rec"
-	writer "$n" "/mnt/$n" &
+	fsync_writer "$n" "/mnt/$n" &
 done
 before=$(nodes)
 sleep 3
@@ -80,7 +59,7 @@ done
 touch "$STOP"
 wait
 for n in ur uf; do
-	check "$n: the writer saw no error" sh -c "! test -s $state/$n.err || { cat $state/$n.err; false; }"
+	check "$n: the writer saw no error" writer_ok "$n"
 	check "$n: every recorded file is intact" verify_records "$n" "/mnt/$n"
 	must "$n: umount" umount "/mnt/$n"
 	check "$n: e2fsck -fn clean" e2fsck -fn "/dev/blkserv/$n"

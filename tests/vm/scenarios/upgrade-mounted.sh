@@ -32,19 +32,6 @@ EOC
 CTL="$BLKSERVCTL --socket $run/control.sock"
 devs="/dev/nbd0 /dev/ublkb0 /dev/ud"
 
-writer() { # NAME DIR
-	local n=0 src=$state/$1.src
-	while [ ! -e "$STOP" ]; do
-		n=$((n + 1))
-		head -c 65536 /dev/urandom >"$src"
-		if dd if="$src" of="$2/f$n" bs=65536 conv=fsync 2>"$state/$1.dd"; then
-			echo "f$n $(sha256sum <"$src" | cut -d' ' -f1)" >>"$state/$1.rec"
-		else
-			{ echo "write of f$n failed:"; cat "$state/$1.dd"; } >>"$state/$1.err"
-		fi
-	done
-}
-
 fio_loop() {
 	local pass=0
 	while [ ! -e "$STOP" ]; do
@@ -79,7 +66,7 @@ for n in un uu ud; do
 	mkdir -p "$BLKSERV_TMP/m$n"
 	must "$n: mount" mount -t ext4 "$d" "$BLKSERV_TMP/m$n"
 	: >"$state/$n.rec"
-	writer "$n" "$BLKSERV_TMP/m$n" &
+	fsync_writer "$n" "$BLKSERV_TMP/m$n" &
 done
 fio_loop &
 dmesg -c >/dev/null
@@ -120,7 +107,7 @@ touch "$STOP"
 wait_for 120 sh -c "! pgrep -f 'fio --name=up' >/dev/null"
 sleep 1
 for n in un uu ud; do
-	check "$n: the writer saw no error" sh -c "! test -s $state/$n.err || { cat $state/$n.err; false; }"
+	check "$n: the writer saw no error" writer_ok "$n"
 done
 check "fio verify passed every pass ($(cat "$state/fio.passes" 2>/dev/null) passes)" sh -c \
 	"! test -s $state/fio.err || { cat $state/fio.err; false; }"
@@ -129,12 +116,7 @@ check "the kernel logged no I/O error" sh -c \
 check "no nbd connection was declared dead" sh -c "! dmesg | grep 'Dead connection'"
 for n in un uu ud; do
 	case $n in un) d=/dev/nbd0 ;; uu) d=/dev/ublkb0 ;; ud) d=/dev/ud ;; esac
-	bad=0 count=0
-	while read -r f sum; do
-		count=$((count + 1))
-		[ "$(sha256sum <"$BLKSERV_TMP/m$n/$f" | cut -d' ' -f1)" = "$sum" ] || bad=$((bad + 1))
-	done <"$state/$n.rec"
-	check "$n: all $count recorded files intact" test "$count" -gt 0 -a "$bad" = 0
+	check "$n: every recorded file is intact" verify_records "$n" "$BLKSERV_TMP/m$n"
 	must "$n: umount" umount "$BLKSERV_TMP/m$n"
 	check "$n: e2fsck -fn clean" e2fsck -fn "$d"
 done
