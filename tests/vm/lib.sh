@@ -357,7 +357,7 @@ blkserv_diagnose() {
 		sleep 1
 	fi
 	# With blocked tasks, all of sysrq-w's stacks: the task holding the
-	# lock the others wait for is usually the first one printed.
+	# lock the others wait for can be any of them.
 	local lines=80
 	[ "${2:-}" = blocked ] && lines=400
 	echo "---- kernel messages since the scenario started (last $lines)"
@@ -372,12 +372,14 @@ blkserv_diagnose() {
 	echo "==== end of diagnostics"
 }
 
-# The block layer's view of our devices (debugfs): requests started but
-# not completed, and what waits on the requeue list.
+# The block layer's view of the devices (debugfs): requests started but
+# not completed, and what waits on the requeue list.  Every disk but the
+# VM's own virtio disks: a dblock disk has whatever name its config gives.
 _blkserv_blk_state() {
 	local d f out
 	[ -d /sys/kernel/debug/block ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
-	for d in /sys/kernel/debug/block/ublkb* /sys/kernel/debug/block/nbd* /sys/kernel/debug/block/dblock*; do
+	for d in /sys/kernel/debug/block/*; do
+		case ${d##*/} in vd* | loop* | ram*) continue ;; esac
 		[ -d "$d" ] || continue
 		# debugfs files have no size: read each, print what is not empty.
 		for f in "$d"/state "$d"/requeue_list "$d"/hctx*/busy "$d"/hctx*/dispatch "$d"/hctx*/state \
