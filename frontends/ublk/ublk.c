@@ -362,7 +362,9 @@ static bool pid_alive(pid_t pid)
  * takes (seen: more than 20 s under load).  GET_PARAMS and
  * START_USER_RECOVERY take that mutex and would wait for it in the kernel,
  * unkillable (a hung task); GET_DEV_INFO does not, so ask it until the
- * device is no longer LIVE.  After RECOVERY_WAIT_MS go on anyway.
+ * device is no longer LIVE.  After RECOVERY_WAIT_MS give up with an error
+ * rather than send one of those: a quiesce that takes that long waits for a
+ * request that never ends, and the command would hang this daemon with it.
  */
 static int wait_while_quiescing(struct ublk *u, uint32_t dev_id, struct bs_ublk_dev_info *info)
 {
@@ -371,10 +373,12 @@ static int wait_while_quiescing(struct ublk *u, uint32_t dev_id, struct bs_ublk_
 	for (int waited = 0; info->state == UBLK_S_DEV_LIVE && !pid_alive(info->ublksrv_pid);
 	     waited += RETRY_SLEEP_MS) {
 		if (waited >= RECOVERY_WAIT_MS) {
-			blkserv_warning(u->dev, "ublk: device %u is still LIVE %d s after its daemon (pid %d) "
-						"ended: trying to recover it anyway",
-					dev_id, RECOVERY_WAIT_MS / 1000, info->ublksrv_pid);
-			return 0;
+			blkserv_error(u->dev, "ublk: device %u is still LIVE %d s after its daemon (pid %d) "
+					      "ended: the kernel cannot quiesce it (a request of the old daemon "
+					      "never ended; see the kernel log); not recovering it, since the "
+					      "recovery commands would wait for it forever",
+				      dev_id, RECOVERY_WAIT_MS / 1000, info->ublksrv_pid);
+			return -ETIMEDOUT;
 		}
 		if (waited == 0)
 			blkserv_info(u->dev, "ublk: device %u: waiting for the kernel to quiesce it (its daemon, "
@@ -476,6 +480,8 @@ static int adopt_old_device(struct ublk *u, const struct ublk_state *st)
 		remove_state(u);
 		return 0;
 	}
+	if (r == -ETIMEDOUT)
+		return r; /* logged by wait_while_quiescing */
 	if (r < 0)
 		return ublk_fail(u, r, "ublk: cannot query device %u of the state file %s: %s", st->dev_id,
 				 u->state_path, strerror(-r));

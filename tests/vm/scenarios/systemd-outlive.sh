@@ -201,8 +201,11 @@ for n in nf ur dl; do
 done
 check "fio verify passed every pass ($(cat "$state/fio.passes" 2>/dev/null) passes)" sh -c \
 	"! test -s $state/fio.err || { cat $state/fio.err; false; }"
-check "still no I/O error in the kernel log" sh -c \
-	"! dmesg | grep -E 'I/O error|Aborting journal|EXT4-fs error|Buffer I/O|shutting down sockets'"
+# The stop removed the idle nbd device raw on purpose ("shutting down
+# sockets" for it is expected); the kept nf must not have been shut down.
+nf_disk=$(basename "$(readlink -f /dev/blkserv/nf)")
+check "still no I/O error in the kernel log, and $nf_disk (nf) never shut down" sh -c \
+	"! dmesg | grep -E 'I/O error|Aborting journal|EXT4-fs error|Buffer I/O|$nf_disk: shutting down sockets'"
 for n in nf dl; do
 	check "$n: every recorded file is intact" verify_records "$n" "/mnt/$n"
 	must "$n: umount" umount "/mnt/$n"
