@@ -16,7 +16,12 @@
 #      has caught up), and the log's size then.
 #   1c. verified reads (warm page cache, QD 1): the log against the file
 #      backend, 4 KiB random and 1 MiB sequential reads of data written in
-#      4 KiB and in 1 MiB requests, and with max_record_size = 64K;
+#      4 KiB and in 1 MiB requests, with the default max_record_size (64K)
+#      and with 0 (one record per write, the default before 64K);
+#   1d. max_record_size: the default (64K) against 0 (the old default) in
+#      the same run, ratio new/old (> 1: the default is faster): 1 MiB
+#      sequential writes, and 4 KiB random and 1 MiB sequential reads of
+#      data written in 1 MiB requests;
 #   1b. the same jobs through the nbd-export frontend with fio's nbd engine,
 #      when both exist (BENCH_RUNTIME seconds each, default 5);
 # BENCH_DIR: where the data goes (default /var/tmp).  Caches are dropped
@@ -107,9 +112,37 @@ done <<-JOBS
 	4096 - rand 4096 268435456
 	4096 - seq 1048576 1073741824
 	1048576 - seq 1048576 1073741824
-	1048576 - rand 4096 16777216
-	1048576 max_record_size=64K rand 4096 67108864
+	1048576 max_record_size=0 seq 1048576 1073741824
+	1048576 max_record_size=0 rand 4096 16777216
+	1048576 - rand 4096 67108864
 JOBS
+
+# What the default max_record_size buys and costs, against the old default
+# (one record per write), each measured BENCH_REPEAT times (default 3),
+# old and new interleaved so load changes hit both; the median is shown.
+median() { python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "$@"; }
+echo
+echo "## max_record_size: default (64K) vs 0 (one record per write, the old default); 1 MiB writes of 256 MiB"
+echo
+echo "| workload | 0: MiB/s | 64K: MiB/s | 64K/0 |"
+echo "|---|---|---|---|"
+declare -A mr_w mr_rr mr_sr
+for _ in $(seq "${BENCH_REPEAT:-3}"); do
+	for mr in 0 64K; do
+		fresh
+		conf 256M "max_record_size = $mr"
+		mr_w[$mr]+=" $(run log write seq 1048576 268435456 8 0 | head -1 | awk '{print $2}')"
+		mr_rr[$mr]+=" $(run log read rand 4096 33554432 1 | head -1 | awk '{print $2}')"
+		mr_sr[$mr]+=" $(run log read seq 1048576 1073741824 1 | head -1 | awk '{print $2}')"
+	done
+done
+for job in "seq 1M write:mr_w" "rand 4k read:mr_rr" "seq 1M read:mr_sr"; do
+	declare -n arr=${job#*:}
+	# shellcheck disable=SC2086 # lists of figures
+	o=$(median ${arr[0]}) n=$(median ${arr[64K]})
+	echo "| ${job%:*} | $o | $n | $(ratio "$n" "$o") |"
+	unset -n arr
+done
 conf 1G ""
 
 # The same through the NBD export and fio's nbd engine, when both exist: the

@@ -127,6 +127,11 @@ static int copy_piece_locked(struct logdev *ld, const struct extent *p, const un
 			break;
 		uint64_t start = x->off > pos ? x->off : pos;
 		uint64_t stop = x->off + x->len < end ? x->off + x->len : end;
+		/* Records of at most max_record_size, as a client write gets:
+		 * a record of an older log written with larger ones is split
+		 * as it is copied, so small reads of it get cheaper too. */
+		if (ld->max_record && stop - start > ld->max_record && p->foff != EXTENT_ZERO)
+			stop = start + ld->max_record;
 		if (still_live(x, p, start)) {
 			struct append a = { .type = p->foff == EXTENT_ZERO ? LOG_REC_ZERO : LOG_REC_WRITE,
 					    .offset = start, .length = stop - start, .compaction = true };

@@ -1506,11 +1506,17 @@ static void test_max_record_size(void **state)
 	_cleanup_free_ char *dir = fresh_dir("split");
 	struct dev_model d = { 0 };
 	uint64_t seg, pos;
-	char err[8192];
-	struct blkserv_device *dev = NULL;
 
-	assert_int_equal(try_open(dir, "max_record_size = 6000", DEV_SIZE, &dev, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "max_record_size"));
+	/* Out of range: the config is refused (--check-config too), naming
+	 * the line and the option. */
+	for (const char *bad = "max_record_size = 6000\0max_record_size = 2K\0segment_size = 64K\n"
+			       "max_record_size = 32K\0"; *bad; bad += strlen(bad) + 1) {
+		_cleanup_free_ char *text = config_text(dir, bad, DEV_SIZE), *error = NULL;
+		struct config *c = NULL;
+		assert_true(test_load_config(text, &c, &error) < 0);
+		if (!error || !strstr(error, "test.conf:") || !strstr(error, "option 'max_record_size'"))
+			fail_msg("%s: unexpected config error: %s", bad, error ? error : "(none)");
+	}
 	dm_open(&d, dir, "max_record_size = 16K", DEV_SIZE);
 	assert_int_equal(dm_write(&d, 0, 65536, BLKSERV_REQ_FUA), 0);      /* 4 records */
 	assert_int_equal(dm_write(&d, 65536 + 512, 20000, 0), 0);          /* 16K + the rest */
@@ -1535,6 +1541,101 @@ static void test_max_record_size(void **state)
 	dm_free(&d);
 }
 
+#define BIG_SIZE (4u << 20)
+
+/* Writes [off, off+1M) in one request. */
+static void write_mib(struct dev_model *d, uint64_t off)
+{
+	assert_int_equal(dm_write(d, off, 1 << 20, 0), 0);
+}
+
+/* The default max_record_size splits a 1 MiB write into 64 KiB records:
+ * one changed byte fails only the reads of its record, a read of another
+ * record of the same write still succeeds, and scrub finds it. */
+static void test_default_split(void **state)
+{
+	_cleanup_free_ char *dir = fresh_dir("default-split");
+	struct dev_model d = { 0 };
+	struct scrub_probe p = { 0 };
+	unsigned char got[4096];
+	uint64_t seg, pos;
+
+	dm_open(&d, dir, "", BIG_SIZE);
+	write_mib(&d, 1 << 20);
+	assert_int_equal(stat_value(d.dev, "extents"), 16);
+	assert_int_equal(test_io(d.q, BLKSERV_OP_FLUSH, 0, 0, 0, NULL), 0);
+	dm_close(&d, true);
+
+	find_write(dir, (1 << 20) + 3 * 65536, &seg, &pos); /* the fourth record */
+	flip_bit(dir, seg, pos + LOG_REC_HEADER_SIZE + 65536 - 1, 2);
+	dm_open(&d, dir, "", BIG_SIZE);
+	capture_begin();
+	expect_eio(&d, (1 << 20) + 3 * 65536 + 61440, 4096, NULL);  /* its last block */
+	expect_eio(&d, 1 << 20, 1 << 20, NULL);                     /* the whole write */
+	_cleanup_free_ char *text = capture_end();
+	expect_named(text, seg, pos, 1, "a corrupt record of a split write");
+	/* The other records of the same write read back. */
+	for (uint64_t off = 1 << 20; off < 2 << 20; off += 65536) {
+		if (off == (1 << 20) + 3 * 65536)
+			continue;
+		assert_int_equal(test_io(d.q, BLKSERV_OP_READ, 0, off + 4096, 4096, got), 0);
+		assert_memory_equal(got, d.m + off + 4096, 4096);
+	}
+	assert_int_equal(test_io(d.q, BLKSERV_OP_READ, 0, (1 << 20) + 2 * 65536, 65536, d.buf), 0);
+	assert_memory_equal(d.buf, d.m + (1 << 20) + 2 * 65536, 65536);
+	assert_int_equal(stat_value(d.dev, "checksum_errors"), 1);
+	assert_int_equal(stat_value(d.dev, "checksum_failed_reads"), 2);
+	capture_begin();
+	assert_int_equal(run_scrub(d.dev, &p), -EBADMSG);
+	_cleanup_free_ char *scrubbed = capture_end();
+	assert_true(stat_is(d.dev, "scrub_last_result=corrupt\n"));
+	assert_int_equal(stat_value(d.dev, "scrub_errors"), 1);
+	if (!strstr(scrubbed, "1 corrupt record(s) with live data"))
+		fail_msg("scrub did not report the corrupt record:\n%s", scrubbed);
+	dm_close(&d, true);
+	dm_free(&d);
+}
+
+/* A log written with the old default (one record per write) reads back
+ * whole under the new default, after a clean stop (checkpoint) and after
+ * a crash (replay); new writes are split, old records are left as they
+ * are until compaction copies them (then split too). */
+static void test_old_default_log(void **state)
+{
+	_cleanup_free_ char *dir = fresh_dir("old-default");
+	struct dev_model d = { 0 };
+	const char *compact = "segment_size = 4M\ncompact_threshold = 5\n";
+
+	dm_open(&d, dir, "max_record_size = 0", BIG_SIZE);
+	for (uint64_t off = 0; off < BIG_SIZE; off += 1 << 20)
+		write_mib(&d, off);
+	assert_int_equal(dm_write(&d, 12288, 8192, 0), 0);
+	assert_int_equal(stat_value(d.dev, "extents"), 6);
+	dm_close(&d, true);
+	dm_open(&d, dir, "", BIG_SIZE);
+	dm_verify(&d, "an old-default log after a clean stop, opened with the new default");
+	assert_int_equal(stat_value(d.dev, "extents"), 6);
+	write_mib(&d, 2 << 20);                  /* new data: 16 records */
+	assert_int_equal(stat_value(d.dev, "extents"), 6 - 1 + 16);
+	dm_close(&d, false);
+	dm_open(&d, dir, "max_record_size = 0", BIG_SIZE); /* and back */
+	dm_verify(&d, "a mixed log after a crash, opened with max_record_size = 0");
+	dm_close(&d, true);
+	/* Compaction copies the old 1 MiB records as 64 KiB ones. */
+	dm_open(&d, dir, compact, BIG_SIZE);
+	for (int i = 0; i < 3; i++)
+		write_mib(&d, 2 << 20);          /* garbage, so the old segment is compacted */
+	for (int i = 0; i < 100 && stat_value(d.dev, "compactions") == 0; i++)
+		usleep(50 * 1000);
+	assert_true(stat_value(d.dev, "compactions") > 0);
+	dm_verify(&d, "after compaction of the old records");
+	dm_close(&d, true);
+	dm_open(&d, dir, "", BIG_SIZE);
+	dm_verify(&d, "after compaction and a restart");
+	dm_close(&d, true);
+	dm_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1552,6 +1653,8 @@ int main(void)
 		cmocka_unit_test(test_scrub_with_writes),
 		cmocka_unit_test(test_compaction_keeps_corruption),
 		cmocka_unit_test(test_max_record_size),
+		cmocka_unit_test(test_default_split),
+		cmocka_unit_test(test_old_default_log),
 		cmocka_unit_test_setup(test_cut_every_record, setup_workload),
 		cmocka_unit_test_setup(test_cut_random, setup_workload),
 		cmocka_unit_test_setup(test_flip_tail, setup_workload),
