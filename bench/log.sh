@@ -40,9 +40,15 @@ done
 
 TMP=$(mktemp -d "$DIR/blkserv-bench-log.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-# log-bench needs a frontend section; it never starts it.
-FRONTEND='frontend "nbd-export" { unix = "'$TMP'/unused.sock" }'
-[[ -f $BUILD/plugins/blkserv-frontend-nbd-export.so ]] || FRONTEND='frontend "ublk" { }'
+# log-bench needs a frontend section; it never starts it.  One socket path
+# per device: the config refuses two devices on one.
+frontend() {
+	if [[ -f $BUILD/plugins/blkserv-frontend-nbd-export.so ]]; then
+		echo 'frontend "nbd-export" { unix = "'"$TMP/unused-$1.sock"'" }'
+	else
+		echo 'frontend "ublk" { }'
+	fi
+}
 
 # conf SIZE LOG-OPTIONS: a config with device "log" and device "file".
 conf() {
@@ -52,7 +58,7 @@ conf() {
 		device "log" {
 		  size = $1
 		  block_size = 4096
-		  $FRONTEND
+		  $(frontend log)
 		  backend "log" {
 		    dir = "$TMP/log"
 		    $2
@@ -61,7 +67,7 @@ conf() {
 		device "file" {
 		  size = $1
 		  block_size = 4096
-		  $FRONTEND
+		  $(frontend file)
 		  backend "file" { path = "$TMP/file.img" }
 		}
 	CONF
