@@ -36,6 +36,10 @@ struct claim {
 	char *where; /* "device 'a': frontend 'x' option 'y'" */
 	const char *device;
 	int line;
+	bool shared;     /* blkserv_config_claim_shared: only exclusive claims conflict with it */
+	bool have_id;    /* a path that exists: its identity, so hard links conflict too */
+	dev_t id_dev;
+	ino_t id_ino;
 };
 
 /* Where a string, comment or brace is left open (scan_lexically). */
@@ -588,11 +592,30 @@ static char *normalize_key(const char *key)
 	return joined;
 }
 
-int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource,
-			 const char *key)
+/* What a path claim names, whatever the spelling: a symlink, "..", a hard
+ * link or a bind mount of one file gives the same st_dev and st_ino; a
+ * block device is its device number (two nodes of one disk are one disk). */
+static void claim_identity(struct claim *c, const char *key)
+{
+	struct stat st;
+
+	if (key[0] != '/' || stat(key, &st) < 0)
+		return;
+	c->have_id = true;
+	if (S_ISBLK(st.st_mode)) {
+		c->id_dev = 0; /* st_ino of a block device node is the node's, not the disk's */
+		c->id_ino = (ino_t)st.st_rdev;
+	} else {
+		c->id_dev = st.st_dev;
+		c->id_ino = st.st_ino;
+	}
+}
+
+static int add_claim(const struct blkserv_config *cfg, const char *option, const char *resource, const char *key,
+		     bool shared)
 {
 	struct parse_ctx *ctx = current_ctx;
-	struct claim *claims, c = {};
+	struct claim *claims, c = { .shared = shared };
 
 	if (!ctx || !cfg->device)
 		return 0;
@@ -601,6 +624,7 @@ int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, c
 	c.where = section_where(cfg, option);
 	c.device = cfg->device->name;
 	c.line = option_line(cfg, option);
+	claim_identity(&c, key);
 	claims = realloc(ctx->claims, (ctx->nclaims + 1) * sizeof(*claims));
 	if (!c.resource || !c.key || !c.where || !claims) {
 		free(c.resource);
@@ -613,6 +637,18 @@ int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, c
 	ctx->claims = claims;
 	ctx->claims[ctx->nclaims++] = c;
 	return 0;
+}
+
+int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource,
+			 const char *key)
+{
+	return add_claim(cfg, option, resource, key, false);
+}
+
+int blkserv_config_claim_shared(const struct blkserv_config *cfg, const char *option, const char *resource,
+				const char *key)
+{
+	return add_claim(cfg, option, resource, key, true);
 }
 
 /* '*' matches any text; everything else itself. */
@@ -630,17 +666,35 @@ static bool keys_conflict(const char *a, const char *b)
 	return strcmp(a, b) == 0 || (strchr(a, '*') && key_glob(a, b)) || (strchr(b, '*') && key_glob(b, a));
 }
 
-/* Two devices must not share a socket, an address, a file, a kernel name. */
+static bool claims_conflict(const struct claim *a, const struct claim *b)
+{
+	if (strcmp(a->resource, b->resource) != 0 || (a->shared && b->shared))
+		return false;
+	if (a->have_id && b->have_id)
+		return a->id_dev == b->id_dev && a->id_ino == b->id_ino;
+	return keys_conflict(a->key, b->key);
+}
+
+/* Two devices must not share a socket, an address, a file, a kernel name;
+ * shared claims (readers of one file) may share it with each other only. */
 static int check_conflicts(struct parse_ctx *ctx)
 {
 	for (size_t j = 1; j < ctx->nclaims; j++) {
 		const struct claim *b = &ctx->claims[j];
 		for (size_t i = 0; i < j; i++) {
 			const struct claim *a = &ctx->claims[i];
-			if (strcmp(a->resource, b->resource) != 0 || !keys_conflict(a->key, b->key))
+			if (!claims_conflict(a, b))
 				continue;
-			return fail(ctx, b->line, "%s: the %s %s is already used by device '%s' (line %d): "
-				    "two devices cannot share it", b->where, b->resource, b->key, a->device, a->line);
+			if (a->shared || b->shared)
+				return fail(ctx, b->line, "%s: the %s %s is also used %sby device '%s' (line %d, as %s): "
+					    "a device that writes it cannot share it with another device",
+					    b->where, b->resource, b->key, a->shared ? "read-only " : "", a->device,
+					    a->line, a->key);
+			/* Another spelling of the same file: say which. */
+			bool alias = a->key[0] == '/' && strcmp(a->key, b->key) != 0;
+			return fail(ctx, b->line, "%s: the %s %s is already used by device '%s' (line %d%s%s): "
+				    "two devices cannot share it", b->where, b->resource, b->key, a->device, a->line,
+				    alias ? ", as " : "", alias ? a->key : "");
 		}
 	}
 	return 0;

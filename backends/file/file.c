@@ -400,9 +400,10 @@ static int file_validate(const struct blkserv_config *cfg)
 					    read_only ? " (read_only = true: nothing to create)"
 						      : "; set the device's size option to create it");
 	}
-	/* Readers share a file (a shared lock); a writer has it alone. */
+	/* Readers share a file (a shared lock at open); a writer has it
+	 * alone, so a writer and a reader of one file is a config error. */
 	if (read_only)
-		return 0;
+		return blkserv_config_claim_shared(cfg, "path", "backing file", path);
 	return blkserv_config_claim(cfg, "path", "backing file", path);
 }
 

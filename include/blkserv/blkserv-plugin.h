@@ -162,6 +162,16 @@ int blkserv_config_error(const struct blkserv_config *cfg, const char *option, c
  */
 int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource,
 			 const char *key);
+/*
+ * The same for a resource several devices may use together as long as none
+ * claims it exclusively (readers of one file: a writer conflicts with them,
+ * they do not with each other).  A path key that exists is compared by
+ * identity (st_dev and st_ino; a block device by its device number), so a
+ * symlink, ".." or a hard link to it is the same resource, for both kinds
+ * of claim.
+ */
+int blkserv_config_claim_shared(const struct blkserv_config *cfg, const char *option, const char *resource,
+				const char *key);
 
 /* Parsers the host uses, exported so plugins parse the same way. */
 int blkserv_parse_size(const char *s, uint64_t *ret);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "test-helpers.h"
 
@@ -573,6 +575,91 @@ static void test_device_config_equal(void **state)
 	config_free(b);
 }
 
+/* Two file devices on @pa and @pb (read-only when @ro_a/@ro_b): NULL when
+ * the config loads, else its error (malloc'd). */
+static char *load_two_files(const char *pa, bool ro_a, const char *pb, bool ro_b)
+{
+	char text[4096], *error = NULL;
+	struct config *c = NULL;
+
+	snprintf(text, sizeof(text),
+		 DEV("a", TESTFE, "\"file\" { path = \"%s\" read_only = %s }")
+		 DEV("b", TESTFE, "\"file\" { path = \"%s\" read_only = %s }"),
+		 pa, ro_a ? "true" : "false", pb, ro_b ? "true" : "false");
+	if (test_load_config(text, &c, &error) == 0) {
+		config_free(c);
+		return NULL;
+	}
+	assert_non_null(error);
+	return error;
+}
+
+static void expect_refused(char *error, const char *message, const char *what)
+{
+	if (!error)
+		fail_msg("%s: accepted", what);
+	if (!strstr(error, "test.conf:11: device 'b': backend 'file' option 'path': ") || !strstr(error, message))
+		fail_msg("%s: expected 'test.conf:11: ...%s', got '%s'", what, message, error);
+	free(error);
+}
+
+/* Claims compare what a path is, not how it is spelled: a symlink, ".."
+ * or a hard link to a file one device writes is refused at config time
+ * (not only by the file lock at open); readers may share a file. */
+static void test_claims_by_identity(void **state)
+{
+	char dir[512], file[600], sym[600], hard[600], dotdot[600], other[600], logdir[600], loglink[600];
+	char text[4096], *error = NULL;
+	struct config *c = NULL;
+
+	snprintf(dir, sizeof(dir), "%s/claims", test_tmpdir());
+	snprintf(file, sizeof(file), "%s/disk.img", dir);
+	snprintf(sym, sizeof(sym), "%s/sym.img", dir);
+	snprintf(hard, sizeof(hard), "%s/hard.img", dir);
+	snprintf(dotdot, sizeof(dotdot), "%s/sub/../disk.img", dir);
+	snprintf(other, sizeof(other), "%s/other.img", dir);
+	snprintf(logdir, sizeof(logdir), "%s/log", dir);
+	snprintf(loglink, sizeof(loglink), "%s/log-sym", dir);
+	snprintf(text, sizeof(text), "%s/sub", dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mkdir(text, 0700), 0);
+	assert_int_equal(mkdir(logdir, 0700), 0);
+	for (const char *f = file; f; f = f == file ? other : NULL) {
+		FILE *fp = fopen(f, "w");
+		assert_non_null(fp);
+		fclose(fp);
+		assert_int_equal(truncate(f, 1 << 20), 0);
+	}
+	assert_int_equal(symlink(file, sym), 0);
+	assert_int_equal(link(file, hard), 0);
+	assert_int_equal(symlink(logdir, loglink), 0);
+
+	/* Two writers, any spelling. */
+	expect_refused(load_two_files(file, false, sym, false), "is already used by device 'a' (line 5", "a symlink");
+	expect_refused(load_two_files(file, false, dotdot, false), "the backing file", "a path with ..");
+	expect_refused(load_two_files(file, false, hard, false), "the backing file", "a hard link");
+	/* A writer and a reader: the reader would fail at open (the writer's
+	 * lock), or worse read what the writer is changing. */
+	expect_refused(load_two_files(file, true, file, false), "is also used read-only by device 'a'",
+		       "ro, then rw");
+	expect_refused(load_two_files(file, false, hard, true),
+		       "a device that writes it cannot share it with another device", "rw, then ro of a hard link");
+	expect_refused(load_two_files(sym, true, hard, false), "also used read-only", "ro symlink, rw hard link");
+	/* Readers share a file; other files are other files. */
+	assert_null(load_two_files(file, true, file, true));
+	assert_null(load_two_files(sym, true, hard, true));
+	assert_null(load_two_files(file, false, other, false));
+	assert_null(load_two_files(file, true, other, false));
+	/* A log directory through a symlink is the same directory. */
+	snprintf(text, sizeof(text), DEV("a", TESTFE, "\"log\" { dir = \"%s\" }")
+		 DEV("b", TESTFE, "\"log\" { dir = \"%s/\" }"), logdir, loglink);
+	assert_true(test_load_config(text, &c, &error) < 0);
+	if (!error || !strstr(error, "test.conf:11: device 'b': backend 'log' option 'dir': the log directory") ||
+	    !strstr(error, "is already used by device 'a'"))
+		fail_msg("a log directory through a symlink: %s", error ? error : "accepted");
+	free(error);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -585,6 +672,7 @@ int main(void)
 		cmocka_unit_test(test_not_a_regular_file),
 		cmocka_unit_test(test_valid_edge_cases),
 		cmocka_unit_test(test_device_config_equal),
+		cmocka_unit_test(test_claims_by_identity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
