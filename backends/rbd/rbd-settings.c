@@ -30,45 +30,72 @@ const struct blkserv_option rbd_backend_options[] = {
 	BLKSERV_OPTION_END,
 };
 
-/* A pool, namespace or image name: what Ceph accepts and what our "pool/image"
- * messages can show without ambiguity. */
-static int check_name(struct blkserv_device *dev, const char *option, const char *value, bool may_be_empty,
-		      const char *forbidden)
+/* Longer names are refused: Ceph keeps an image's name in object names
+ * ("rbd_id.NAME") and omap keys, and the kernel's rbd client and old image
+ * formats limit names to less than this; 255 is also what file systems
+ * allow for one path component, so a name fits wherever it is shown. */
+#define RBD_NAME_MAX 255
+
+/* A pool, namespace or image name: what Ceph accepts and what our
+ * "pool/image" messages can show without ambiguity.  NULL, or what is
+ * wrong (in @buf), for validate and open alike. */
+static const char *name_problem(const char *option, const char *value, bool may_be_empty, const char *forbidden,
+				char *buf, size_t len)
 {
 	if (!value || (!value[0] && !may_be_empty)) {
-		blkserv_error(dev, "rbd backend: option %s must not be empty", option);
-		return -EINVAL;
+		snprintf(buf, len, "%s must not be empty", option);
+		return buf;
+	}
+	if (strlen(value) > RBD_NAME_MAX) {
+		snprintf(buf, len, "%s is %zu bytes long, more than %d", option, strlen(value), RBD_NAME_MAX);
+		return buf;
 	}
 	for (const char *p = value; *p; p++) {
 		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-			blkserv_error(dev, "rbd backend: option %s contains a control character", option);
-			return -EINVAL;
+			snprintf(buf, len, "%s contains a control character", option);
+			return buf;
 		}
 		if (strchr(forbidden, *p)) {
-			blkserv_error(dev, "rbd backend: %s \"%s\" contains '%c', which Ceph does not allow there",
-				      option, value, *p);
-			return -EINVAL;
+			snprintf(buf, len, "%s \"%s\" contains '%c', which Ceph does not allow there", option, value,
+				 *p);
+			return buf;
 		}
 	}
-	return 0;
+	return NULL;
 }
 
 /* "admin" or "client.admin"; other entity types (osd.0, mon.a) are not clients. */
-static int check_user(struct blkserv_device *dev, const char *user)
+static const char *user_problem(const char *user, char *buf, size_t len)
 {
 	const char *dot = user ? strchr(user, '.') : NULL;
-	int r = check_name(dev, "user", user, false, " /");
+	const char *why = name_problem("user", user, false, " /", buf, len);
 
-	if (r < 0)
-		return r;
+	if (why)
+		return why;
 	if (dot && (strncmp(user, "client.", 7) != 0 || !user[7])) {
-		blkserv_error(dev,
-			      "rbd backend: user \"%s\" is not a client name: give the client id (\"admin\") or "
-			      "\"client.ID\"",
-			      user);
-		return -EINVAL;
+		snprintf(buf, len, "user \"%s\" is not a client name: give the client id (\"admin\") or \"client.ID\"",
+			 user);
+		return buf;
 	}
-	return 0;
+	return NULL;
+}
+
+/* The names' rules, in the order the options are documented: NULL, or
+ * the option at fault (*ret_option) and what is wrong with it. */
+static const char *names_problem(const char *pool, const char *ns, const char *image, const char *user,
+				 const char **ret_option, char *buf, size_t len)
+{
+	const char *why;
+
+	if ((why = name_problem("pool", pool, false, "/", buf, len)))
+		*ret_option = "pool";
+	else if ((why = name_problem("namespace", ns, true, "/", buf, len)))
+		*ret_option = "namespace";
+	else if ((why = name_problem("image", image, false, "/@", buf, len)))
+		*ret_option = "image";
+	else if ((why = user_problem(user, buf, len)))
+		*ret_option = "user";
+	return why;
 }
 
 static int check_readable_file(struct blkserv_device *dev, const char *option, const char *path)
@@ -140,15 +167,14 @@ int rbd_settings_read(struct blkserv_device *dev, const struct blkserv_config *c
 	(void)blkserv_config_get_bool(cfg, "read_only", &s.read_only);
 	(void)blkserv_config_get_uint(cfg, "timeout", &timeout);
 
-	r = check_name(dev, "pool", s.pool, false, "/");
-	if (r >= 0)
-		r = check_name(dev, "namespace", s.ns, true, "/");
-	if (r >= 0)
-		r = check_name(dev, "image", s.image, false, "/@");
-	if (r >= 0)
-		r = check_user(dev, s.user);
-	if (r >= 0)
-		r = check_timeout(dev, timeout);
+	char buf[512];
+	const char *option, *why = names_problem(s.pool, s.ns, s.image, s.user, &option, buf, sizeof(buf));
+
+	if (why) {
+		blkserv_error(dev, "rbd backend: %s", why);
+		return -EINVAL;
+	}
+	r = check_timeout(dev, timeout);
 	if (r >= 0)
 		r = check_create(dev, &s);
 	if (r >= 0)
@@ -179,14 +205,32 @@ const struct blkserv_option_check rbd_backend_option_checks[] = {
 	BLKSERV_OPTION_CHECK_END,
 };
 
-/* The combinations rbd_settings_read refuses, and the image, which two
- * writing devices cannot share (exclusive lock or not, two writers
- * corrupt it).  Names and files are checked when the device opens. */
+/* A file option, when set: an existing, readable regular file. */
+static int validate_file(const struct blkserv_config *cfg, const char *option)
+{
+	const char *path = NULL;
+	struct stat st;
+
+	if (blkserv_config_get_string(cfg, option, &path) < 0 || !path)
+		return 0;
+	if (stat(path, &st) < 0)
+		return blkserv_config_error(cfg, option, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return blkserv_config_error(cfg, option, "%s is not a regular file", path);
+	if (access(path, R_OK) < 0)
+		return blkserv_config_error(cfg, option, "%s cannot be read: %s", path, strerror(errno));
+	return 0;
+}
+
+/* Everything rbd_settings_read refuses without the cluster: the
+ * combinations, the names, the files; and the image, which two writing
+ * devices cannot share (exclusive lock or not, two writers corrupt it). */
 int rbd_backend_validate(const struct blkserv_config *cfg)
 {
-	const char *pool = NULL, *ns = "", *image = NULL;
+	const char *pool = NULL, *ns = "", *image = NULL, *user = "admin", *option, *why;
 	bool create = false, read_only = false;
-	char key[1024];
+	char key[1024], buf[512];
+	int r;
 
 	(void)blkserv_config_get_bool(cfg, "create", &create);
 	(void)blkserv_config_get_bool(cfg, "read_only", &read_only);
@@ -198,8 +242,17 @@ int rbd_backend_validate(const struct blkserv_config *cfg)
 	(void)blkserv_config_get_string(cfg, "pool", &pool);
 	(void)blkserv_config_get_string(cfg, "namespace", &ns);
 	(void)blkserv_config_get_string(cfg, "image", &image);
-	if (read_only || !pool || !image)
-		return 0;
+	(void)blkserv_config_get_string(cfg, "user", &user);
+	if (!pool || !image)
+		return 0; /* required: the daemon reports it */
+	why = names_problem(pool, ns, image, user, &option, buf, sizeof(buf));
+	if (why)
+		return blkserv_config_error(cfg, option, "%s", why);
+	r = validate_file(cfg, "keyring");
+	if (r >= 0 && blkserv_config_is_set(cfg, "conf"))
+		r = validate_file(cfg, "conf"); /* the default one is looked for at open */
+	if (r < 0 || read_only)
+		return r;
 	snprintf(key, sizeof(key), "%s/%s%s%s", pool, ns, ns[0] ? "/" : "", image);
 	return blkserv_config_claim(cfg, "image", "RBD image", key);
 }

@@ -661,6 +661,30 @@ static int validate_tcp(const struct blkserv_config *cfg, const char *tcp)
 	return claim_tcp(cfg, host, n);
 }
 
+/* What open would load: files that exist and are readable regular files,
+ * a certificate that loads with its key, a CA file with a certificate in
+ * it, a PSK file in psktool's format, a priority string GnuTLS parses.
+ * Nothing is kept (open loads them again); with tls = off nothing is
+ * loaded at open either, so nothing is checked. */
+static int validate_tls_files(const struct blkserv_config *cfg)
+{
+	struct nbd_tls_options o = {
+		.mode = opt_string(cfg, "tls"),
+		.certificate = opt_string(cfg, "tls_certificate"),
+		.key = opt_string(cfg, "tls_key"),
+		.ca = opt_string(cfg, "tls_ca"),
+		.psk_file = opt_string(cfg, "tls_psk_file"),
+		.priority = opt_string(cfg, "tls_priority"),
+	};
+	const char *option = NULL;
+	char msg[1024];
+	int r = nbd_tls_check(&o, &option, msg, sizeof(msg));
+
+	if (r == -EINVAL)
+		return blkserv_config_error(cfg, option, "%s", msg);
+	return r;
+}
+
 static int validate_tls(const struct blkserv_config *cfg)
 {
 	const char *mode = opt_string(cfg, "tls");
@@ -675,7 +699,7 @@ static int validate_tls(const struct blkserv_config *cfg)
 	if (mode && strcmp(mode, "off") != 0 && !cert && !psk)
 		return blkserv_config_error(cfg, "tls", "tls = %s needs 'tls_certificate' and 'tls_key', "
 					    "or 'tls_psk_file'", mode);
-	return 0;
+	return validate_tls_files(cfg);
 }
 
 /* Everything read_options and start refuse, without opening or binding. */

@@ -12,11 +12,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -45,7 +47,25 @@ struct nbd_tls_session {
 
 /* ---- options ---------------------------------------------------------- */
 
-static int parse_mode(struct blkserv_device *dev, const char *s, enum nbd_tls_mode *ret)
+/* What is wrong with the options: the same text for the validate step
+ * (blkserv_config_error names file, line and option) and for open (logged). */
+struct tls_err {
+	const char *option; /* NULL: the section as a whole */
+	char msg[768];
+};
+
+static int BLKSERV_PRINTF(3, 4) tls_fail(struct tls_err *e, const char *option, const char *fmt, ...)
+{
+	va_list ap;
+
+	e->option = option;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int parse_mode(struct tls_err *e, const char *s, enum nbd_tls_mode *ret)
 {
 	if (!s || strcmp(s, "off") == 0)
 		*ret = NBD_TLS_OFF;
@@ -53,21 +73,22 @@ static int parse_mode(struct blkserv_device *dev, const char *s, enum nbd_tls_mo
 		*ret = NBD_TLS_ALLOW;
 	else if (strcmp(s, "require") == 0)
 		*ret = NBD_TLS_REQUIRE;
-	else {
-		blkserv_error(dev, "nbd-export option 'tls' must be require, allow or off, not '%s'", s);
-		return -EINVAL;
-	}
+	else
+		return tls_fail(e, "tls", "must be require, allow or off, not '%s'", s);
 	return 0;
 }
 
-static int check_readable(struct blkserv_device *dev, const char *option, const char *path)
+/* An existing, readable regular file (open() alone accepts a directory,
+ * which GnuTLS then reports as a parse error). */
+static int check_readable(struct tls_err *e, const char *option, const char *path)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
 
-	if (fd < 0) {
-		blkserv_error(dev, "nbd-export option '%s': cannot read %s: %m", option, path);
-		return -EINVAL;
-	}
+	if (fd < 0)
+		return tls_fail(e, option, "cannot read %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return tls_fail(e, option, "%s is not a regular file", path);
 	return 0;
 }
 
@@ -89,68 +110,62 @@ static bool valid_psk_line(const char *line, size_t len)
 
 /* The format gnutls_psk_set_server_credentials_file() reads: one
  * "username:hexkey" per line; blank lines are allowed. */
-static int check_psk_file(struct blkserv_device *dev, const char *path)
+static int check_psk_file(struct tls_err *e, const char *path)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	_cleanup_fclose_ FILE *f = NULL;
 	char line[1024];
 	unsigned lineno = 0, keys = 0;
+	int r = check_readable(e, "tls_psk_file", path);
 
-	if (!f) {
-		blkserv_error(dev, "nbd-export option 'tls_psk_file': cannot read %s: %m", path);
-		return -EINVAL;
-	}
+	if (r < 0)
+		return r;
+	f = fopen(path, "re");
+	if (!f)
+		return tls_fail(e, "tls_psk_file", "cannot read %s: %s", path, strerror(errno));
 	while (fgets(line, sizeof(line), f)) {
 		size_t len = strcspn(line, "\r\n");
 
 		lineno++;
 		if (len == 0)
 			continue;
-		if (!valid_psk_line(line, len)) {
-			blkserv_error(dev, "%s:%u: expected USERNAME:HEXKEY (as psktool writes)", path, lineno);
-			return -EINVAL;
-		}
+		if (!valid_psk_line(line, len))
+			return tls_fail(e, "tls_psk_file", "%s:%u: expected USERNAME:HEXKEY (as psktool writes)", path,
+					lineno);
 		keys++;
 	}
-	if (keys == 0) {
-		blkserv_error(dev, "%s: no USERNAME:HEXKEY line: no pre-shared key", path);
-		return -EINVAL;
-	}
+	if (keys == 0)
+		return tls_fail(e, "tls_psk_file", "%s: no USERNAME:HEXKEY line: no pre-shared key", path);
 	return 0;
 }
 
 /* ---- credentials ------------------------------------------------------- */
 
-static int load_x509(struct nbd_tls *t, const struct nbd_tls_options *o)
+static int load_x509(struct nbd_tls *t, const struct nbd_tls_options *o, struct tls_err *e)
 {
 	int r;
 
-	if (check_readable(t->dev, "tls_certificate", o->certificate) < 0 ||
-	    check_readable(t->dev, "tls_key", o->key) < 0 ||
-	    (o->ca && check_readable(t->dev, "tls_ca", o->ca) < 0))
+	if (check_readable(e, "tls_certificate", o->certificate) < 0 || check_readable(e, "tls_key", o->key) < 0 ||
+	    (o->ca && check_readable(e, "tls_ca", o->ca) < 0))
 		return -EINVAL;
 	if (gnutls_certificate_allocate_credentials(&t->x509) < 0)
 		return -ENOMEM;
 	r = gnutls_certificate_set_x509_key_file(t->x509, o->certificate, o->key, GNUTLS_X509_FMT_PEM);
-	if (r < 0) {
-		blkserv_error(t->dev, "nbd-export: cannot load the certificate %s with the key %s: %s", o->certificate,
-			      o->key, gnutls_strerror(r));
-		return -EINVAL;
-	}
+	if (r < 0)
+		return tls_fail(e, "tls_certificate", "cannot load the certificate %s with the key %s: %s",
+				o->certificate, o->key, gnutls_strerror(r));
 	if (o->ca) {
 		r = gnutls_certificate_set_x509_trust_file(t->x509, o->ca, GNUTLS_X509_FMT_PEM);
-		if (r <= 0) {
-			blkserv_error(t->dev, "nbd-export option 'tls_ca': no CA certificate in %s%s%s", o->ca,
-				      r < 0 ? ": " : "", r < 0 ? gnutls_strerror(r) : "");
-			return -EINVAL;
-		}
+		if (r <= 0)
+			return tls_fail(e, "tls_ca", "no CA certificate in %s%s%s", o->ca, r < 0 ? ": " : "",
+					r < 0 ? gnutls_strerror(r) : "");
 		t->verify_peer = true;
 	}
 	return 0;
 }
 
-static int load_psk(struct nbd_tls *t, const char *path)
+static int load_psk(struct nbd_tls *t, const char *path, struct tls_err *e)
 {
-	int r = check_psk_file(t->dev, path);
+	int r = check_psk_file(e, path);
 
 	if (r < 0)
 		return r;
@@ -158,14 +173,12 @@ static int load_psk(struct nbd_tls *t, const char *path)
 		return -ENOMEM;
 	/* GnuTLS reads the file at each handshake: keys can change live. */
 	r = gnutls_psk_set_server_credentials_file(t->psk, path);
-	if (r < 0) {
-		blkserv_error(t->dev, "nbd-export: cannot use the PSK file %s: %s", path, gnutls_strerror(r));
-		return -EINVAL;
-	}
+	if (r < 0)
+		return tls_fail(e, "tls_psk_file", "cannot use the PSK file %s: %s", path, gnutls_strerror(r));
 	return 0;
 }
 
-static int load_priority(struct nbd_tls *t, const char *priority, bool psk)
+static int load_priority(struct nbd_tls *t, const char *priority, bool psk, struct tls_err *e)
 {
 	_cleanup_free_ char *s = NULL;
 	const char *err = NULL;
@@ -175,61 +188,86 @@ static int load_priority(struct nbd_tls *t, const char *priority, bool psk)
 		return -ENOMEM;
 	r = gnutls_priority_init(&t->priority, s, &err);
 	if (r < 0) {
-		blkserv_error(t->dev, "nbd-export option 'tls_priority': '%s' is not valid near '%s': %s", s,
-			      err ? err : "?", gnutls_strerror(r));
 		t->priority = NULL;
-		return -EINVAL;
+		return tls_fail(e, "tls_priority", "'%s' is not valid near '%s': %s", s, err ? err : "?",
+				gnutls_strerror(r));
 	}
 	return 0;
 }
 
-static int check_credentials(struct blkserv_device *dev, const struct nbd_tls_options *o)
+static int check_credentials(const struct nbd_tls_options *o, struct tls_err *e)
 {
-	if (!o->certificate != !o->key) {
-		blkserv_error(dev, "nbd-export: 'tls_certificate' and 'tls_key' go together: set both or neither");
-		return -EINVAL;
-	}
-	if (!o->certificate && !o->psk_file) {
-		blkserv_error(dev, "nbd-export: tls = %s needs 'tls_certificate' and 'tls_key', or 'tls_psk_file'",
-			      o->mode);
-		return -EINVAL;
-	}
-	if (o->ca && !o->certificate) {
-		blkserv_error(dev, "nbd-export: 'tls_ca' needs 'tls_certificate' and 'tls_key'");
-		return -EINVAL;
-	}
+	if (!o->certificate != !o->key)
+		return tls_fail(e, o->certificate ? "tls_certificate" : "tls_key",
+				"'tls_certificate' and 'tls_key' go together: set both or neither");
+	if (!o->certificate && !o->psk_file)
+		return tls_fail(e, "tls", "tls = %s needs 'tls_certificate' and 'tls_key', or 'tls_psk_file'",
+				o->mode);
+	if (o->ca && !o->certificate)
+		return tls_fail(e, "tls_ca", "'tls_ca' needs 'tls_certificate' and 'tls_key'");
 	return 0;
 }
 
-int nbd_tls_new(struct blkserv_device *dev, const struct nbd_tls_options *o, struct nbd_tls **ret)
+/* Everything nbd_tls_new checks and loads; *ret NULL with mode "off". */
+static int tls_build(const struct nbd_tls_options *o, struct nbd_tls **ret, struct tls_err *e)
 {
 	struct nbd_tls *t;
 	enum nbd_tls_mode mode;
-	int r = parse_mode(dev, o->mode, &mode);
+	int r = parse_mode(e, o->mode, &mode);
 
 	*ret = NULL;
 	if (r < 0 || mode == NBD_TLS_OFF)
 		return r;
-	r = check_credentials(dev, o);
+	r = check_credentials(o, e);
 	if (r < 0)
 		return r;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->dev = dev;
 	t->mode = mode;
 	if (o->certificate)
-		r = load_x509(t, o);
+		r = load_x509(t, o, e);
 	if (r >= 0 && o->psk_file)
-		r = load_psk(t, o->psk_file);
+		r = load_psk(t, o->psk_file, e);
 	if (r >= 0)
-		r = load_priority(t, o->priority ? o->priority : NBD_TLS_DEFAULT_PRIORITY, o->psk_file != NULL);
+		r = load_priority(t, o->priority ? o->priority : NBD_TLS_DEFAULT_PRIORITY, o->psk_file != NULL, e);
 	if (r < 0) {
 		nbd_tls_free(t);
 		return r;
 	}
 	*ret = t;
 	return 0;
+}
+
+int nbd_tls_new(struct blkserv_device *dev, const struct nbd_tls_options *o, struct nbd_tls **ret)
+{
+	struct tls_err e = { 0 };
+	int r = tls_build(o, ret, &e);
+
+	if (r == -EINVAL) {
+		if (e.option)
+			blkserv_error(dev, "nbd-export option '%s': %s", e.option, e.msg);
+		else
+			blkserv_error(dev, "nbd-export: %s", e.msg);
+	}
+	if (*ret)
+		(*ret)->dev = dev;
+	return r;
+}
+
+int nbd_tls_check(const struct nbd_tls_options *o, const char **ret_option, char *msg, size_t len)
+{
+	struct tls_err e = { 0 };
+	struct nbd_tls *t = NULL;
+	int r = tls_build(o, &t, &e);
+
+	/* Loaded only to see that it loads: open loads it again. */
+	nbd_tls_free(t);
+	if (r == -EINVAL) {
+		*ret_option = e.option;
+		snprintf(msg, len, "%s", e.msg);
+	}
+	return r;
 }
 
 void nbd_tls_free(struct nbd_tls *t)

@@ -40,6 +40,12 @@ struct nbd_tls;
  * priority string; -ENOMEM.
  */
 int nbd_tls_new(struct blkserv_device *dev, const struct nbd_tls_options *o, struct nbd_tls **ret);
+/*
+ * The same checks and loads without keeping anything, for the validate
+ * step: 0, or -EINVAL with the option at fault (NULL: the section) in
+ * *ret_option and what is wrong in @msg; -ENOMEM.
+ */
+int nbd_tls_check(const struct nbd_tls_options *o, const char **ret_option, char *msg, size_t len);
 void nbd_tls_free(struct nbd_tls *t);
 enum nbd_tls_mode nbd_tls_mode(const struct nbd_tls *t); /* NULL: off */
 

@@ -317,6 +317,24 @@ static const struct bad_config bad_configs[] = {
 	{ "device \"a\" {\n  size = 1M\n  block_size = 4096\n  frontend \"dblock\" { }\n  backend \"ramdisk\" { }\n}\n",
 	  4, "the device size 1048576 bytes is outside the module's limits" },
 
+	/* rbd names, checked without the cluster (Ceph's rules: blkservd-rbd(7)). */
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"vm@snap\" }"), 5,
+	  "device 'a': backend 'rbd' option 'image': image \"vm@snap\" contains '@', which Ceph does not allow there" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"a/b\" }"), 5, "option 'image': image \"a/b\" contains '/'" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"\" image = \"i\" }"), 5, "option 'pool': pool must not be empty" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p/q\" image = \"i\" }"), 5, "option 'pool': pool \"p/q\" contains '/'" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"\" }"), 5, "option 'image': image must not be empty" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" namespace = \"a/b\" image = \"i\" }"), 5, "option 'namespace'" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"i\" user = \"osd.0\" }"), 5,
+	  "option 'user': user \"osd.0\" is not a client name" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"i\" user = \"\" }"), 5, "option 'user': user must not be empty" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"" LONG_NAME LONG_NAME LONG_NAME LONG_NAME LONG_NAME "\" }"), 5,
+	  "option 'image': image is 260 bytes long, more than 255" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"i\" keyring = \"/nonexistent/k\" }"), 5,
+	  "option 'keyring': /nonexistent/k: No such file or directory" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"i\" conf = \"/tmp\" }"), 5,
+	  "option 'conf': /tmp is not a regular file" },
+
 	/* What the backends would refuse at open, said before anything opens. */
 	{ "device \"a\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"ramdisk\" { }\n}\n", 3,
 	  "device 'a': backend 'ramdisk': the ramdisk backend needs the device's size option (like size = 1G)" },
@@ -374,9 +392,11 @@ struct plugin_base {
 	const char *required; /* what the section needs besides the option tested */
 };
 
+static char nbd_export_required[2048];
+
 static const struct plugin_base plugin_bases[] = {
 	{ "nbd", PLUGIN_FRONTEND, "" },
-	{ "nbd-export", PLUGIN_FRONTEND, "unix = \"/run/t.sock\" tls_psk_file = \"/p\"" },
+	{ "nbd-export", PLUGIN_FRONTEND, nbd_export_required }, /* with a real PSK file: main() */
 	{ "ublk", PLUGIN_FRONTEND, "" },
 	{ "dblock", PLUGIN_FRONTEND, "" },
 	{ "log", PLUGIN_BACKEND, "dir = \"/nonexistent/log\"" },
@@ -520,7 +540,7 @@ static void test_valid_edge_cases(void **state)
 		DEV("c", NBDX("tcp = \"127.0.0.1:10810\""), RAM)
 		DEV("d", NBDX("tcp = \"0.0.0.0:1\""), RAM)
 		DEV("e", NBDX("tcp = \"[::]:1\""), RAM)
-		DEV("f", NBDX("tcp = \"[::1]:65535\"  tls = allow  tls_psk_file = \"/p\""), RAM),
+		DEV("f", NBDX("tcp = \"[::1]:65535\"  tls = off  tls_psk_file = \"/nonexistent/p\""), RAM),
 		/* A path with "//" inside an unquoted value is one value. */
 		"runtime_dir = /run//blkservd-test\n",
 	};
@@ -660,8 +680,98 @@ static void test_claims_by_identity(void **state)
 	free(error);
 }
 
+/* The test-only TLS files of tests/unit/fixtures/tls. */
+static char tls_dir[1000];
+
+static void tls_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", tls_dir, name);
+}
+
+/* An nbd-export with @opts (one line: the option's line is 4): NULL when
+ * it loads, else the error (malloc'd). */
+static char *load_export(const char *opts)
+{
+	char text[4096], *error = NULL;
+	struct config *c = NULL;
+
+	snprintf(text, sizeof(text), DEV("a", "\"nbd-export\" { unix = \"/run/t.sock\"  %s }", RAM), opts);
+	if (test_load_config(text, &c, &error) == 0) {
+		config_free(c);
+		return NULL;
+	}
+	assert_non_null(error);
+	return error;
+}
+
+/* The export's TLS files are checked by the validate step, as open would
+ * load them: with file, line and option, before anything listens. */
+static void test_tls_files(void **state)
+{
+	char cert[1200], key[1200], other[1200], psk[1200], opts[4096];
+	char *bad_psk = strdup(test_write_file("bad.psk", "alice:abc\n"));
+	static const struct {
+		const char *fmt, *message; /* %1$s cert, %2$s key, %3$s other key, %4$s psk, %5$s bad psk, %6$s dir */
+	} bad[] = {
+		{ "tls = require tls_certificate = \"/nonexistent/c.pem\" tls_key = \"%2$s\"",
+		  "option 'tls_certificate': cannot read /nonexistent/c.pem: No such file or directory" },
+		{ "tls = require tls_certificate = \"%1$s\" tls_key = \"/nonexistent/k.pem\"",
+		  "option 'tls_key': cannot read /nonexistent/k.pem" },
+		{ "tls = allow tls_certificate = \"%6$s\" tls_key = \"%2$s\"",
+		  "/tls is not a regular file" },
+		{ "tls = require tls_certificate = \"%1$s\" tls_key = \"%3$s\"",
+		  "option 'tls_certificate': cannot load the certificate" },
+		{ "tls = require tls_certificate = \"%1$s\" tls_key = \"%2$s\" tls_ca = \"%4$s\"",
+		  "option 'tls_ca': no CA certificate in" },
+		{ "tls = require tls_certificate = \"%1$s\" tls_key = \"%2$s\" tls_ca = \"%6$s\"",
+		  "is not a regular file" },
+		{ "tls = require tls_psk_file = \"%5$s\"", "bad.psk:1: expected USERNAME:HEXKEY" },
+		{ "tls = require tls_psk_file = \"/nonexistent/p\"", "option 'tls_psk_file': cannot read /nonexistent/p" },
+		{ "tls = require tls_psk_file = \"%6$s\"", "/tls is not a regular file" },
+		{ "tls = require tls_psk_file = \"%4$s\" tls_priority = \"NORMAL:+NO-SUCH-THING\"",
+		  "option 'tls_priority': 'NORMAL:+NO-SUCH-THING:+ECDHE-PSK:+DHE-PSK:+PSK' is not valid near" },
+		{ "tls = allow tls_certificate = \"%1$s\" tls_key = \"%2$s\" tls_priority = \"NONE\"",
+		  "option 'tls_priority': " },
+	};
+
+	tls_path(cert, sizeof(cert), "server.pem");
+	tls_path(key, sizeof(key), "server-key.pem");
+	tls_path(other, sizeof(other), "other-key.pem");
+	tls_path(psk, sizeof(psk), "test.psk");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+		snprintf(opts, sizeof(opts), bad[i].fmt, cert, key, other, psk, bad_psk, tls_dir);
+#pragma GCC diagnostic pop
+		char *error = load_export(opts);
+		if (!error)
+			fail_msg("TLS config #%zu was accepted: %s", i, opts);
+		if (!strstr(error, "test.conf:4: device 'a': frontend 'nbd-export' ") || !strstr(error, bad[i].message))
+			fail_msg("TLS config #%zu: expected 'test.conf:4: ...%s', got '%s'", i, bad[i].message, error);
+		free(error);
+	}
+	/* What loads. */
+	snprintf(opts, sizeof(opts), "tls = require tls_certificate = \"%s\" tls_key = \"%s\" tls_ca = \"%s\"", cert,
+		 key, cert);
+	assert_null(load_export(opts));
+	snprintf(opts, sizeof(opts), "tls = allow tls_psk_file = \"%s\" tls_priority = \"NORMAL\"", psk);
+	assert_null(load_export(opts));
+	snprintf(opts, sizeof(opts), "tls = require tls_psk_file = \"%s\" tls_certificate = \"%s\" tls_key = \"%s\"",
+		 psk, cert, key);
+	assert_null(load_export(opts));
+	/* tls = off loads nothing at open, so nothing is checked. */
+	assert_null(load_export("tls = off tls_psk_file = \"/nonexistent/p\" tls_priority = \"BOGUS\""));
+	free(bad_psk);
+}
+
 int main(void)
 {
+	char psk[1200];
+
+	snprintf(tls_dir, sizeof(tls_dir), "%s/tests/unit/fixtures/tls",
+		 getenv("BLKSERV_TEST_SRCDIR") ? getenv("BLKSERV_TEST_SRCDIR") : ".");
+	tls_path(psk, sizeof(psk), "test.psk");
+	snprintf(nbd_export_required, sizeof(nbd_export_required), "unix = \"/run/t.sock\" tls_psk_file = \"%s\"", psk);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_full),
 		cmocka_unit_test(test_empty_config),
@@ -673,6 +783,7 @@ int main(void)
 		cmocka_unit_test(test_valid_edge_cases),
 		cmocka_unit_test(test_device_config_equal),
 		cmocka_unit_test(test_claims_by_identity),
+		cmocka_unit_test(test_tls_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
