@@ -24,6 +24,7 @@
 #      data written in 1 MiB requests;
 #   1b. the same jobs through the nbd-export frontend with fio's nbd engine,
 #      when both exist (BENCH_RUNTIME seconds each, default 5);
+# BENCH_ONLY=max_record runs table 1d alone.
 # BENCH_DIR: where the data goes (default /var/tmp).  Caches are dropped
 # before each recovery when /proc/sys/vm/drop_caches is writable (root);
 # otherwise the table says "warm".  Not part of the test suite.
@@ -82,6 +83,41 @@ drop_caches() {
 }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
+# What the default max_record_size buys and costs, against the old default
+# (one record per write), each measured BENCH_REPEAT times (default 3),
+# old and new interleaved so load changes hit both; the median is shown.
+median() { python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "$@"; }
+max_record_table() {
+	echo
+	echo "## max_record_size: default (64K) vs 0 (one record per write, the old default); 1 MiB writes of 256 MiB"
+	echo
+	echo "| workload | 0: MiB/s | 64K: MiB/s | 64K/0 |"
+	echo "|---|---|---|---|"
+	local -A mr_w mr_rr mr_sr
+	local o n mr job
+	for _ in $(seq "${BENCH_REPEAT:-3}"); do
+		for mr in 0 64K; do
+			fresh
+			conf 256M "max_record_size = $mr"
+			mr_w[$mr]+=" $(run log write seq 1048576 268435456 8 0 | head -1 | awk '{print $2}')"
+			mr_rr[$mr]+=" $(run log read rand 4096 33554432 1 | head -1 | awk '{print $2}')"
+			mr_sr[$mr]+=" $(run log read seq 1048576 1073741824 1 | head -1 | awk '{print $2}')"
+		done
+	done
+	for job in "seq 1M write:mr_w" "rand 4k read:mr_rr" "seq 1M read:mr_sr"; do
+		declare -n arr=${job#*:}
+		# shellcheck disable=SC2086 # lists of figures
+		o=$(median ${arr[0]}) n=$(median ${arr[64K]})
+		echo "| ${job%:*} | $o | $n | $(ratio "$n" "$o") |"
+		unset -n arr
+	done
+}
+# BENCH_ONLY=max_record: that table alone.
+if [[ ${BENCH_ONLY:-} == max_record ]]; then
+	max_record_table
+	exit 0
+fi
+
 echo "## log backend vs file backend ($(uname -r), $DIR: $(df -T "$DIR" | awk 'NR==2 {print $2}'))"
 echo
 echo "| workload | file MiB/s | log MiB/s | log/file |"
@@ -123,32 +159,7 @@ done <<-JOBS
 	1048576 - rand 4096 67108864
 JOBS
 
-# What the default max_record_size buys and costs, against the old default
-# (one record per write), each measured BENCH_REPEAT times (default 3),
-# old and new interleaved so load changes hit both; the median is shown.
-median() { python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "$@"; }
-echo
-echo "## max_record_size: default (64K) vs 0 (one record per write, the old default); 1 MiB writes of 256 MiB"
-echo
-echo "| workload | 0: MiB/s | 64K: MiB/s | 64K/0 |"
-echo "|---|---|---|---|"
-declare -A mr_w mr_rr mr_sr
-for _ in $(seq "${BENCH_REPEAT:-3}"); do
-	for mr in 0 64K; do
-		fresh
-		conf 256M "max_record_size = $mr"
-		mr_w[$mr]+=" $(run log write seq 1048576 268435456 8 0 | head -1 | awk '{print $2}')"
-		mr_rr[$mr]+=" $(run log read rand 4096 33554432 1 | head -1 | awk '{print $2}')"
-		mr_sr[$mr]+=" $(run log read seq 1048576 1073741824 1 | head -1 | awk '{print $2}')"
-	done
-done
-for job in "seq 1M write:mr_w" "rand 4k read:mr_rr" "seq 1M read:mr_sr"; do
-	declare -n arr=${job#*:}
-	# shellcheck disable=SC2086 # lists of figures
-	o=$(median ${arr[0]}) n=$(median ${arr[64K]})
-	echo "| ${job%:*} | $o | $n | $(ratio "$n" "$o") |"
-	unset -n arr
-done
+max_record_table
 conf 1G ""
 
 # The same through the NBD export and fio's nbd engine, when both exist: the
