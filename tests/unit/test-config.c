@@ -300,6 +300,11 @@ static const struct bad_config bad_configs[] = {
 	  "backend 'log' option 'max_size': 104857600 is too small: it must be 0 (no limit) or at least 4 x segment_size "
 	  "(268435456)" },
 	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 1M  max_size = 3M")), 5, "option 'max_size'" },
+	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "max_record_size = 6000")), 5,
+	  "backend 'log' option 'max_record_size': 6000 is out of range: 0, or a multiple of 4K from 4K to a quarter "
+	  "of segment_size (16777216)" },
+	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 64K  max_record_size = 32K")), 5,
+	  "option 'max_record_size': 32768 is out of range" },
 	{ DEV("a", "\"nbd\" { connections = 17 }", RAM), 4,
 	  "option 'connections' of frontend 'nbd' expects a number from 1 to 16, not '17'" },
 	{ DEV("a", "\"nbd\" { connections = 0 }", RAM), 4, "expects a number from 1 to 16, not '0'" },
@@ -543,6 +548,10 @@ static void test_valid_edge_cases(void **state)
 		DEV("f", NBDX("tcp = \"[::1]:65535\"  tls = off  tls_psk_file = \"/nonexistent/p\""), RAM),
 		/* A path with "//" inside an unquoted value is one value. */
 		"runtime_dir = /run//blkservd-test\n",
+		/* The smallest segment_size: max_record_size's default fits itself to it. */
+		DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 64K"))
+		DEV("b", TESTFE, LOGB2("/nonexistent/m", "max_record_size = 0"))
+		DEV("c", TESTFE, LOGB2("/nonexistent/n", "segment_size = 64K  max_record_size = 16K")),
 	};
 	char *image = test_write_file("shared.img", "0123456789abcdef"), *readers;
 	struct config *c = NULL;
@@ -556,7 +565,7 @@ static void test_valid_edge_cases(void **state)
 	assert_int_equal(test_load_config(texts[3], &c, &error), 0);
 	assert_string_equal(c->runtime_dir, "/run//blkservd-test");
 	config_free(c);
-	/* Readers share a file (a shared lock); only writers claim it. */
+	/* Readers share a file (a shared lock, a shared claim). */
 	assert_true(asprintf(&readers,
 			     DEV("a", TESTFE, "\"file\" { path = \"%s\" read_only = true }")
 			     DEV("b", TESTFE, "\"file\" { path = \"%s\" read_only = true }"),
