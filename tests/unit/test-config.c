@@ -718,7 +718,7 @@ static char *load_export(const char *opts)
 static void test_tls_files(void **state)
 {
 	char cert[1200], key[1200], other[1200], psk[1200], opts[4096];
-	char *bad_psk = strdup(test_write_file("bad.psk", "alice:abc\n"));
+	char *bad_psk = test_write_file("bad.psk", "alice:abc\n"); /* malloc'd */
 	static const struct {
 		const char *fmt, *message; /* %1$s cert, %2$s key, %3$s other key, %4$s psk, %5$s bad psk, %6$s dir */
 	} bad[] = {

@@ -21,7 +21,7 @@ const char *test_plugin_dir(void);
 const char *test_fixture_dir(void);
 /* A fresh private directory under /tmp for this test (removed at exit). */
 const char *test_tmpdir(void);
-/* Write @text to a new file in test_tmpdir(); returns its path (static buffer rotation: copy it). */
+/* Write @text to a new file in test_tmpdir(); returns its path (malloc'd: free it). */
 char *test_write_file(const char *name, const char *text);
 /* Parse @text as a config whose plugin_dir is the build's. */
 int test_load_config(const char *text, struct config **ret, char **ret_error);
