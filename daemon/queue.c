@@ -7,6 +7,7 @@
  * allocated per request.  Completions from other threads come back through
  * a lock-free list and an eventfd read on the ring.
  */
+#include <assert.h>
 #include <errno.h>
 #include <liburing.h>
 #include <sched.h>
@@ -101,6 +102,7 @@ static void finish(struct blkserv_request *req, int result)
 	struct blkserv_queue *q = req->queue;
 	uint64_t bytes = req->op == BLKSERV_OP_FLUSH ? 0 : req->length;
 
+	assert(q->inflight > 0);
 	if (req->op < BLKSERV_OP__MAX) /* an invalid op is refused, not counted */
 		stats_record(&q->stats.op[req->op], bytes, result, now_ns() - req->start_ns);
 	q->inflight--;
@@ -278,6 +280,8 @@ static void on_eventfd(struct blkserv_event *ev, int32_t res, uint32_t flags)
 
 	while (s) {
 		struct request_slot *next = s->remote_next;
+
+		assert(s->req.queue == q); /* completed on the queue that owns it */
 		blkserv_request_complete(&s->req, s->remote_result);
 		s = next;
 	}
@@ -324,9 +328,13 @@ int request_validate(const struct blkserv_device *dev, const struct blkserv_requ
 		if (!(dev->caps & BLKSERV_CAP_WRITE_ZEROES))
 			return -EOPNOTSUPP;
 		break;
-	default:
+	case BLKSERV_OP_READ:
+	case BLKSERV_OP_WRITE:
 		if (req->length > BLKSERV_MAX_IO_BYTES || !req->buf)
 			return -EINVAL;
+		break;
+	default: /* refused above; never a data operation by default */
+		return -EINVAL;
 	}
 	if ((req->flags & BLKSERV_REQ_FUA) && !(dev->caps & BLKSERV_CAP_FUA))
 		return -EOPNOTSUPP;
@@ -364,6 +372,8 @@ void blkserv_submit(struct blkserv_request *req)
 	struct blkserv_device *dev = q->dev;
 	int r;
 
+	assert(req == blkserv_queue_request(q, req->tag)); /* one of this queue's slots */
+	assert(q->inflight < q->depth);
 	q->inflight++;
 	req->start_ns = now_ns();
 	req->map_fd = -1;

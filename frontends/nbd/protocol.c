@@ -33,6 +33,7 @@
  * without blocking through the stream, whose buffered bytes are always
  * used up before the next poll; replies go through stream_sendv.
  */
+#include <assert.h>
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
@@ -237,6 +238,7 @@ static int check_request(const struct nbd_conn *c, uint16_t cmd, uint16_t flags,
 
 static uint32_t take_tag(struct nbd_conn *c)
 {
+	assert(c->nfree > 0); /* parse_step() waits for a free tag */
 	return c->free_tags[--c->nfree];
 }
 
@@ -255,6 +257,7 @@ static void release_tag(struct nbd_conn *c, uint32_t tag)
 	struct nbd_slot *s = &c->slots[tag];
 
 	/* Keep the memory of big requests bounded, not their speed. */
+	assert(tag < c->depth && c->nfree < c->depth);
 	if (s->cap > KEEP_BUF_MAX && c->cached_bytes > CACHE_BUDGET)
 		drop_buffer(c, s);
 	c->free_tags[c->nfree++] = tag;
@@ -510,7 +513,10 @@ static void on_done(struct blkserv_request *req, int result)
 
 /* ---- requests ------------------------------------------------------------ */
 
-static uint32_t op_of(uint16_t cmd)
+/* The host operation of NBD command @cmd, or -EINVAL for a command with
+ * none.  check_request() refuses those first; this is the second line, so
+ * that no unknown value ever becomes a data-changing operation. */
+static int op_of(uint16_t cmd)
 {
 	switch (cmd) {
 	case NBD_CMD_READ:
@@ -521,8 +527,10 @@ static uint32_t op_of(uint16_t cmd)
 		return BLKSERV_OP_FLUSH;
 	case NBD_CMD_TRIM:
 		return BLKSERV_OP_TRIM;
-	default:
+	case NBD_CMD_WRITE_ZEROES:
 		return BLKSERV_OP_WRITE_ZEROES;
+	default:
+		return -EINVAL;
 	}
 }
 
@@ -544,8 +552,13 @@ static void submit(struct nbd_conn *c, uint32_t tag)
 	struct nbd_slot *s = &c->slots[tag];
 	struct blkserv_request *req = blkserv_queue_request(c->q, tag);
 	bool data = s->cmd == NBD_CMD_READ || s->cmd == NBD_CMD_WRITE;
+	int op = op_of(s->cmd);
 
-	req->op = op_of(s->cmd);
+	if (op < 0) {
+		queue_reply(c, tag, op);
+		return;
+	}
+	req->op = (uint32_t)op;
 	req->offset = s->cmd == NBD_CMD_FLUSH ? 0 : s->offset;
 	req->length = s->cmd == NBD_CMD_FLUSH ? 0 : s->length;
 	req->buf = data ? s->buf : NULL;

@@ -10,6 +10,7 @@
  * ring.  Each tag has a buffer of max_io_size bytes, allocated once: the
  * kernel copies write data into it and read data out of it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <semaphore.h>
 #include <stdio.h>
@@ -88,6 +89,7 @@ static void queue_commit(struct ublk_tag *t)
 	struct io_uring_sqe *sqe = blkserv_queue_get_sqe(uq->q);
 
 	if (!sqe) {
+		assert(uq->nr_pending < uq->u->opt.depth); /* a tag is pending once at most */
 		uq->pending[uq->nr_pending++] = t->tag;
 		return;
 	}

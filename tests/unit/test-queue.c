@@ -107,6 +107,24 @@ static void test_fua_emulated_by_flush(void **state)
 	test_close_device(dev);
 }
 
+/* An op number the host does not know is refused before the backend:
+ * never served as a read or a write. */
+static void test_unknown_op_refused(void **state)
+{
+	static const uint32_t ops[] = { BLKSERV_OP__MAX, 99, UINT32_MAX };
+	struct blkserv_device *dev = test_open_backend(ASYNC_CONFIG, "am");
+	struct blkserv_queue *q;
+	char buf[512] = { 7 };
+
+	assert_int_equal(blkserv_queue_new(dev, 4, 0, &q), 0);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		assert_int_equal(test_io(q, ops[i], 0, 0, sizeof(buf), buf), -EINVAL);
+	assert_int_equal(stat_value(dev, "writes"), 0);
+	assert_int_equal(blkserv_queue_inflight(q), 0);
+	blkserv_queue_free(q);
+	test_close_device(dev);
+}
+
 static void test_device_start_stop(void **state)
 {
 	struct config *c = NULL;
@@ -142,6 +160,7 @@ int main(void)
 		cmocka_unit_test(test_remote_completion),
 		cmocka_unit_test(test_many_in_flight),
 		cmocka_unit_test(test_fua_emulated_by_flush),
+		cmocka_unit_test(test_unknown_op_refused),
 		cmocka_unit_test(test_device_start_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -249,6 +249,28 @@ static void test_unknown_commands_and_flags(void **state)
 	disconnect(f);
 }
 
+/* Every command number the engine does not implement, with and without
+ * flags, is refused with EINVAL and leaves the data as it was: none is
+ * taken for a write, a trim or a write of zeroes. */
+static void test_unknown_command_changes_nothing(void **state)
+{
+	static const uint16_t cmds[] = { NBD_CMD_CACHE, NBD_CMD_BLOCK_STATUS, 8, 9,
+					 99, 0x7fff, 0xffff };
+	struct fixture *f = *state;
+
+	start_server(f);
+	fill(f->a, 8192, 11);
+	do_write(f, 0, 0, 8192, f->a, 0);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		do_cmd(f, 0, cmds[i], 0, 8192, NBD_EINVAL);
+		do_cmd(f, NBD_CMD_FLAG_FUA, cmds[i], 0, 4096, NBD_EINVAL);
+		do_cmd(f, NBD_CMD_FLAG_NO_HOLE, cmds[i], 4096, 4096, NBD_EINVAL);
+	}
+	do_read(f, 0, 8192, f->b, 0);
+	assert_memory_equal(f->a, f->b, 8192);
+	disconnect(f);
+}
+
 static void test_not_advertised(void **state)
 {
 	struct fixture *f = *state;
@@ -916,6 +938,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_trim_zeroes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fua_read_is_accepted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_commands_and_flags, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_command_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_advertised, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_misaligned, setup, teardown),
