@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "parse.h"
 
-int parse_uint(const char *s, uint64_t *ret)
+static int parse_unsigned(const char *s, int base, uint64_t *ret)
 {
 	char *end;
 	unsigned long long v;
@@ -16,13 +18,72 @@ int parse_uint(const char *s, uint64_t *ret)
 	if (!s || !isdigit((unsigned char)s[0]))
 		return -EINVAL;
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, base);
 	if (errno == ERANGE)
 		return -ERANGE;
 	if (errno || end == s || *end != '\0')
 		return -EINVAL;
 	*ret = v;
 	return 0;
+}
+
+int parse_uint(const char *s, uint64_t *ret)
+{
+	return parse_unsigned(s, 0, ret);
+}
+
+int parse_uint_dec(const char *s, uint64_t *ret)
+{
+	return parse_unsigned(s, 10, ret);
+}
+
+int parse_int_dec(const char *s, int64_t *ret)
+{
+	bool neg = s && s[0] == '-';
+	uint64_t v;
+	int r = parse_unsigned(neg ? s + 1 : s, 10, &v);
+
+	if (r < 0)
+		return r;
+	if (v > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX))
+		return -ERANGE;
+	*ret = neg ? (int64_t)(0 - v) : (int64_t)v;
+	return 0;
+}
+
+int parse_pid(const char *s, pid_t *ret)
+{
+	uint64_t v;
+	int r = parse_uint_dec(s, &v);
+
+	if (r < 0)
+		return r;
+	if (v == 0 || v > INT32_MAX)
+		return -ERANGE;
+	*ret = (pid_t)v;
+	return 0;
+}
+
+int parse_uint_file(const char *path, uint64_t *ret)
+{
+	char buf[32];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0)
+		n = -errno;
+	(void)close(fd);
+	if (n < 0)
+		return (int)n;
+	if (n == (ssize_t)sizeof(buf)) /* no number is that long */
+		return -EINVAL;
+	if (n > 0 && buf[n - 1] == '\n')
+		n--;
+	buf[n] = '\0';
+	return parse_uint_dec(buf, ret);
 }
 
 static int suffix_shift(const char *suffix, unsigned *ret_shift)

@@ -61,6 +61,7 @@
 #include "device.h"
 #include "io-util.h"
 #include "log.h"
+#include "parse.h"
 #include "scrub.h"
 #include "upgrade.h"
 #include "build-config.h"
@@ -177,21 +178,14 @@ static struct json_object *typed_value(const char *s)
 {
 	const char *digits = s[0] == '-' ? s + 1 : s;
 	size_t n = strlen(digits);
-	char *end;
+	int64_t i;
+	uint64_t u;
 
 	if (n == 0 || n > 20 || strspn(digits, "0123456789") != n || (digits[0] == '0' && (n > 1 || s[0] == '-')))
 		return string_new(s);
-	errno = 0;
-	if (s[0] == '-') {
-		long long v = strtoll(s, &end, 10);
-		if (errno == 0 && *end == '\0')
-			return json_object_new_int64(v);
-	} else {
-		unsigned long long v = strtoull(s, &end, 10);
-		if (errno == 0 && *end == '\0')
-			return json_object_new_uint64(v);
-	}
-	return string_new(s);
+	if (s[0] == '-')
+		return parse_int_dec(s, &i) == 0 ? json_object_new_int64(i) : string_new(s);
+	return parse_uint_dec(s, &u) == 0 ? json_object_new_uint64(u) : string_new(s);
 }
 
 static const char *state_name(enum device_state s)

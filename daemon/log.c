@@ -11,6 +11,7 @@
 
 #include "device.h"
 #include "log.h"
+#include "parse.h"
 
 static enum log_target log_target = LOG_TARGET_STDERR;
 static int log_max_level = BLKSERV_LOG_INFO;
@@ -19,10 +20,16 @@ static int log_max_level = BLKSERV_LOG_INFO;
 static bool stderr_is_journal(void)
 {
 	const char *e = getenv("JOURNAL_STREAM");
-	unsigned long long dev, ino;
+	const char *colon = e ? strchr(e, ':') : NULL;
+	char devtext[32];
+	uint64_t dev, ino;
 	struct stat st;
 
-	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+	if (!colon || (size_t)(colon - e) >= sizeof(devtext))
+		return false;
+	memcpy(devtext, e, (size_t)(colon - e));
+	devtext[colon - e] = '\0';
+	if (parse_uint_dec(devtext, &dev) < 0 || parse_uint_dec(colon + 1, &ino) < 0)
 		return false;
 	if (fstat(STDERR_FILENO, &st) < 0)
 		return false;

@@ -26,6 +26,7 @@
 
 #include "cleanup.h"
 #include "file.h"
+#include "parse.h"
 
 #define MAX_RETRIES 64
 #define BOUNCE_CACHE 4
@@ -177,8 +178,9 @@ static int32_t fault_inject_fsync(int32_t res)
 {
 	const char *n = getenv("BLKSERV_FILE_FAULT_FSYNC");
 	unsigned nth = atomic_fetch_add(&fault_fsync_count, 1) + 1;
+	uint64_t want;
 
-	return n && strtoul(n, NULL, 10) == nth ? -EIO : res;
+	return n && parse_uint_dec(n, &want) == 0 && want == nth ? -EIO : res;
 }
 #endif
 

@@ -25,6 +25,7 @@
 
 #include "cleanup.h"
 #include "file.h"
+#include "parse.h"
 
 #ifndef FILE_BACKEND_NAME
 #define FILE_BACKEND_NAME "file"
@@ -315,17 +316,12 @@ static int blockdev_size(struct file_backend *fb, const struct file_settings *s)
 static int read_queue_attr(dev_t rdev, const char *attr, uint64_t *ret)
 {
 	for (int parent = 0; parent < 2; parent++) {
-		_cleanup_fclose_ FILE *f = NULL;
-		unsigned long long v;
 		char p[256];
 
 		snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/%squeue/%s", major(rdev), minor(rdev),
 			 parent ? "../" : "", attr);
-		f = fopen(p, "re");
-		if (f && fscanf(f, "%llu", &v) == 1) {
-			*ret = v;
+		if (parse_uint_file(p, ret) == 0)
 			return 0;
-		}
 	}
 	return -ENOENT;
 }

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "config.h"
 #include "device.h"
 #include "io-util.h"
+#include "parse.h"
 
 struct bench {
 	struct blkserv_queue *q;
@@ -91,15 +93,35 @@ static uint64_t next_offset(const char *mode, uint64_t i, uint64_t bs, uint64_t 
 	return ((uint64_t)random() * 65536u + (uint64_t)random()) % (size / bs) * bs;
 }
 
+/* PATTERN BS TOTAL [QD] [FLUSH_EVERY] (argv[0] is the pattern); false
+ * for a number that is not one, QD outside 1..64 or BS 0. */
+static bool parse_args(char **argv, int argc, uint64_t *ret_bs, uint64_t *ret_total, uint32_t *ret_qd,
+		       uint64_t *ret_flush_every)
+{
+	uint64_t qd = 1;
+
+	*ret_flush_every = 0;
+	if (parse_uint(argv[1], ret_bs) < 0 || parse_uint(argv[2], ret_total) < 0 ||
+	    (argc > 3 && parse_uint(argv[3], &qd) < 0) || (argc > 4 && parse_uint(argv[4], ret_flush_every) < 0))
+		return false;
+	if (*ret_bs == 0 || qd == 0 || qd > 64)
+		return false;
+	*ret_qd = (uint32_t)qd;
+	return true;
+}
+
 static int run_write(struct blkserv_device *dev, char **argv, int argc)
 {
-	uint64_t bs = strtoull(argv[1], NULL, 0), total = strtoull(argv[2], NULL, 0);
-	uint32_t qd = argc > 3 ? (uint32_t)atoi(argv[3]) : 1;
-	uint64_t flush_every = argc > 4 ? strtoull(argv[4], NULL, 0) : 0, n = total / bs, t0;
+	uint64_t bs, total, flush_every, n, t0;
+	uint32_t qd;
 	struct bench b = { .size = blkserv_device_size(dev) };
-	char *buf = aligned_alloc(4096, bs * qd);
+	char *buf;
 
-	if (!buf || qd == 0 || qd > 64 || blkserv_queue_new(dev, qd, 0, &b.q) < 0)
+	if (!parse_args(argv, argc, &bs, &total, &qd, &flush_every))
+		return 2;
+	n = total / bs;
+	buf = aligned_alloc(4096, bs * qd);
+	if (!buf || blkserv_queue_new(dev, qd, 0, &b.q) < 0)
 		return 2;
 	for (uint64_t i = 0; i < bs * qd; i++)
 		buf[i] = (char)random();
@@ -127,13 +149,16 @@ static int run_write(struct blkserv_device *dev, char **argv, int argc)
 
 static int run_read(struct blkserv_device *dev, char **argv, int argc)
 {
-	uint64_t bs = strtoull(argv[1], NULL, 0), total = strtoull(argv[2], NULL, 0);
-	uint32_t qd = argc > 3 ? (uint32_t)atoi(argv[3]) : 1;
-	uint64_t n = bs ? total / bs : 0, t0;
+	uint64_t bs, total, unused, n, t0;
+	uint32_t qd;
 	struct bench b = { .size = blkserv_device_size(dev) };
-	char *buf = aligned_alloc(4096, bs * qd);
+	char *buf;
 
-	if (!buf || qd == 0 || qd > 64 || bs == 0 || bs > b.size || blkserv_queue_new(dev, qd, 0, &b.q) < 0)
+	if (!parse_args(argv, argc > 4 ? 4 : argc, &bs, &total, &qd, &unused) || bs > b.size)
+		return 2;
+	n = total / bs;
+	buf = aligned_alloc(4096, bs * qd);
+	if (!buf || blkserv_queue_new(dev, qd, 0, &b.q) < 0)
 		return 2;
 	srandom(43);
 	t0 = now_ns();
@@ -154,12 +179,16 @@ static uint64_t stat_value(struct blkserv_device *dev, const char *key)
 {
 	const struct blkserv_backend *be = &dev->backend->backend;
 	char buf[4096], pat[64];
-	const char *p;
+	uint64_t v = 0;
+	char *p;
 
 	snprintf(pat, sizeof(pat), "\n%s=", key);
 	if (!be->get_stats || be->get_stats(dev->backend_handle, buf, sizeof(buf)) < 0 || !(p = strstr(buf, pat)))
 		return 0;
-	return strtoull(p + strlen(pat), NULL, 10);
+	p += strlen(pat);
+	p[strcspn(p, "\n")] = '\0';
+	(void)parse_uint_dec(p, &v);
+	return v;
 }
 
 /* Wait until background compaction has caught up (no round for 1 s). */

@@ -24,6 +24,7 @@
 #include "cleanup.h"
 #include "crc32c.h"
 #include "logdev.h"
+#include "parse.h"
 
 #define MIN_SEGMENT_SIZE (64ull << 10)
 /* The default of max_record_size.  A read checksums the whole record its
@@ -149,8 +150,8 @@ static int read_options(struct logdev *ld, const struct blkserv_config *cfg, con
 	}
 	if (ld->ckpt_interval == 0)
 		ld->ckpt_interval = UINT64_MAX;
-	if (getenv("BLKSERV_LOG_FAULT_FSYNC"))
-		ld->fault_fsync = strtoull(getenv("BLKSERV_LOG_FAULT_FSYNC"), NULL, 10);
+	/* Test hook; unset or junk leaves it off. */
+	(void)parse_uint_dec(getenv("BLKSERV_LOG_FAULT_FSYNC"), &ld->fault_fsync);
 	return 0;
 }
 

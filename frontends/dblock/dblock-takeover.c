@@ -34,20 +34,10 @@ static bool pid_alive(pid_t pid)
 /* /sys/block/NAME/@attr as a number. */
 static int read_sysfs(const char *name, const char *attr, uint64_t *ret)
 {
-	char path[128], buf[64];
-	_cleanup_close_ int fd = -1;
-	ssize_t n;
+	char path[128];
 
 	snprintf(path, sizeof(path), "/sys/block/%s/%s", name, attr);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return n < 0 ? -errno : -EIO;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return parse_uint(buf, ret);
+	return parse_uint_file(path, ret);
 }
 
 /* "flush fua discard" (sysfs dblock/features) as DBLOCK_FEATURE_* bits. */

@@ -36,6 +36,7 @@
 #include "cleanup.h"
 #include "handshake.h"
 #include "nbd-proto.h"
+#include "parse.h"
 #include "protocol.h"
 #include "tls.h"
 
@@ -149,14 +150,11 @@ static int split_host_port(const char *s, char **ret_host, char **ret_port)
 /* A TCP port is 1..65535 in decimal: getaddrinfo would take 75536 as 10000. */
 static int parse_port(const char *s, unsigned *ret)
 {
-	unsigned long v;
-	char *end;
+	uint64_t v;
 
 	if (s[0] < '0' || s[0] > '9')
 		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v < 1 || v > 65535)
+	if (parse_uint_dec(s, &v) < 0 || v < 1 || v > 65535)
 		return -ERANGE;
 	*ret = (unsigned)v;
 	return 0;

@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -397,12 +398,10 @@ static bool sysfs_exists(unsigned n, const char *attr)
 static uint64_t sysfs_size(unsigned n)
 {
 	char path[64];
-	unsigned long long size = 0;
-	_cleanup_fclose_ FILE *f = NULL;
+	uint64_t size;
 
 	snprintf(path, sizeof(path), "/sys/block/nbd%u/size", n);
-	f = fopen(path, "re");
-	if (!f || fscanf(f, "%llu", &size) != 1)
+	if (parse_uint_file(path, &size) < 0)
 		return UINT64_MAX; /* unreadable: not ours to take */
 	return size;
 }
@@ -636,18 +635,6 @@ static bool sysfs_read(unsigned n, const char *attr, char *buf, size_t len)
 	return true;
 }
 
-/* A pid as read from a file: a positive number, else false (an empty
- * file must not become pid 0, which kill() takes as our process group). */
-static bool parse_pid(const char *s, pid_t *ret)
-{
-	uint64_t n;
-
-	if (parse_uint(s, &n) < 0 || n == 0 || n > INT32_MAX)
-		return false;
-	*ret = (pid_t)n;
-	return true;
-}
-
 /* @pid is another process running a program of our name: a daemon that
  * serves the device.  A pid reused by something else does not count. */
 static bool other_daemon_alive(pid_t pid)
@@ -679,15 +666,22 @@ static void disconnect_stale_devices(struct nbd_kdev *k)
 
 	while (d && (e = readdir(d))) {
 		char backend[256], pidtext[32];
+		uint64_t index;
 		unsigned n;
 		pid_t pid;
 		int r;
 
-		if (sscanf(e->d_name, "nbd%u", &n) != 1 || !sysfs_read(n, "backend", backend, sizeof(backend)) ||
+		if (strncmp(e->d_name, "nbd", 3) != 0 || parse_uint_dec(e->d_name + 3, &index) < 0 ||
+		    index > UINT_MAX)
+			continue;
+		n = (unsigned)index;
+		if (!sysfs_read(n, "backend", backend, sizeof(backend)) ||
 		    strcmp(backend, blkserv_device_name(k->dev)) != 0 ||
 		    !sysfs_read(n, "pid", pidtext, sizeof(pidtext)))
 			continue;
-		if (!parse_pid(pidtext, &pid)) {
+		/* An empty or bad file must not become pid 0, which kill()
+		 * takes as our process group. */
+		if (parse_pid(pidtext, &pid) < 0) {
 			blkserv_warning(k->dev, "/dev/nbd%u is connected as '%s' with server pid '%s', which is not a "
 						"pid: leaving it", n, backend, pidtext);
 			continue;
