@@ -23,6 +23,7 @@
 #include "faults.h"
 #include "io-util.h"
 #include "log.h"
+#include "macro.h"
 #include "queue.h"
 
 #ifndef PR_SET_IO_FLUSHER
@@ -176,7 +177,7 @@ static void call_backend(struct blkserv_request *req)
 
 static void on_fault_delay(struct blkserv_event *ev, int32_t res, uint32_t flags)
 {
-	struct fault_delay *d = (struct fault_delay *)ev;
+	struct fault_delay *d = container_of(ev, struct fault_delay, ev);
 
 	d->resumed = true;
 	call_backend(d->req);
@@ -195,8 +196,7 @@ static int fault_delay(struct blkserv_request *req, uint32_t ms)
 		return -EAGAIN;
 	d->req = req;
 	d->resumed = false;
-	d->ts.tv_sec = ms / 1000;
-	d->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	d->ts = kernel_timespec_from_ms(ms);
 	io_uring_prep_timeout(sqe, &d->ts, 0, 0);
 	blkserv_sqe_set_event(sqe, &d->ev);
 	return 0;
@@ -275,7 +275,7 @@ static void arm_eventfd(struct blkserv_queue *q);
 
 static void on_eventfd(struct blkserv_event *ev, int32_t res, uint32_t flags)
 {
-	struct blkserv_queue *q = (struct blkserv_queue *)((char *)ev - offsetof(struct blkserv_queue, efd_event));
+	struct blkserv_queue *q = container_of(ev, struct blkserv_queue, efd_event);
 	struct request_slot *s = atomic_exchange(&q->remote_head, NULL);
 
 	while (s) {
@@ -602,10 +602,7 @@ static int dispatch(struct blkserv_queue *q)
 
 static int submit_and_wait(struct blkserv_queue *q, unsigned min_events, int timeout_ms)
 {
-	struct __kernel_timespec ts = {
-		.tv_sec = timeout_ms / 1000,
-		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
-	};
+	struct __kernel_timespec ts = kernel_timespec_from_ms(timeout_ms >= 0 ? (uint64_t)timeout_ms : 0);
 	struct io_uring_cqe *cqe;
 
 	return io_uring_submit_and_wait_timeout(&q->ring, &cqe, min_events, timeout_ms >= 0 ? &ts : NULL, NULL);

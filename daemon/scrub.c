@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "device.h"
+#include "io-util.h"
 #include "log.h"
 #include "scrub.h"
 
@@ -29,14 +30,6 @@ struct device_scrub {
 	struct scrub_status st;
 	uint64_t t0_ns;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 const char *scrub_state_name(enum scrub_state s)
 {
@@ -82,7 +75,7 @@ static void *scrub_main(void *arg)
 	if (r == -EBADMSG && ds->st.errors == 0)
 		ds->st.errors = 1; /* a backend that reported none through progress */
 	ds->st.error = r == -EBADMSG ? 0 : r;
-	ds->st.duration_ms = (mono_ns() - ds->t0_ns) / 1000000;
+	ds->st.duration_ms = (now_ns() - ds->t0_ns) / 1000000;
 	pthread_mutex_unlock(&ds->lock);
 	if (ds->st.state == SCRUB_FAILED)
 		log_errno(dev, BLKSERV_LOG_ERR, r, "scrub failed: %m");
@@ -124,7 +117,7 @@ int device_scrub_start(struct blkserv_device *dev)
 	clock_gettime(CLOCK_REALTIME, &now);
 	ds->sc = (struct blkserv_scrub){ .struct_size = sizeof(ds->sc), .progress = progress, .host_data = ds };
 	atomic_store(&ds->cancel, false);
-	ds->t0_ns = mono_ns();
+	ds->t0_ns = now_ns();
 	ds->st = (struct scrub_status){ .state = SCRUB_RUNNING, .started = (uint64_t)now.tv_sec };
 	r = -pthread_create(&ds->thread, NULL, scrub_main, ds);
 	if (r < 0) {
@@ -148,7 +141,7 @@ void device_scrub_status(struct blkserv_device *dev, struct scrub_status *ret)
 	pthread_mutex_lock(&ds->lock);
 	*ret = ds->st;
 	if (ret->state == SCRUB_RUNNING)
-		ret->duration_ms = (mono_ns() - ds->t0_ns) / 1000000;
+		ret->duration_ms = (now_ns() - ds->t0_ns) / 1000000;
 	pthread_mutex_unlock(&ds->lock);
 }
 

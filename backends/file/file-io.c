@@ -26,6 +26,7 @@
 
 #include "cleanup.h"
 #include "file.h"
+#include "macro.h"
 #include "parse.h"
 
 #define MAX_RETRIES 64
@@ -52,8 +53,7 @@ static void on_fallocate(struct blkserv_event *ev, int32_t res, uint32_t cqe_fla
 
 static struct file_request *request_of(struct blkserv_event *ev)
 {
-	/* ev is the first member of struct file_request. */
-	return (struct file_request *)ev;
+	return container_of(ev, struct file_request, ev);
 }
 
 static bool is_aligned(uint64_t v, uint64_t align)

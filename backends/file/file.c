@@ -26,6 +26,7 @@
 #include "cleanup.h"
 #include "file.h"
 #include "parse.h"
+#include "sticky-error.h"
 
 #ifndef FILE_BACKEND_NAME
 #define FILE_BACKEND_NAME "file"
@@ -522,12 +523,9 @@ static int file_get_caps(void *handle, uint64_t *ret_caps)
 
 void file_set_sync_error(struct file_backend *fb, int error, const char *what)
 {
-	int expected = 0;
-
-	if (error >= 0)
-		error = -EIO;
-	if (!atomic_compare_exchange_strong(&fb->sync_error, &expected, error))
+	if (!sticky_error_set(&fb->sync_error, error))
 		return;
+	error = sticky_error_get(&fb->sync_error);
 	blkserv_error(fb->dev,
 		      "device %s: %s of %s failed: %s.  Writes since the last successful flush may be lost; "
 		      "every later flush and FUA write of this device fails until the device is restarted",

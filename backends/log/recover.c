@@ -28,25 +28,6 @@ struct recovery {
 	uint64_t ckpt_end;  /* where the records after the loaded checkpoint start */
 };
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 static int grow(unsigned char **buf, size_t *cap, uint64_t len)
 {
 	unsigned char *n;

@@ -25,6 +25,7 @@
 
 #include "cleanup.h"
 #include "crc32c.h"
+#include "io-util.h"
 #include "logdev.h"
 
 #define MSG_WINDOW_NS (10ull * 1000000000ull)
@@ -32,45 +33,6 @@
 #define MAX_BAD_REMEMBERED 65536
 #define SCRUB_PROGRESS_BYTES (4ull << 20)
 #define SCRUB_MAX_LINES 100 /* per-record lines of one scrub, then only the summary */
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int preadv_full(int fd, struct iovec *iov, int n, uint64_t off)
-{
-	while (n > 0) {
-		ssize_t got = preadv(fd, iov, n, (off_t)off);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			return -errno;
-		if (got == 0)
-			return -EIO; /* shorter than the index says: the file was cut */
-		off += (uint64_t)got;
-		while (n > 0 && (size_t)got >= iov->iov_len) {
-			got -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (char *)iov->iov_base + got;
-			iov->iov_len -= (size_t)got;
-		}
-	}
-	return 0;
-}
-
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	struct iovec iov = { buf, len };
-
-	return preadv_full(fd, &iov, 1, off);
-}
 
 /* ---- reporting ----------------------------------------------------- */
 
@@ -95,7 +57,7 @@ static bool remember_bad(struct logdev *ld, uint64_t seg, uint64_t pos)
 /* May a message go out now?  bad_lock held. */
 static bool msg_allowed(struct logdev *ld)
 {
-	uint64_t now = mono_ns();
+	uint64_t now = now_ns();
 
 	if (now - ld->msg_window_ns >= MSG_WINDOW_NS) {
 		if (ld->msg_suppressed)
@@ -230,7 +192,7 @@ static int scan_segment(struct logdev *ld, struct log_segment *seg)
 int log_recs_build(struct logdev *ld, uint64_t seg_id)
 {
 	struct log_segment *seg, tmp = { .id = seg_id, .fd = -1 };
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = now_ns();
 	int r = 0;
 
 	/* One scan at a time; the scan itself holds no index_lock, so
@@ -268,7 +230,7 @@ int log_recs_build(struct logdev *ld, uint64_t seg_id)
 		}
 		pthread_rwlock_unlock(&ld->index_lock);
 		blkserv_debug(ld->dev, "log %s: indexed the %zu records of segment %" PRIu64 " in %.1f ms",
-			      ld->s.dir, tmp.nrecs, seg_id, (double)(mono_ns() - t0) / 1e6);
+			      ld->s.dir, tmp.nrecs, seg_id, (double)(now_ns() - t0) / 1e6);
 	}
 	free(tmp.recs);
 	pthread_mutex_unlock(&ld->scan_lock);
@@ -503,7 +465,7 @@ static void scrub_finish(struct scrub_run *sr, int r, uint64_t t0, size_t nsegs)
 	struct logdev *ld = sr->ld;
 	struct log_scrub_stats *st = &ld->scrub;
 	struct timespec now;
-	double secs = (double)(mono_ns() - t0) / 1e9;
+	double secs = (double)(now_ns() - t0) / 1e9;
 	char name[LOG_SEG_NAME_LEN];
 
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -517,7 +479,7 @@ static void scrub_finish(struct scrub_run *sr, int r, uint64_t t0, size_t nsegs)
 	st->records = sr->records;
 	st->bytes = sr->done;
 	st->last_end = (uint64_t)now.tv_sec;
-	st->duration_ns = mono_ns() - t0;
+	st->duration_ns = now_ns() - t0;
 	pthread_mutex_unlock(&ld->bad_lock);
 	log_seg_name(sr->first_seg, name);
 	if (r == -ECANCELED)
@@ -542,7 +504,7 @@ int log_scrub(void *handle, struct blkserv_scrub *sc)
 	struct logdev *ld = handle;
 	struct scrub_run sr = { .ld = ld, .sc = sc };
 	_cleanup_free_ uint64_t *ids = NULL;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = now_ns();
 	size_t n = 0;
 	int r;
 

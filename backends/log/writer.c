@@ -14,6 +14,7 @@
 
 #include "cleanup.h"
 #include "crc32c.h"
+#include "io-util.h"
 #include "logdev.h"
 
 /* Start writeback of the open segment every this many bytes, so the
@@ -57,30 +58,6 @@ uint64_t log_garbage_locked(const struct logdev *ld)
 	uint64_t used = ld->s.live_bytes + ld->ckpt_bytes;
 
 	return ld->s.total_bytes > used ? ld->s.total_bytes - used : 0;
-}
-
-static int pwritev_full(int fd, struct iovec *iov, int n, uint64_t off)
-{
-	while (n > 0) {
-		ssize_t w = pwritev(fd, iov, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		if (w == 0)
-			return -EIO;
-		off += (uint64_t)w;
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (char *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
 }
 
 static void seq_max(_Atomic uint64_t *v, uint64_t seq)

@@ -22,6 +22,8 @@
 
 #include "blkserv/blkserv-plugin.h"
 #include "cleanup.h"
+#include "io-util.h"
+#include "macro.h"
 
 #define FDSTORE_KEY "memfd"
 /* From this size on, reads and writes are submitted on the ring. */
@@ -154,34 +156,12 @@ static int ramdisk_get_caps(void *handle, uint64_t *ret_caps)
 
 static int sync_read(struct ramdisk *rd, struct blkserv_request *req)
 {
-	char *buf = req->buf;
-	uint64_t done = 0;
-
-	while (done < req->length) {
-		ssize_t n = pread(rd->fd, buf + done, req->length - done, (off_t)(req->offset + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (uint64_t)n;
-	}
-	return 0;
+	return pread_full(rd->fd, req->buf, req->length, req->offset);
 }
 
 static int sync_write(struct ramdisk *rd, struct blkserv_request *req)
 {
-	const char *buf = req->buf;
-	uint64_t done = 0;
-
-	while (done < req->length) {
-		ssize_t n = pwrite(rd->fd, buf + done, req->length - done, (off_t)(req->offset + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (uint64_t)n;
-	}
-	return 0;
+	return pwrite_full(rd->fd, req->buf, req->length, req->offset);
 }
 
 /* Put the rest of @io's transfer on the ring; false if the ring is full. */
@@ -206,7 +186,7 @@ static bool submit_rest(struct ramdisk_io *io)
 
 static void on_transfer(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
 {
-	struct ramdisk_io *io = (struct ramdisk_io *)ev;
+	struct ramdisk_io *io = container_of(ev, struct ramdisk_io, ev);
 	struct blkserv_request *req = io->req;
 
 	if (res <= 0) {

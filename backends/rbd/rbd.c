@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 
 #include "rbd.h"
+#include "sticky-error.h"
 
 /* ---- connecting ------------------------------------------------------ */
 
@@ -373,12 +374,9 @@ static int rbd_backend_get_caps(void *handle, uint64_t *ret_caps)
 
 void rbd_set_flush_error(struct rbd_backend *rb, int error, const char *what)
 {
-	int expected = 0;
-
-	if (error >= 0)
-		error = -EIO;
-	if (!atomic_compare_exchange_strong(&rb->flush_error, &expected, error))
+	if (!sticky_error_set(&rb->flush_error, error))
 		return;
+	error = sticky_error_get(&rb->flush_error);
 	blkserv_error(rb->dev,
 		      "device %s: %s of rbd image %s failed: %s.  Writes since the last successful flush may be "
 		      "lost; every later flush of this device fails until the device is restarted",

@@ -13,18 +13,11 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "io-util.h"
 #include "dblock.h"
 
 #define NODE_WAIT_MS 5000
 #define NODE_RETRY_MS 50
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 int dblock_control_open(struct dblock *d)
 {

@@ -139,40 +139,7 @@ enum nbd_opt {
 /* The kernel's tag set: 128 requests per connection. */
 #define NBD_KERNEL_QUEUE_DEPTH 128
 
-/* ---- generic netlink family "nbd" (include/uapi/linux/nbd-netlink.h) ---- */
-
-#define NBD_GENL_FAMILY "nbd"
-#define NBD_GENL_VER 0x1
-
-enum {
-	NBD_NL_CMD_UNSPEC,
-	NBD_NL_CMD_CONNECT,
-	NBD_NL_CMD_DISCONNECT,
-	NBD_NL_CMD_RECONFIGURE,
-	NBD_NL_CMD_LINK_DEAD,
-	NBD_NL_CMD_STATUS,
-};
-
-enum {
-	NBD_NL_ATTR_UNSPEC,
-	NBD_NL_ATTR_INDEX,
-	NBD_NL_ATTR_SIZE_BYTES,
-	NBD_NL_ATTR_BLOCK_SIZE_BYTES,
-	NBD_NL_ATTR_TIMEOUT,
-	NBD_NL_ATTR_SERVER_FLAGS,
-	NBD_NL_ATTR_CLIENT_FLAGS,
-	NBD_NL_ATTR_SOCKETS,
-	NBD_NL_ATTR_DEAD_CONN_TIMEOUT,
-	NBD_NL_ATTR_DEVICE_LIST,
-	NBD_NL_ATTR_BACKEND_IDENTIFIER,
-	NBD_NL_ATTR_MAX = NBD_NL_ATTR_BACKEND_IDENTIFIER,
-};
-
-#define NBD_NL_SOCK_ITEM 1
-#define NBD_NL_SOCK_FD 1
-#define NBD_NL_DEVICE_ITEM 1
-#define NBD_NL_DEVICE_INDEX 1
-#define NBD_NL_DEVICE_CONNECTED 2
+/* The generic netlink family "nbd" is <linux/nbd-netlink.h>'s. */
 
 /* ---- big-endian field access on byte buffers -------------------------- */
 

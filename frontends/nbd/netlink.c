@@ -9,6 +9,7 @@
  * the user as what they are.
  */
 #include <errno.h>
+#include <linux/nbd-netlink.h>
 #include <netlink/genl/ctrl.h>
 #include <netlink/genl/genl.h>
 #include <netlink/netlink.h>
@@ -71,7 +72,7 @@ static int open_socket(struct nl_sock **ret_sk, int *ret_family)
 		nl_socket_free(sk);
 		return nlerr_to_errno(r);
 	}
-	r = genl_ctrl_resolve(sk, NBD_GENL_FAMILY);
+	r = genl_ctrl_resolve(sk, NBD_GENL_FAMILY_NAME);
 	if (r < 0) {
 		nl_socket_free(sk);
 		return r == -NLE_OBJ_NOTFOUND ? -ENOENT : nlerr_to_errno(r);
@@ -98,12 +99,12 @@ int nbd_nl_family_present(void)
 static int on_valid(struct nl_msg *msg, void *arg)
 {
 	struct nl_result *res = arg;
-	struct nlattr *attrs[NBD_NL_ATTR_MAX + 1];
+	struct nlattr *attrs[NBD_ATTR_MAX + 1];
 
-	if (genlmsg_parse(nlmsg_hdr(msg), 0, attrs, NBD_NL_ATTR_MAX, NULL) < 0)
+	if (genlmsg_parse(nlmsg_hdr(msg), 0, attrs, NBD_ATTR_MAX, NULL) < 0)
 		return NL_OK;
-	if (attrs[NBD_NL_ATTR_INDEX]) {
-		res->index = nla_get_u32(attrs[NBD_NL_ATTR_INDEX]);
+	if (attrs[NBD_ATTR_INDEX]) {
+		res->index = nla_get_u32(attrs[NBD_ATTR_INDEX]);
 		res->have_index = true;
 	}
 	return NL_OK;
@@ -145,14 +146,14 @@ static int transact(struct nl_sock *sk, struct nl_msg *msg, struct nl_result *re
 
 static int put_sockets(struct nl_msg *msg, const int *fds, unsigned nfds)
 {
-	struct nlattr *socks = nla_nest_start(msg, NBD_NL_ATTR_SOCKETS);
+	struct nlattr *socks = nla_nest_start(msg, NBD_ATTR_SOCKETS);
 
 	if (!socks)
 		return -ENOMEM;
 	for (unsigned i = 0; i < nfds; i++) {
-		struct nlattr *item = nla_nest_start(msg, NBD_NL_SOCK_ITEM);
+		struct nlattr *item = nla_nest_start(msg, NBD_SOCK_ITEM);
 
-		if (!item || nla_put_u32(msg, NBD_NL_SOCK_FD, (uint32_t)fds[i]) < 0)
+		if (!item || nla_put_u32(msg, NBD_SOCK_FD, (uint32_t)fds[i]) < 0)
 			return -ENOMEM;
 		nla_nest_end(msg, item);
 	}
@@ -163,14 +164,14 @@ static int put_sockets(struct nl_msg *msg, const int *fds, unsigned nfds)
 static int put_connect_attrs(struct nl_msg *msg, const struct nbd_nl_connect *a)
 {
 	/* The index is left out to let the kernel choose: -1 is refused. */
-	if (a->have_index && nla_put_u32(msg, NBD_NL_ATTR_INDEX, a->index) < 0)
+	if (a->have_index && nla_put_u32(msg, NBD_ATTR_INDEX, a->index) < 0)
 		return -ENOMEM;
-	if (nla_put_u64(msg, NBD_NL_ATTR_SIZE_BYTES, a->size) < 0 ||
-	    nla_put_u64(msg, NBD_NL_ATTR_BLOCK_SIZE_BYTES, a->block_size) < 0 ||
-	    nla_put_u64(msg, NBD_NL_ATTR_TIMEOUT, a->timeout) < 0 ||
-	    nla_put_u64(msg, NBD_NL_ATTR_DEAD_CONN_TIMEOUT, a->dead_conn_timeout) < 0 ||
-	    nla_put_u64(msg, NBD_NL_ATTR_SERVER_FLAGS, a->server_flags) < 0 ||
-	    nla_put_string(msg, NBD_NL_ATTR_BACKEND_IDENTIFIER, a->backend_id) < 0)
+	if (nla_put_u64(msg, NBD_ATTR_SIZE_BYTES, a->size) < 0 ||
+	    nla_put_u64(msg, NBD_ATTR_BLOCK_SIZE_BYTES, a->block_size) < 0 ||
+	    nla_put_u64(msg, NBD_ATTR_TIMEOUT, a->timeout) < 0 ||
+	    nla_put_u64(msg, NBD_ATTR_DEAD_CONN_TIMEOUT, a->dead_conn_timeout) < 0 ||
+	    nla_put_u64(msg, NBD_ATTR_SERVER_FLAGS, a->server_flags) < 0 ||
+	    nla_put_string(msg, NBD_ATTR_BACKEND_IDENTIFIER, a->backend_id) < 0)
 		return -ENOMEM;
 	return put_sockets(msg, a->fds, a->nfds);
 }
@@ -181,7 +182,7 @@ static int new_message(int family, uint8_t cmd, struct nl_msg **ret)
 
 	if (!msg)
 		return -ENOMEM;
-	if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, 0, cmd, NBD_GENL_VER)) {
+	if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, 0, cmd, NBD_GENL_VERSION)) {
 		nlmsg_free(msg);
 		return -ENOMEM;
 	}
@@ -198,7 +199,7 @@ int nbd_nl_connect(const struct nbd_nl_connect *a, uint32_t *ret_index)
 
 	r = open_socket(&sk, &family);
 	if (r >= 0)
-		r = new_message(family, NBD_NL_CMD_CONNECT, &msg);
+		r = new_message(family, NBD_CMD_CONNECT, &msg);
 	if (r >= 0)
 		r = put_connect_attrs(msg, a);
 	if (r >= 0)
@@ -220,8 +221,8 @@ int nbd_nl_disconnect(uint32_t index)
 
 	r = open_socket(&sk, &family);
 	if (r >= 0)
-		r = new_message(family, NBD_NL_CMD_DISCONNECT, &msg);
-	if (r >= 0 && nla_put_u32(msg, NBD_NL_ATTR_INDEX, index) < 0)
+		r = new_message(family, NBD_CMD_DISCONNECT, &msg);
+	if (r >= 0 && nla_put_u32(msg, NBD_ATTR_INDEX, index) < 0)
 		r = -ENOMEM;
 	if (r >= 0)
 		r = transact(sk, msg, &res);
@@ -237,12 +238,12 @@ int nbd_nl_reconfigure(const struct nbd_nl_connect *a)
 
 	r = open_socket(&sk, &family);
 	if (r >= 0)
-		r = new_message(family, NBD_NL_CMD_RECONFIGURE, &msg);
+		r = new_message(family, NBD_CMD_RECONFIGURE, &msg);
 	/* The kernel insists on the identifier the device was connected with. */
-	if (r >= 0 && (nla_put_u32(msg, NBD_NL_ATTR_INDEX, a->index) < 0 ||
-		       nla_put_string(msg, NBD_NL_ATTR_BACKEND_IDENTIFIER, a->backend_id) < 0 ||
-		       nla_put_u64(msg, NBD_NL_ATTR_TIMEOUT, a->timeout) < 0 ||
-		       nla_put_u64(msg, NBD_NL_ATTR_DEAD_CONN_TIMEOUT, a->dead_conn_timeout) < 0))
+	if (r >= 0 && (nla_put_u32(msg, NBD_ATTR_INDEX, a->index) < 0 ||
+		       nla_put_string(msg, NBD_ATTR_BACKEND_IDENTIFIER, a->backend_id) < 0 ||
+		       nla_put_u64(msg, NBD_ATTR_TIMEOUT, a->timeout) < 0 ||
+		       nla_put_u64(msg, NBD_ATTR_DEAD_CONN_TIMEOUT, a->dead_conn_timeout) < 0))
 		r = -ENOMEM;
 	if (r >= 0 && a->nfds > 0)
 		r = put_sockets(msg, a->fds, a->nfds);

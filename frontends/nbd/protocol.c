@@ -44,6 +44,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "macro.h"
 #include "nbd-proto.h"
 #include "protocol.h"
 
@@ -727,7 +728,7 @@ static void end_of_stream(struct nbd_conn *c, int err)
 
 static void on_recv(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
 {
-	struct nbd_conn *c = (struct nbd_conn *)((char *)ev - offsetof(struct nbd_conn, recv_event));
+	struct nbd_conn *c = container_of(ev, struct nbd_conn, recv_event);
 
 	c->recv_armed = false;
 	if (res == -EINTR || res == -EAGAIN || (res == -ECANCELED && (!c->rx_open || c->draining)))
@@ -748,7 +749,7 @@ static void on_recv(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
  * stream read says which. */
 static void on_poll(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
 {
-	struct nbd_conn *c = (struct nbd_conn *)((char *)ev - offsetof(struct nbd_conn, recv_event));
+	struct nbd_conn *c = container_of(ev, struct nbd_conn, recv_event);
 
 	c->recv_armed = false;
 	if (res == -EINTR || res == -EAGAIN || (res == -ECANCELED && !c->rx_open))
@@ -894,7 +895,7 @@ static void wait_for_events(struct nbd_conn *c)
 
 static void on_drain(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags)
 {
-	struct nbd_conn *c = (struct nbd_conn *)((char *)ev - offsetof(struct nbd_conn, drain_event));
+	struct nbd_conn *c = container_of(ev, struct nbd_conn, drain_event);
 
 	if (res > 0)
 		c->draining = true;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "io-util.h"
 #include "ublk.h"
 
 #define CTRL_RING_ENTRIES 4
@@ -70,10 +71,7 @@ void ublk_ctrl_close(struct ublk_ctrl *c)
 
 static int wait_result(struct ublk_ctrl *c, int timeout_ms)
 {
-	struct __kernel_timespec ts = {
-		.tv_sec = timeout_ms / 1000,
-		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
-	};
+	struct __kernel_timespec ts = kernel_timespec_from_ms(timeout_ms >= 0 ? (uint64_t)timeout_ms : 0);
 	struct io_uring_cqe *cqe;
 	int r;
 

@@ -22,6 +22,7 @@
 
 #include "cleanup.h"
 #include "io-util.h"
+#include "macro.h"
 #include "ublk.h"
 
 /* How long the loop sleeps at most: bounds the latency of a stop request
@@ -51,7 +52,7 @@ struct ublk_tag {
 
 static struct ublk_tag *tag_of_event(struct blkserv_event *ev)
 {
-	return (struct ublk_tag *)ev;
+	return container_of(ev, struct ublk_tag, ev);
 }
 
 static void log_once(struct ublk_queue *uq, const char *what, int tag, int res)

@@ -28,6 +28,7 @@
 
 #include "blockdev.h"
 #include "cleanup.h"
+#include "io-util.h"
 #include "ublk.h"
 
 /* Commands that wait in the kernel (START_DEV, END_USER_RECOVERY, STOP_DEV,
@@ -56,14 +57,6 @@ static const struct blkserv_option ublk_options[] = {
 	  "keep the device through a daemon crash and recover it on restart", 0 },
 	BLKSERV_OPTION_END,
 };
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* Log an error about @u's device and return @r. */
 static int ublk_fail(struct ublk *u, int r, const char *fmt, ...) BLKSERV_PRINTF(3, 4);

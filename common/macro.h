@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Small macros shared by the daemon and plugins. */
+#ifndef BLKSERV_MACRO_H
+#define BLKSERV_MACRO_H
+
+#include <stddef.h>
+
+/* The struct of type @type whose member @member @ptr points to. */
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#endif
