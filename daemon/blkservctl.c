@@ -30,7 +30,6 @@
 static const char *arg_socket = BLKSERV_RUNTIME_DIR "/control.sock";
 static bool arg_json;
 static bool arg_scrub_status, arg_no_wait;
-static bool arg_scrub_status, arg_no_wait;
 
 static void print_list(struct json_object *answer);
 static void print_status(struct json_object *answer);

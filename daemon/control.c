@@ -442,7 +442,6 @@ static struct blkserv_device *find(const struct control_ops *ops, const char *na
 	return NULL;
 }
 
-static int fail(struct control_request *req, const char *fmt, ...) BLKSERV_PRINTF(2, 3);
 static int fail(struct control_request *req, const char *fmt, ...)
 {
 	va_list ap;

@@ -34,8 +34,6 @@
 #define FAILED_ENV "BLKSERV_UPGRADE_FAILED"
 #define PREFLIGHT_TIMEOUT_MS 30000
 
-extern char **environ;
-
 static char **saved_argv;
 static char self_path[PATH_MAX];
 static unsigned generation;
@@ -154,7 +152,8 @@ static int wait_child(pid_t pid, int out_fd, char *msg, size_t len)
 int upgrade_preflight(const char *binary, const char *config, const char *plugin_dir, char **ret_error)
 {
 	char msg[1024] = "";
-	char *args[8] = { (char *)binary, "--check-config", "-c", (char *)config, NULL };
+	/* execve's argv is char *const[]; the strings are not written. */
+	char *args[8] = { (char *)binary, (char *)"--check-config", (char *)"-c", (char *)config, NULL };
 	posix_spawn_file_actions_t fa;
 	int pipefd[2], r;
 	pid_t pid;
@@ -165,7 +164,7 @@ int upgrade_preflight(const char *binary, const char *config, const char *plugin
 		return r;
 	}
 	if (plugin_dir) {
-		args[4] = "--plugin-dir";
+		args[4] = (char *)"--plugin-dir";
 		args[5] = (char *)plugin_dir;
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0)

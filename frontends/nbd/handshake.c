@@ -49,7 +49,7 @@ static int recv_all(int fd, void *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+			return errno == EAGAIN ? -ETIMEDOUT : -errno; /* EWOULDBLOCK is EAGAIN */
 		if (n == 0)
 			return -ECONNABORTED;
 		p += n;
