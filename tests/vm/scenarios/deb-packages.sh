@@ -14,7 +14,7 @@
 # mode: systemd
 # debs: deb deb-upgrade
 # packages: linux-image-@KVER@ linux-headers-@KVER@ dkms pkgconf librbd1 librados2
-# timeout: 900
+# timeout: 1500
 
 state=/root/deb
 mkdir -p "$state" /srv/blkserv
@@ -64,7 +64,7 @@ check "DKMS built and installed dblock/$V1 for $(uname -r)" dkms_installed "$V1"
 check "dblock.ko is in updates/dkms" sh -c 'modinfo -n dblock | grep -q "/updates/dkms/dblock.ko"'
 check "the SDK compiles a plugin with pkg-config" sh -c '
 	printf "#include <blkserv/blkserv-plugin.h>\nint main(void) { return 0; }\n" >/tmp/sdk.c &&
-	gcc -c -o /tmp/sdk.o $(pkg-config --cflags blkserv-plugin) /tmp/sdk.c &&
+	$(command -v gcc || command -v gcc-12) -c -o /tmp/sdk.o $(pkg-config --cflags blkserv-plugin) /tmp/sdk.c &&
 	test -d "$(pkg-config --variable=plugindir blkserv-plugin)"'
 
 # ---- the packaged default config ------------------------------------------
@@ -94,10 +94,21 @@ device "db" {
 }
 EOF
 must "modprobe dblock (the DKMS module)" modprobe dblock
+# DeviceAllow=block-* is resolved when the unit starts: a driver loaded
+# later (dblock, just built) needs a restart (which keeps ram0) to be
+# allowed; after a reboot modules are loaded before the unit starts.
+must "systemctl restart blkservd (dblock allowed)" systemctl restart blkservd
 must "blkservd --check-config" blkservd --check-config
 must "systemctl reload blkservd" systemctl reload blkservd
+appears() { # NAME
+	wait_for 120 test -b "/dev/blkserv/$1" && return 0
+	blkservctl list
+	journalctl -b -u blkservd --no-pager | tail -n 25
+	ls -l /dev/blkserv/ /sys/block/
+	return 1
+}
 for n in $DEVS; do
-	must "/dev/blkserv/$n appears" wait_for 90 test -b "/dev/blkserv/$n"
+	must "/dev/blkserv/$n appears" appears "$n"
 done
 pid=$(main_pid)
 
