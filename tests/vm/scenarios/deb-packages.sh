@@ -13,7 +13,7 @@
 # /etc/blkservd.conf, and the data files the config named are untouched.
 # mode: systemd
 # debs: deb deb-upgrade
-# packages: linux-image-@KVER@ linux-headers-@KVER@ dkms pkgconf librbd1 librados2
+# packages: linux-image-@KVER@ linux-headers-@KVER@ dkms pkgconf libc6-dev librbd1 librados2
 # timeout: 1500
 
 state=/root/deb
@@ -74,6 +74,16 @@ check "the default ram0 export answers (1 GiB)" sh -c "[ \"\$(nbdinfo --size 'nb
 check "blkservctl list shows ram0" sh -c 'blkservctl list | grep -q ram0'
 
 # ---- three kernel devices through reload ------------------------------------
+unit_log() { # COMMAND...: run it; on failure show the unit's journal
+	"$@" && return 0
+	journalctl -b -u blkservd --no-pager | tail -n 25
+	return 1
+}
+must "modprobe dblock (the DKMS module)" modprobe dblock
+# DeviceAllow=block-* is resolved when the unit starts: a driver loaded
+# later (dblock, just built) needs a restart (which keeps ram0) to be
+# allowed; after a reboot modules are loaded before the unit starts.
+must "systemctl restart blkservd (dblock allowed)" unit_log systemctl restart blkservd
 for n in $DEVS; do truncate -s 256M "/srv/blkserv/$n.img"; done
 cat >>/etc/blkservd.conf <<'EOF'
 
@@ -89,17 +99,13 @@ device "nb" {
 }
 device "db" {
 	size = 256M
+	block_size = 4096
 	frontend "dblock" { }
 	backend "file" { path = "/srv/blkserv/db.img" }
 }
 EOF
-must "modprobe dblock (the DKMS module)" modprobe dblock
-# DeviceAllow=block-* is resolved when the unit starts: a driver loaded
-# later (dblock, just built) needs a restart (which keeps ram0) to be
-# allowed; after a reboot modules are loaded before the unit starts.
-must "systemctl restart blkservd (dblock allowed)" systemctl restart blkservd
-must "blkservd --check-config" blkservd --check-config
-must "systemctl reload blkservd" systemctl reload blkservd
+must "blkservd --check-config (three devices added)" blkservd --check-config
+must "systemctl reload blkservd" unit_log systemctl reload blkservd
 appears() { # NAME
 	wait_for 120 test -b "/dev/blkserv/$1" && return 0
 	blkservctl list
@@ -160,7 +166,7 @@ check_eq "the same MainPID (never stopped)" "$pid" "$(main_pid)"
 check_eq "the unit is active" active "$(systemctl is-active blkservd)"
 check_eq "systemd did not restart it (NRestarts)" 0 "$(systemctl show -p NRestarts --value blkservd)"
 check "the daemon runs the new binary (not a deleted file)" sh -c "! readlink /proc/$pid/exe | grep -q deleted"
-check "blkservctl version: upgrade done" sh -c 'blkservctl version | grep -q "upgrade: done"'
+check "blkservctl version: upgrade done" sh -c 'blkservctl --json version | grep -q "\"upgrade\":\"done\""'
 check "DKMS built dblock/$V2" dkms_installed "$V2"
 check "DKMS removed dblock/$V1" sh -c "! dkms status dblock | grep -q '^dblock/$V1,'"
 check "no failed unit" sh -c '[ -z "$(systemctl list-units --state=failed --no-legend)" ] || { systemctl list-units --state=failed; exit 1; }'
