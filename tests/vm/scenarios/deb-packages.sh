@@ -119,13 +119,14 @@ done
 pid=$(main_pid)
 
 # writer NAME DIR: numbered 64 KiB files, each recorded (with its sha256)
-# only after dd's fsync returned; an error is recorded as such.
+# only after dd's fsync returned; an error is recorded as such (dd
+# status=none: its transfer report on stderr is not an error).
 writer() {
 	local name=$1 dir=$2 n=0 src=$state/$1.src
 	while [ ! -e "$STOP" ]; do
 		n=$((n + 1))
 		head -c 65536 /dev/urandom >"$src"
-		if dd if="$src" of="$dir/f$n" bs=65536 conv=fsync 2>>"$state/$name.err"; then
+		if dd if="$src" of="$dir/f$n" bs=65536 conv=fsync status=none 2>>"$state/$name.err"; then
 			echo "f$n $(sha256sum <"$src" | cut -d' ' -f1)" >>"$state/$name.rec"
 		else
 			echo "write of f$n failed" >>"$state/$name.err"
