@@ -215,7 +215,8 @@ def main():
     targets_section(res, meta, out)
     if os.path.exists(os.path.join(outdir, "performance-notes.md")):
         out.append("Why a target is missed, with the profiles: [performance-notes.md](performance-notes.md) "
-                   "(written by hand).")
+                   "(written by hand), with the I/O pause of an upgrade, a restart and a crash "
+                   "(`bench/outlive.sh`).")
         out.append("")
     chart(res, outdir, out)
     out.append("## Host: nbd-export (no kernel module)")
