@@ -8,4 +8,8 @@
 /* The struct of type @type whose member @member @ptr points to. */
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
+/* An intended fall-through to the next case label; gcc accepts a comment
+ * for -Wimplicit-fallthrough, clang only the attribute. */
+#define _fallthrough_ __attribute__((__fallthrough__))
+
 #endif

@@ -25,6 +25,7 @@
 
 #include "cleanup.h"
 #include "file.h"
+#include "macro.h"
 #include "parse.h"
 #include "sticky-error.h"
 
@@ -111,7 +112,7 @@ static int open_error(struct file_backend *fb, int err, const char *how)
 				      how);
 			break;
 		}
-		/* fall through */
+		_fallthrough_;
 	default:
 		blkserv_error(fb->dev, "cannot %s %s: %s", how, fb->path, strerror(err));
 	}

@@ -23,7 +23,7 @@
 
 static const char *const level_names[8] = { "", "", "", "error", "warning", "notice", "info", "debug" };
 
-static void to_stderr(void *ctx, int level, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void to_stderr(void *ctx, int level, const char *fmt, va_list ap)
 {
 	fprintf(stderr, "blkserv-log: %s: ", level_names[level & 7]);
 	vfprintf(stderr, fmt, ap);

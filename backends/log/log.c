@@ -106,7 +106,7 @@ static int log_validate(const struct blkserv_config *cfg)
 	return blkserv_config_claim(cfg, "dir", "log directory", dir);
 }
 
-static void store_to_blkserv_log(void *ctx, int level, const char *fmt, va_list ap)
+BLKSERV_PRINTF(3, 0) static void store_to_blkserv_log(void *ctx, int level, const char *fmt, va_list ap)
 {
 	blkserv_logv(ctx, level, fmt, ap);
 }

@@ -154,7 +154,7 @@ static int failures;
 		printf("\n");                                   \
 	} while (0)
 
-static void die(const char *what)
+_Noreturn static void die(const char *what)
 {
 	perror(what);
 	exit(2);
