@@ -143,16 +143,6 @@ void log_full(struct blkserv_device *dev, int level, int error, const char *fmt,
 	va_end(ap);
 }
 
-int log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_fullv(dev, level, error, fmt, ap);
-	va_end(ap);
-	return -abs(error);
-}
-
 /* Host functions for plugins. */
 void blkserv_logv(struct blkserv_device *dev, int level, const char *fmt, va_list ap)
 {
@@ -166,4 +156,14 @@ void blkserv_log(struct blkserv_device *dev, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_fullv(dev, level, 0, fmt, ap);
 	va_end(ap);
+}
+
+int blkserv_log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_fullv(dev, level, error, fmt, ap);
+	va_end(ap);
+	return -abs(error);
 }

@@ -26,9 +26,9 @@ void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt
 void log_full(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
 	BLKSERV_PRINTF(4, 5);
 
-/* Log and return -abs(error), systemd style: return log_error_errno(r, "..."). */
-int log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
-	BLKSERV_PRINTF(4, 5);
+/* Log and return -abs(error), systemd style: return log_error_errno(r, "...").
+ * The SDK's blkserv_log_errno(), which plugins use too. */
+#define log_errno blkserv_log_errno
 
 /* Keep the error messages this thread logs from now on (besides logging
  * them), and hand them over joined by "; " (malloc'd, NULL if none): what

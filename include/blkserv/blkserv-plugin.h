@@ -79,6 +79,24 @@ void blkserv_logv(struct blkserv_device *dev, int level, const char *fmt, va_lis
 #define blkserv_info(dev, ...) blkserv_log((dev), BLKSERV_LOG_INFO, __VA_ARGS__)
 #define blkserv_debug(dev, ...) blkserv_log((dev), BLKSERV_LOG_DEBUG, __VA_ARGS__)
 
+/*
+ * Log like blkserv_log() with %m meaning @error (a negative or positive
+ * errno), and return -abs(@error), so a failure is logged and passed up in
+ * one statement, like systemd's log_error_errno():
+ *
+ *	if (r < 0)
+ *		return blkserv_error_errno(dev, r, "cannot open %s: %m", path);
+ *
+ * errno is preserved.  Any thread.  A host older than this header lacks it:
+ * the plugin then fails to load with an undefined symbol, never misbehaves.
+ */
+int blkserv_log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
+	BLKSERV_PRINTF(4, 5);
+
+#define blkserv_error_errno(dev, error, ...) blkserv_log_errno((dev), BLKSERV_LOG_ERR, (error), __VA_ARGS__)
+#define blkserv_warning_errno(dev, error, ...) \
+	blkserv_log_errno((dev), BLKSERV_LOG_WARNING, (error), __VA_ARGS__)
+
 /* ------------------------------------------------------------------ */
 /* Options.                                                            */
 /* ------------------------------------------------------------------ */
