@@ -210,6 +210,8 @@ static void report_recovery(struct logdev *ld)
 /* Adopt the recovered log, or set up a new one. */
 static int adopt_log(struct logdev *ld, uint64_t size)
 {
+	int r;
+
 	if (ld->s.nsegs == 0) {
 		if (size == 0) {
 			blkserv_error(ld->dev, "the log in %s is empty: the device needs its size option", ld->s.dir);
@@ -232,10 +234,9 @@ static int adopt_log(struct logdev *ld, uint64_t size)
 	ld->ckpt_bytes = ld->recovery.ckpt_bytes;
 	ld->since_ckpt = ld->recovery.replayed_bytes;
 	/* What recovery served must not vanish in a later power cut. */
-	if (log_fdatasync(ld, store_last_seg(&ld->s)->fd) < 0) {
-		blkserv_error(ld->dev, "fdatasync of the recovered log in %s failed: %m", ld->s.dir);
-		return -errno;
-	}
+	r = log_fdatasync(ld, store_last_seg(&ld->s)->fd);
+	if (r < 0)
+		return blkserv_error_errno(ld->dev, r, "fdatasync of the recovered log in %s failed: %m", ld->s.dir);
 	return 0;
 }
 

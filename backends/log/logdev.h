@@ -117,7 +117,7 @@ struct append {
 };
 
 /* writer.c */
-int log_fdatasync(struct logdev *ld, int fd);
+int log_fdatasync(struct logdev *ld, int fd); /* 0 or -errno */
 int log_append_locked(struct logdev *ld, const struct append *a, uint64_t *ret_seq);
 int log_append(struct logdev *ld, const struct append *a, uint64_t *ret_seq);
 int log_rotate_locked(struct logdev *ld, uint32_t flags);

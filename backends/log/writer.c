@@ -41,11 +41,9 @@ int log_fdatasync(struct logdev *ld, int fd)
 {
 	uint64_t nth = atomic_fetch_add(&ld->fsyncs, 1) + 1;
 
-	if (ld->fault_fsync && nth == ld->fault_fsync) {
-		errno = EIO;
-		return -1;
-	}
-	return fdatasync(fd);
+	if (ld->fault_fsync && nth == ld->fault_fsync)
+		return -EIO;
+	return fdatasync(fd) < 0 ? -errno : 0;
 }
 
 uint64_t log_reserve(const struct logdev *ld)
@@ -114,8 +112,9 @@ int log_rotate_locked(struct logdev *ld, uint32_t flags)
 	int r;
 
 	if (last) {
-		if (log_fdatasync(ld, last->fd) < 0) {
-			log_sync_failed(ld, "fdatasync", errno);
+		r = log_fdatasync(ld, last->fd);
+		if (r < 0) {
+			log_sync_failed(ld, "fdatasync", -r);
 			return -EIO;
 		}
 		seq_max(&ld->synced_seq, ld->s.next_seq - 1);
@@ -357,8 +356,9 @@ int log_sync_upto(struct logdev *ld, uint64_t seq)
 	fd = dup_last_fd(ld, &target);
 	if (fd == -ENOENT) /* no segment: nothing was ever written */
 		goto out;
-	if (fd < 0 || log_fdatasync(ld, fd) < 0) {
-		log_sync_failed(ld, "fdatasync", fd < 0 ? -fd : errno);
+	r = fd < 0 ? fd : log_fdatasync(ld, fd);
+	if (r < 0) {
+		log_sync_failed(ld, "fdatasync", -r);
 		r = -EIO;
 	}
 	safe_close(fd);
@@ -426,8 +426,9 @@ int log_checkpoint(struct logdev *ld)
 		blkserv_warning(ld->dev, "cannot write a checkpoint to %s: %s", ld->s.dir, strerror(-r));
 		return r;
 	}
-	if (fd < 0 || log_fdatasync(ld, fd) < 0) {
-		log_sync_failed(ld, "fdatasync of a checkpoint", errno);
+	r = fd < 0 ? -errno : log_fdatasync(ld, fd);
+	if (r < 0) {
+		log_sync_failed(ld, "fdatasync of a checkpoint", -r);
 		safe_close(fd);
 		return -EIO;
 	}
