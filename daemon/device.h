@@ -40,6 +40,7 @@ struct blkserv_device {
 	struct io_stats retired_stats; /* of queues already freed */
 
 	struct device_scrub *scrub; /* scrub.c; NULL: never scrubbed */
+	atomic_bool bad_return_logged; /* queue.c: a backend returned a value no callback may */
 };
 
 /* Copy @cfg into a new device (not started), loading its plugins from

@@ -132,6 +132,26 @@ static blkserv_data_fn backend_fn(const struct blkserv_device *dev, uint32_t op)
 
 static bool fault_intercept(struct blkserv_request *req);
 
+/*
+ * A data callback returns 0, a negative errno or BLKSERV_ASYNC; read_map
+ * 0 or a negative errno.  Any other value is a bug of the plugin: the
+ * request fails with EIO (never with a value nobody defined), and the bug
+ * is logged once per device, not once per request.
+ */
+static int backend_result(struct blkserv_queue *q, const char *callback, int r)
+{
+	struct blkserv_device *dev = q->dev;
+
+	if (r <= 0)
+		return r;
+	if (!atomic_exchange(&dev->bad_return_logged, true))
+		blkserv_error(dev,
+			      "backend %s: %s returned %d, which is neither 0, a negative errno nor "
+			      "BLKSERV_ASYNC: a bug of the plugin (such requests fail with EIO)",
+			      device_backend_name(dev), callback, r);
+	return -EIO;
+}
+
 /* A READ the frontend can send from a file: ask the backend where its
  * bytes are.  true: @req completed that way (or with the backend's error).
  * Never with fault injection, whose read errors must reach the client. */
@@ -151,7 +171,7 @@ static bool answer_with_map(struct blkserv_queue *q, void *qdata, struct blkserv
 		req->map_offset = offset;
 		stats_count_mapped_read(&q->stats);
 	}
-	blkserv_request_complete(req, r > 0 ? -EIO : r);
+	blkserv_request_complete(req, backend_result(q, "read_map", r));
 	return true;
 }
 
@@ -170,7 +190,7 @@ static void call_backend(struct blkserv_request *req)
 	fn = backend_fn(q->dev, req->op);
 	r = fn ? fn(qdata, req) : -EOPNOTSUPP;
 	if (r != BLKSERV_ASYNC)
-		blkserv_request_complete(req, r > 0 ? -EIO : r);
+		blkserv_request_complete(req, backend_result(q, op_name(req->op), r));
 }
 
 /* ---- fault injection (a device's faults section; tests only) -------- */

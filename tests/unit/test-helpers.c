@@ -39,8 +39,10 @@ const char *test_plugin_dir(void)
 		assert_int_equal(mkdir(dir, 0755), 0);
 		copy_plugins(env_dir("BLKSERV_TEST_PLUGIN_DIR"), dir);
 		char src[512];
-		snprintf(src, sizeof(src), "%s/blkserv-frontend-testfe.so' '%s/blkserv-backend-asyncmem.so",
-			 env_dir("BLKSERV_TEST_FIXTURE_DIR"), env_dir("BLKSERV_TEST_FIXTURE_DIR"));
+		const char *fixtures = env_dir("BLKSERV_TEST_FIXTURE_DIR");
+		snprintf(src, sizeof(src),
+			 "%s/blkserv-frontend-testfe.so' '%s/blkserv-backend-asyncmem.so' '%s/blkserv-backend-badret.so",
+			 fixtures, fixtures, fixtures);
 		char cmd[1024];
 		snprintf(cmd, sizeof(cmd), "cp '%s' '%s'/ && chmod 0755 '%s'/*.so", src, dir, dir);
 		assert_int_equal(system(cmd), 0);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "test-helpers.h"
+#include "log.h"
 
 #define ASYNC_CONFIG                                                              \
 	"device \"am\" {\n  frontend \"testfe\" { socket = \"/x\" }\n"            \
@@ -125,6 +126,31 @@ static void test_unknown_op_refused(void **state)
 	test_close_device(dev);
 }
 
+/* A backend returning a value no callback may (7: not 0, -errno or
+ * BLKSERV_ASYNC) fails the request with EIO, every time, and the bug is
+ * logged once for the device, not once per request. */
+static void test_bad_return_is_eio(void **state)
+{
+	struct blkserv_device *dev = test_open_backend(
+		"device \"br\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"badret\" { }\n}\n", "br");
+	struct blkserv_queue *q;
+	char buf[512] = { 1 }, *logged;
+
+	assert_int_equal(blkserv_queue_new(dev, 4, 0, &q), 0);
+	log_capture_begin();
+	assert_int_equal(test_io(q, BLKSERV_OP_WRITE, 0, 0, sizeof(buf), buf), -EIO);
+	assert_int_equal(test_io(q, BLKSERV_OP_WRITE, 0, 512, sizeof(buf), buf), -EIO);
+	logged = log_capture_end();
+	assert_non_null(logged);
+	assert_non_null(strstr(logged, "backend badret: write returned 7"));
+	assert_null(strstr(logged, "; ")); /* one message for both requests */
+	free(logged);
+	assert_int_equal(test_io(q, BLKSERV_OP_READ, 0, 0, sizeof(buf), buf), 0); /* a valid 0 still is */
+	assert_int_equal(blkserv_queue_inflight(q), 0);
+	blkserv_queue_free(q);
+	test_close_device(dev);
+}
+
 static void test_device_start_stop(void **state)
 {
 	struct config *c = NULL;
@@ -161,6 +187,7 @@ int main(void)
 		cmocka_unit_test(test_many_in_flight),
 		cmocka_unit_test(test_fua_emulated_by_flush),
 		cmocka_unit_test(test_unknown_op_refused),
+		cmocka_unit_test(test_bad_return_is_eio),
 		cmocka_unit_test(test_device_start_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
