@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,16 +114,65 @@ static void capture_message(int level, const char *msg)
 	snprintf(capture + len, LOG_CAPTURE_MAX - len, "%s%s", len ? "; " : "", msg);
 }
 
-void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt, va_list ap)
+/*
+ * The plugin whose code @caller (a return address) lies in, named by its
+ * shared object (blkserv-frontend-NAME.so or blkserv-backend-NAME.so) into
+ * @buf, or NULL for the daemon itself (and for a plugin linked into a test
+ * program).  The host prefixes a plugin's messages with its name this way,
+ * from whichever thread it logs, so no message has to name its plugin.
+ */
+static const char *plugin_of_caller(const void *caller, char *buf, size_t len)
+{
+	static const char *const prefixes[] = { "blkserv-frontend-", "blkserv-backend-" };
+	const char *base, *name;
+	Dl_info info;
+	size_t n;
+
+	if (!dladdr(caller, &info) || !info.dli_fname)
+		return NULL;
+	base = strrchr(info.dli_fname, '/');
+	base = base ? base + 1 : info.dli_fname;
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		if (strncmp(base, prefixes[i], strlen(prefixes[i])) != 0)
+			continue;
+		name = base + strlen(prefixes[i]);
+		n = strcspn(name, ".");
+		if (n == 0 || n >= len)
+			return NULL;
+		memcpy(buf, name, n);
+		buf[n] = '\0';
+		return buf;
+	}
+	return NULL;
+}
+
+/* "@plugin: " unless the message already starts so (a plugin built before
+ * the host prefixed its messages). */
+static size_t plugin_prefix(char *msg, size_t size, const char *plugin, const char *fmt)
+{
+	size_t n;
+
+	if (!plugin)
+		return 0;
+	n = strlen(plugin);
+	if (strncmp(fmt, plugin, n) == 0 && fmt[n] == ':')
+		return 0;
+	return (size_t)snprintf(msg, size, "%s: ", plugin);
+}
+
+static void log_emit(struct blkserv_device *dev, const char *plugin, int level, int error, const char *fmt,
+		     va_list ap)
 {
 	int saved_errno = errno;
 	char msg[2048];
+	size_t n;
 
 	if (level > log_max_level)
 		return; /* never an error (the lowest max level is "err"): none escapes capture */
+	n = plugin_prefix(msg, sizeof(msg), plugin, fmt);
 	/* %m means the error passed in, or errno. */
 	errno = error ? abs(error) : saved_errno;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(msg + n, sizeof(msg) - n, fmt, ap);
 	capture_message(level, msg);
 
 	if (log_target == LOG_TARGET_JOURNAL)
@@ -134,6 +184,11 @@ void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt
 	errno = saved_errno;
 }
 
+void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt, va_list ap)
+{
+	log_emit(dev, NULL, level, error, fmt, ap);
+}
+
 void log_full(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
 {
 	va_list ap;
@@ -143,27 +198,39 @@ void log_full(struct blkserv_device *dev, int level, int error, const char *fmt,
 	va_end(ap);
 }
 
-/* Host functions for plugins. */
+/* Host functions for plugins (blkserv_log_errno is the daemon's log_errno
+ * too: called from the daemon, it adds no prefix). */
+#define CALLER_PLUGIN(buf) plugin_of_caller(__builtin_return_address(0), (buf), sizeof(buf))
+
 void blkserv_logv(struct blkserv_device *dev, int level, const char *fmt, va_list ap)
 {
-	log_fullv(dev, level, 0, fmt, ap);
+	char name[64];
+
+	if (level <= log_max_level) /* no dladdr for a message not logged */
+		log_emit(dev, CALLER_PLUGIN(name), level, 0, fmt, ap);
 }
 
 void blkserv_log(struct blkserv_device *dev, int level, const char *fmt, ...)
 {
+	char name[64];
 	va_list ap;
 
+	if (level > log_max_level)
+		return;
 	va_start(ap, fmt);
-	log_fullv(dev, level, 0, fmt, ap);
+	log_emit(dev, CALLER_PLUGIN(name), level, 0, fmt, ap);
 	va_end(ap);
 }
 
 int blkserv_log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
 {
+	char name[64];
 	va_list ap;
 
+	if (level > log_max_level)
+		return -abs(error);
 	va_start(ap, fmt);
-	log_fullv(dev, level, error, fmt, ap);
+	log_emit(dev, CALLER_PLUGIN(name), level, error, fmt, ap);
 	va_end(ap);
 	return -abs(error);
 }

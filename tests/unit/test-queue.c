@@ -131,11 +131,18 @@ static void test_unknown_op_refused(void **state)
  * logged once for the device, not once per request. */
 static void test_bad_return_is_eio(void **state)
 {
-	struct blkserv_device *dev = test_open_backend(
-		"device \"br\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"badret\" { }\n}\n", "br");
+	struct blkserv_device *dev;
 	struct blkserv_queue *q;
 	char buf[512] = { 1 }, *logged;
 
+	/* The host prefixes a plugin's own messages with its name. */
+	log_capture_begin();
+	dev = test_open_backend(
+		"device \"br\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"badret\" { }\n}\n", "br");
+	logged = log_capture_end();
+	assert_non_null(logged);
+	assert_string_equal(logged, "badret: opened (a fixture's error message)");
+	free(logged);
 	assert_int_equal(blkserv_queue_new(dev, 4, 0, &q), 0);
 	log_capture_begin();
 	assert_int_equal(test_io(q, BLKSERV_OP_WRITE, 0, 0, sizeof(buf), buf), -EIO);
@@ -155,7 +162,7 @@ static void test_device_start_stop(void **state)
 {
 	struct config *c = NULL;
 	struct blkserv_device *dev;
-	char *error = NULL;
+	char *error = NULL, *logged;
 	const char *text = "device \"ok\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\" }\n"
 			   "  backend \"ramdisk\" { }\n}\n"
 			   "device \"bad\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\"\n fail_start = true }\n"
@@ -173,7 +180,14 @@ static void test_device_start_stop(void **state)
 	device_free(dev);
 	/* A failing start leaves nothing open. */
 	assert_int_equal(device_new(config_find_device(c, "bad"), test_plugin_dir(), &dev), 0);
+	log_capture_begin();
 	assert_int_equal(device_start(dev), -EIO);
+	logged = log_capture_end();
+	/* testfe names itself, as plugins did before the host did: not twice. */
+	assert_non_null(logged);
+	assert_non_null(strstr(logged, "testfe: failing start as configured"));
+	assert_null(strstr(logged, "testfe: testfe:"));
+	free(logged);
 	assert_null(dev->backend_handle);
 	assert_null(dev->frontend_handle);
 	device_free(dev);
