@@ -17,7 +17,7 @@ static const char *arg_config = BLKSERV_CONFIG_FILE;
 static const char *arg_plugin_dir;
 static const char *arg_help_plugin;
 static int arg_log_level = -1;
-static enum { ACTION_RUN, ACTION_CHECK, ACTION_LIST, ACTION_HELP_PLUGIN } arg_action = ACTION_RUN;
+static enum { ACTION_RUN, ACTION_CHECK, ACTION_LIST, ACTION_HELP_PLUGIN, ACTION_DUMP_PLUGIN } arg_action = ACTION_RUN;
 
 static void help(void)
 {
@@ -27,6 +27,7 @@ static void help(void)
 	       "      --check-config       validate the config and its plugins, then exit\n"
 	       "      --list-plugins       list the frontend and backend plugins\n"
 	       "      --help-plugin NAME   show a plugin's options\n"
+	       "      --dump-plugin NAME   show a plugin's ABI version and callbacks (key=value)\n"
 	       "      --plugin-dir DIR     load plugins from DIR (overrides plugin_dir)\n"
 	       "      --log-level LEVEL    err, warning, notice, info or debug\n"
 	       "  -h, --help               this help\n"
@@ -34,14 +35,51 @@ static void help(void)
 	       BLKSERV_CONFIG_FILE);
 }
 
+enum { ARG_CHECK = 0x100, ARG_LIST, ARG_HELP_PLUGIN, ARG_DUMP_PLUGIN, ARG_PLUGIN_DIR, ARG_LOG_LEVEL, ARG_VERSION };
+
+/* One action per command line: "--check-config --list-plugins" or two
+ * --help-plugin would otherwise do only the last one, silently. */
+static int set_action(int option, const char *plugin)
+{
+	static const struct {
+		int option;
+		int action;
+		const char *name;
+	} actions[] = {
+		{ ARG_CHECK, ACTION_CHECK, "--check-config" },
+		{ ARG_LIST, ACTION_LIST, "--list-plugins" },
+		{ ARG_HELP_PLUGIN, ACTION_HELP_PLUGIN, "--help-plugin" },
+		{ ARG_DUMP_PLUGIN, ACTION_DUMP_PLUGIN, "--dump-plugin" },
+	};
+	static const char *given;
+
+	for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+		if (actions[i].option != option)
+			continue;
+		if (given == actions[i].name) {
+			log_error("%s is given twice (one action at a time)", given);
+			return -EINVAL;
+		}
+		if (given) {
+			log_error("%s and %s cannot be given together (one action at a time)", given, actions[i].name);
+			return -EINVAL;
+		}
+		given = actions[i].name;
+		arg_action = actions[i].action;
+		arg_help_plugin = plugin;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 static int parse_argv(int argc, char **argv)
 {
-	enum { ARG_CHECK = 0x100, ARG_LIST, ARG_HELP_PLUGIN, ARG_PLUGIN_DIR, ARG_LOG_LEVEL, ARG_VERSION };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, ARG_CHECK },
 		{ "list-plugins", no_argument, NULL, ARG_LIST },
 		{ "help-plugin", required_argument, NULL, ARG_HELP_PLUGIN },
+		{ "dump-plugin", required_argument, NULL, ARG_DUMP_PLUGIN },
 		{ "plugin-dir", required_argument, NULL, ARG_PLUGIN_DIR },
 		{ "log-level", required_argument, NULL, ARG_LOG_LEVEL },
 		{ "help", no_argument, NULL, 'h' },
@@ -56,14 +94,11 @@ static int parse_argv(int argc, char **argv)
 			arg_config = optarg;
 			break;
 		case ARG_CHECK:
-			arg_action = ACTION_CHECK;
-			break;
 		case ARG_LIST:
-			arg_action = ACTION_LIST;
-			break;
 		case ARG_HELP_PLUGIN:
-			arg_action = ACTION_HELP_PLUGIN;
-			arg_help_plugin = optarg;
+		case ARG_DUMP_PLUGIN:
+			if (set_action(c, optarg) < 0)
+				return -EINVAL;
 			break;
 		case ARG_PLUGIN_DIR:
 			arg_plugin_dir = optarg;
@@ -144,6 +179,10 @@ int main(int argc, char **argv)
 	case ACTION_HELP_PLUGIN:
 		dir = plugin_dir();
 		r = help_plugin(dir, arg_help_plugin);
+		break;
+	case ACTION_DUMP_PLUGIN:
+		dir = plugin_dir();
+		r = dump_plugin(dir, arg_help_plugin);
 		break;
 	case ACTION_RUN:
 		r = daemon_run(arg_config, arg_plugin_dir, arg_log_level);

@@ -100,7 +100,72 @@ static void print_options(const struct plugin *p)
 	}
 }
 
-int help_plugin(const char *dir, const char *name)
+static void print_has(const char *callback, bool has)
+{
+	printf("has_%s=%d\n", callback, has ? 1 : 0);
+}
+
+static void dump_backend(const struct blkserv_backend *b)
+{
+	print_has("open", b->open);
+	print_has("close", b->close);
+	print_has("get_size", b->get_size);
+	print_has("get_caps", b->get_caps);
+	print_has("queue_open", b->queue_open);
+	print_has("queue_close", b->queue_close);
+	print_has("read", b->read);
+	print_has("write", b->write);
+	print_has("flush", b->flush);
+	print_has("trim", b->trim);
+	print_has("write_zeroes", b->write_zeroes);
+	print_has("sync", b->sync);
+	print_has("get_stats", b->get_stats);
+	print_has("preserve", b->preserve);
+	print_has("read_map", b->read_map);
+	print_has("option_checks", b->option_checks);
+	print_has("validate", b->validate);
+	print_has("scrub", b->scrub);
+	printf("request_priv_size=%u\n", b->request_priv_size);
+}
+
+static void dump_frontend(const struct blkserv_frontend *f)
+{
+	print_has("open", f->open);
+	print_has("start", f->start);
+	print_has("stop", f->stop);
+	print_has("close", f->close);
+	print_has("check_health", f->check_health);
+	print_has("check_idle", f->check_idle);
+	print_has("option_checks", f->option_checks);
+	print_has("validate", f->validate);
+}
+
+/* key=value lines, like nbdkit --dump-plugin: what a packager or a plugin
+ * author checks (the ABI it was built for, the callbacks it has). */
+static void dump_one(const struct plugin *p)
+{
+	bool backend = p->kind == PLUGIN_BACKEND;
+	const struct blkserv_option *o = plugin_options(p);
+
+	printf("kind=%s\n", plugin_kind_name(p->kind));
+	printf("name=%s\n", p->name);
+	printf("path=%s\n", p->path);
+	printf("description=%s\n", plugin_description(p));
+	printf("abi_version=%u\n", backend ? p->backend.abi_version : p->frontend.abi_version);
+	printf("host_abi_versions=%u-%u\n", BLKSERV_ABI_VERSION_MIN, BLKSERV_ABI_VERSION);
+	printf("struct_size=%llu\n", (unsigned long long)p->struct_size);
+	printf("host_struct_size=%zu\n", backend ? sizeof(p->backend) : sizeof(p->frontend));
+	if (backend)
+		dump_backend(&p->backend);
+	else
+		dump_frontend(&p->frontend);
+	for (; o && o->name; o++)
+		printf("option=%s\n", o->name);
+}
+
+/* Load the frontend and the backend called @name (either may not exist)
+ * and hand each to @show. */
+static int for_each_kind(const char *dir, const char *name, void (*show)(const struct plugin *p))
 {
 	static const enum plugin_kind kinds[] = { PLUGIN_FRONTEND, PLUGIN_BACKEND };
 	_cleanup_free_ char *error = NULL;
@@ -117,7 +182,7 @@ int help_plugin(const char *dir, const char *name)
 		}
 		if (found++)
 			printf("\n");
-		print_options(p);
+		show(p);
 		plugin_free(p);
 	}
 	if (!found) {
@@ -125,4 +190,14 @@ int help_plugin(const char *dir, const char *name)
 		return -ENOENT;
 	}
 	return 0;
+}
+
+int help_plugin(const char *dir, const char *name)
+{
+	return for_each_kind(dir, name, print_options);
+}
+
+int dump_plugin(const char *dir, const char *name)
+{
+	return for_each_kind(dir, name, dump_one);
 }

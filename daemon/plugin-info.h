@@ -6,5 +6,7 @@
 int list_plugins(const char *dir);
 /* blkservd --help-plugin NAME: the options of the frontend and/or backend NAME. */
 int help_plugin(const char *dir, const char *name);
+/* blkservd --dump-plugin NAME: its ABI facts and callbacks, key=value lines. */
+int dump_plugin(const char *dir, const char *name);
 
 #endif

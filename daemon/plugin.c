@@ -192,10 +192,11 @@ static int adopt_struct(struct plugin *p, const void *init, char **ret_error)
 
 	if (!init)
 		return set_error(ret_error, -EINVAL, "plugin %s: registration function returned NULL", p->path);
-	if (head->abi_version != BLKSERV_ABI_VERSION)
+	if (head->abi_version < BLKSERV_ABI_VERSION_MIN || head->abi_version > BLKSERV_ABI_VERSION)
 		return set_error(ret_error, -EPROTO,
-				 "plugin %s was built for plugin ABI version %u; this blkservd supports version %u",
-				 p->path, head->abi_version, BLKSERV_ABI_VERSION);
+				 "plugin %s was built for plugin ABI version %u; this blkservd supports versions "
+				 "%u to %u",
+				 p->path, head->abi_version, BLKSERV_ABI_VERSION_MIN, BLKSERV_ABI_VERSION);
 	if (head->struct_size < min)
 		return set_error(ret_error, -EPROTO, "plugin %s: struct_size %llu is too small",
 				 p->path, (unsigned long long)head->struct_size);

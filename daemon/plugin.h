@@ -6,6 +6,11 @@
 
 #include "blkserv/blkserv-plugin.h"
 
+/* The oldest plugin ABI this host loads (BLKSERV_ABI_VERSION the newest).
+ * A version's structs only ever grow: a plugin built for an older version
+ * gets zeroes for the fields it lacks (see adopt_struct). */
+#define BLKSERV_ABI_VERSION_MIN 1
+
 enum plugin_kind {
 	PLUGIN_BACKEND,
 	PLUGIN_FRONTEND,

@@ -605,6 +605,27 @@ def test_command_line(tmp):
     check("--help-plugin shows ranges", rc == 0 and "default 64M (64K..1T)" in out, out)
     rc, out = run(["--help-plugin", "nosuch", "--plugin-dir", pdir])
     check("--help-plugin of an unknown plugin fails", rc == 1 and "no plugin named 'nosuch'" in out, out)
+    rc, out = run(["--dump-plugin", "ramdisk", "--plugin-dir", pdir])
+    facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    check("--dump-plugin prints the ABI facts of a backend",
+          rc == 0 and facts.get("kind") == "backend" and facts.get("abi_version") == "1" and
+          facts.get("has_read") == "1" and facts.get("has_scrub") == "0" and
+          facts.get("struct_size") == facts.get("host_struct_size"), out)
+    rc, out = run(["--dump-plugin", "testfe", "--plugin-dir", pdir])
+    check("--dump-plugin of a frontend", rc == 0 and "kind=frontend" in out and "has_start=1" in out, out)
+    # A plugin built before option_checks and validate: a shorter struct
+    # loads, and what lies beyond it reads as absent.
+    rc, out = run(["--dump-plugin", "oldabi", "--plugin-dir", os.environ["BLKSERV_TEST_FIXTURE_DIR"]])
+    facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    check("--dump-plugin of an older, shorter plugin struct",
+          rc == 0 and int(facts.get("struct_size", "0")) < int(facts.get("host_struct_size", "0")) and
+          facts.get("has_validate") == "0" and facts.get("has_read") == "1", out)
+    rc, out = run(["--dump-plugin", "nosuch", "--plugin-dir", pdir])
+    check("--dump-plugin of an unknown plugin fails", rc == 1 and "no plugin named 'nosuch'" in out, out)
+    rc, out = run(["--help-plugin", "ramdisk", "--dump-plugin", "ramdisk", "--plugin-dir", pdir])
+    check("two actions are refused", rc == 2 and "cannot be given together" in out, out)
+    rc, out = run(["--check-config", "--check-config", "-c", conf, "--plugin-dir", pdir])
+    check("an action given twice is refused", rc == 2 and "--check-config is given twice" in out, out)
     rc, out = run(["--bogus"])
     check("an unknown argument exits 2", rc == 2, out)
 

@@ -63,6 +63,10 @@ static void test_wrong_abi_version(void **state)
 
 	expect_refused(dir, "badabi", -EPROTO, "blkserv-backend-badabi.so", "ABI version 99");
 	free(dir);
+	/* Below the oldest version this host loads: refused too, with the range. */
+	dir = dir_with("zeroabi", "zeroabi", 0755);
+	expect_refused(dir, "zeroabi", -EPROTO, "blkserv-backend-zeroabi.so", "ABI version 0; this blkservd supports versions 1 to");
+	free(dir);
 }
 
 static void test_missing_callbacks(void **state)
