@@ -160,6 +160,26 @@ dev_size() {
 	blockdev --getsize64 "$1"
 }
 
+# writes_done DISK: the writes DISK (ublkb0, not /dev/...) has completed
+# (field 5 of /sys/block/DISK/stat).
+writes_done() {
+	awk '{ print $5 }' "/sys/block/$1/stat"
+}
+
+# wait_writes SECONDS DISK N: wait until DISK has completed N more writes
+# than when called, so a writer started in the background is known to be
+# writing (not merely started, nor already done) when a scenario kills the
+# daemon under it.
+wait_writes() {
+	local base
+	base=$(writes_done "$2")
+	wait_for "$1" _writes_beyond "$2" $((base + $3))
+}
+
+_writes_beyond() {
+	[ "$(writes_done "$1")" -ge "$2" ]
+}
+
 _blockdev_ready() {
 	[ -b "$1" ] && [ "$(blockdev --getsize64 "$1" 2>/dev/null || echo 0)" -gt 0 ]
 }

@@ -541,24 +541,6 @@ static u32 handle_or_die(const char *name)
 	return handle;
 }
 
-static int cmd_signal(const char *name)
-{
-	struct blocked b = { .name = name, .handle = handle_or_die(name) };
-	struct sigaction sa = { .sa_handler = on_usr1 };
-
-	sigaction(SIGUSR1, &sa, NULL);
-	pthread_create(&b.thread, NULL, block_once, &b);
-	sleep(1); /* let it block */
-	pthread_kill(b.thread, SIGUSR1);
-	pthread_join(b.thread, NULL);
-	CHECK(b.rc < 0 && b.err == EINTR, "a blocked DEVICE_OPERATION fails with EINTR (rc %d, %s)", b.rc,
-	      strerror(b.err));
-	CHECK(b.operation == DEVICE_OPERATION_KERNEL_BLOCK_FOR_REQUEST, "the op says 40 (got %u)", b.operation);
-	CHECK(b.signal_number == SIGUSR1, "signal_number is SIGUSR1 (got %u)", b.signal_number);
-	CHECK(usr1_delivered == 1, "the signal was delivered to the handler, not swallowed (%d)", (int)usr1_delivered);
-	return failures ? 1 : 0;
-}
-
 static int servers_waiting(const char *name)
 {
 	char path[96];
@@ -575,6 +557,37 @@ static int servers_waiting(const char *name)
 	return n;
 }
 
+/* Wait (5 s at most) until @n server threads are blocked in the kernel
+ * waiting for a request; the number seen. */
+static int wait_servers(const char *name, int n)
+{
+	int waiting = -1;
+
+	for (int i = 0; i < 100 && (waiting = servers_waiting(name)) < n; i++)
+		usleep(50000);
+	return waiting;
+}
+
+static int cmd_signal(const char *name)
+{
+	struct blocked b = { .name = name, .handle = handle_or_die(name) };
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	int waiting;
+
+	sigaction(SIGUSR1, &sa, NULL);
+	pthread_create(&b.thread, NULL, block_once, &b);
+	waiting = wait_servers(name, 1);
+	CHECK(waiting == 1, "the thread is blocked for a request before the signal (sysfs says %d)", waiting);
+	pthread_kill(b.thread, SIGUSR1);
+	pthread_join(b.thread, NULL);
+	CHECK(b.rc < 0 && b.err == EINTR, "a blocked DEVICE_OPERATION fails with EINTR (rc %d, %s)", b.rc,
+	      strerror(b.err));
+	CHECK(b.operation == DEVICE_OPERATION_KERNEL_BLOCK_FOR_REQUEST, "the op says 40 (got %u)", b.operation);
+	CHECK(b.signal_number == SIGUSR1, "signal_number is SIGUSR1 (got %u)", b.signal_number);
+	CHECK(usr1_delivered == 1, "the signal was delivered to the handler, not swallowed (%d)", (int)usr1_delivered);
+	return failures ? 1 : 0;
+}
+
 static int cmd_wake(const char *name, int nthreads)
 {
 	struct blocked *b = calloc((size_t)nthreads, sizeof(*b));
@@ -586,8 +599,7 @@ static int cmd_wake(const char *name, int nthreads)
 		b[i] = (struct blocked){ .name = name, .handle = handle };
 		pthread_create(&b[i].thread, NULL, block_once, &b[i]);
 	}
-	for (int i = 0; i < 100 && (waiting = servers_waiting(name)) < nthreads; i++)
-		usleep(50000);
+	waiting = wait_servers(name, nthreads);
 	CHECK(waiting == nthreads, "%d server threads are blocked (sysfs says %d)", nthreads, waiting);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = destroy_by_id(ctl, handle, 0);
@@ -733,8 +745,7 @@ static int cmd_reattach(const char *name)
 	pthread_join(rd.thread, NULL);
 	CHECK(rd.rc == 0, "the read completes through the new server (%s)", strerror(-rd.rc));
 	CHECK(rd.rc == 0 && all_bytes(rd.buf, 4096, 0xa5), "it returns the new server's data");
-	for (int i = 0; i < 100 && (waiting = servers_waiting(name)) < 1; i++)
-		usleep(50000);
+	waiting = wait_servers(name, 1);
 	CHECK(waiting == 1, "the new server is blocked for the next request (sysfs says %d)", waiting);
 	CHECK(ns.got_read >= 1, "the new server got the read the dead one held (%d)", ns.got_read);
 	CHECK(ioctl(ns.fd, EXT_IOCTL_DEVICE_DETACH) == 0, "DETACH (extension) on its -ctl file (%s)", strerror(errno));

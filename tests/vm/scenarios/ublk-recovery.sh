@@ -57,7 +57,7 @@ fio --name=crash --filename=/dev/ublkb0 --rw=randwrite --bs=4k --size=96M \
 	--iodepth=32 --ioengine=io_uring --direct=1 --numjobs=1 \
 	--verify=crc32c --do_verify=1 --verify_fatal=1 >"$BLKSERV_TMP/fio.log" 2>&1 &
 fio_pid=$!
-sleep 2
+must "fio: 500 writes completed before the kill" wait_writes 60 ublkb0 500
 check "fio is still writing when the daemon is killed" kill -0 "$fio_pid"
 kill_and_recover "fio"
 wait "$fio_pid"
@@ -71,9 +71,12 @@ must "write a 16 MiB file" dd if=/dev/urandom of="$mnt/before" bs=1M count=16 co
 sum_before=$(sha256sum <"$mnt/before")
 dd if=/dev/urandom of="$BLKSERV_TMP/during" bs=1M count=32 2>/dev/null
 sum_during=$(sha256sum <"$BLKSERV_TMP/during")
-dd if="$BLKSERV_TMP/during" of="$mnt/during" bs=64k conv=fsync 2>"$BLKSERV_TMP/dd.log" &
+# oflag=direct: 64 KiB at a time reaches the device while dd runs, so the
+# kill below comes while it writes.
+dd if="$BLKSERV_TMP/during" of="$mnt/during" bs=64k oflag=direct conv=fsync 2>"$BLKSERV_TMP/dd.log" &
 dd_pid=$!
-sleep 1
+must "ext4: 4 writes of the file completed before the kill" wait_writes 60 ublkb0 4
+check "ext4: dd is still writing when the daemon is killed" kill -0 "$dd_pid"
 kill_and_recover "ext4"
 wait "$dd_pid"
 check_eq "ext4: the write in progress completes" 0 "$?"
