@@ -46,6 +46,15 @@ static inline void closedirp(DIR **d)
 		(void)closedir(*d);
 }
 
+/* func##p(&ptr): func(ptr) unless ptr is NULL, for _cleanup_(func##p) on
+ * a pointer to an object that func frees (systemd's macro of that name). */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+	static inline void func##p(type *p)     \
+	{                                       \
+		if (*p)                         \
+			func(*p);               \
+	}
+
 /* Hand a pointer or fd out of a cleanup scope. */
 #define TAKE_PTR(p)                                \
 	({                                         \

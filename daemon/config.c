@@ -16,6 +16,9 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "config-claims.h"
+#include "config-lexical.h"
+#include "plugin-config.h"
 #include "build-config.h"
 #include "cleanup.h"
 #include "log.h"
@@ -27,28 +30,6 @@
 struct seen_option {
 	const cfg_opt_t *opt;
 	int line;
-};
-
-/* A resource a device's plugin claims (blkserv_config_claim). */
-struct claim {
-	char *resource;
-	char *key;
-	char *where; /* "device 'a': frontend 'x' option 'y'" */
-	const char *device;
-	int line;
-	bool shared;     /* blkserv_config_claim_shared: only exclusive claims conflict with it */
-	bool have_id;    /* a path that exists: its identity, so hard links conflict too */
-	dev_t id_dev;
-	ino_t id_ino;
-};
-
-/* Where a string, comment or brace is left open (scan_lexically). */
-struct lexical_scan {
-	int open_string_line; /* 0: none */
-	char open_quote;
-	int open_comment_line;
-	int open_brace_line;
-	int extra_brace_line;
 };
 
 /* The error of the parse in progress (the first one counts). */
@@ -523,94 +504,6 @@ int blkserv_config_error(const struct blkserv_config *cfg, const char *option, c
 	return -EINVAL;
 }
 
-const char *blkserv_config_device_name(const struct blkserv_config *cfg)
-{
-	return cfg->device ? cfg->device->name : "";
-}
-
-uint64_t blkserv_config_device_size(const struct blkserv_config *cfg)
-{
-	return cfg->device ? cfg->device->size : 0;
-}
-
-uint32_t blkserv_config_device_block_size(const struct blkserv_config *cfg)
-{
-	return cfg->device ? cfg->device->block_size : 0;
-}
-
-/* @path without "//", "/./" and a trailing '/' (".." is left alone). */
-static char *normalize_path_lexically(const char *path)
-{
-	char *out = malloc(strlen(path) + 2), *o = out;
-
-	if (!out)
-		return NULL;
-	for (const char *p = path; *p;) {
-		size_t n;
-		while (*p == '/')
-			p++;
-		n = strcspn(p, "/");
-		if (n == 0 || (n == 1 && p[0] == '.')) {
-			p += n;
-			continue;
-		}
-		*o++ = '/';
-		memcpy(o, p, n);
-		o += n;
-		p += n;
-	}
-	if (o == out)
-		*o++ = '/';
-	*o = '\0';
-	return out;
-}
-
-/* A path claim's key: symlinks resolved as far as the path exists (a
- * socket or file to be created: its directory), so two spellings of one
- * path are one key. */
-static char *normalize_key(const char *key)
-{
-	char resolved[PATH_MAX], *lexical, *slash, *joined;
-
-	if (key[0] != '/')
-		return strdup(key);
-	if (realpath(key, resolved))
-		return strdup(resolved);
-	lexical = normalize_path_lexically(key);
-	if (!lexical)
-		return NULL;
-	slash = strrchr(lexical, '/');
-	if (slash == lexical || !slash)
-		return lexical;
-	*slash = '\0';
-	if (!realpath(lexical, resolved) ||
-	    asprintf(&joined, "%s/%s", strcmp(resolved, "/") ? resolved : "", slash + 1) < 0) {
-		*slash = '/';
-		return lexical;
-	}
-	free(lexical);
-	return joined;
-}
-
-/* What a path claim names, whatever the spelling: a symlink, "..", a hard
- * link or a bind mount of one file gives the same st_dev and st_ino; a
- * block device is its device number (two nodes of one disk are one disk). */
-static void claim_identity(struct claim *c, const char *key)
-{
-	struct stat st;
-
-	if (key[0] != '/' || stat(key, &st) < 0)
-		return;
-	c->have_id = true;
-	if (S_ISBLK(st.st_mode)) {
-		c->id_dev = 0; /* st_ino of a block device node is the node's, not the disk's */
-		c->id_ino = (ino_t)st.st_rdev;
-	} else {
-		c->id_dev = st.st_dev;
-		c->id_ino = st.st_ino;
-	}
-}
-
 static int add_claim(const struct blkserv_config *cfg, const char *option, const char *resource, const char *key,
 		     bool shared)
 {
@@ -620,13 +513,11 @@ static int add_claim(const struct blkserv_config *cfg, const char *option, const
 	if (!ctx || !cfg->device)
 		return 0;
 	c.resource = strdup(resource);
-	c.key = normalize_key(key);
 	c.where = section_where(cfg, option);
 	c.device = cfg->device->name;
 	c.line = option_line(cfg, option);
-	claim_identity(&c, key);
 	claims = realloc(ctx->claims, (ctx->nclaims + 1) * sizeof(*claims));
-	if (!c.resource || !c.key || !c.where || !claims) {
+	if (!c.resource || claim_set_key(&c, key) < 0 || !c.where || !claims) {
 		free(c.resource);
 		free(c.key);
 		free(c.where);
@@ -649,30 +540,6 @@ int blkserv_config_claim_shared(const struct blkserv_config *cfg, const char *op
 				const char *key)
 {
 	return add_claim(cfg, option, resource, key, true);
-}
-
-/* '*' matches any text; everything else itself. */
-static bool key_glob(const char *pat, const char *s)
-{
-	if (*pat == '*')
-		return key_glob(pat + 1, s) || (*s && key_glob(pat, s + 1));
-	if (!*pat)
-		return !*s;
-	return *pat == *s && key_glob(pat + 1, s + 1);
-}
-
-static bool keys_conflict(const char *a, const char *b)
-{
-	return strcmp(a, b) == 0 || (strchr(a, '*') && key_glob(a, b)) || (strchr(b, '*') && key_glob(b, a));
-}
-
-static bool claims_conflict(const struct claim *a, const struct claim *b)
-{
-	if (strcmp(a->resource, b->resource) != 0 || (a->shared && b->shared))
-		return false;
-	if (a->have_id && b->have_id)
-		return a->id_dev == b->id_dev && a->id_ino == b->id_ino;
-	return keys_conflict(a->key, b->key);
 }
 
 /* Two devices must not share a socket, an address, a file, a kernel name;
@@ -880,120 +747,6 @@ static int read_device(struct parse_ctx *ctx, cfg_t *dev, struct device_config *
 	return r;
 }
 
-/*
- * The file as libconfuse's lexer (src/lexer.l) reads it, scanned by us:
- *  - libconfuse counts a comment's line twice (3.3: each # or // comment
- *    adds two to the line number, a slash-star one adds one), so every
- *    error after a comment would name a wrong line.  We blank comments out
- *    (newlines kept) and give libconfuse the result.
- *  - It names the end of the file for a string left open (and accepts a
- *    comment left open, swallowing the rest), and accepts a file that ends
- *    inside a section.  We note where the unclosed one starts.
- * Token rules as libconfuse 3.3 applies them (checked by hand): an
- * unquoted string is a run of characters other than space, tab, CR, LF,
- * # " ' = { } ( ) + , *; "#" anywhere, and "//" or slash-star at the start
- * of a token, begin a comment; "//" inside a token ("/usr//lib") does not.
- */
-
-static bool is_unquoted_char(char c)
-{
-	return c && !strchr(" \t\r\n#\"'={}()+,*", c);
-}
-
-static void blank(char *from, char *to)
-{
-	for (char *p = from; p < to; p++)
-		if (*p != '\n')
-			*p = ' ';
-}
-
-static int count_newlines(const char *from, const char *to)
-{
-	int n = 0;
-
-	for (const char *p = from; p < to; p++)
-		n += *p == '\n';
-	return n;
-}
-
-/* From the opening quote: past the closing one, or NULL at the end. */
-static char *skip_string(char *p)
-{
-	char quote = *p++;
-
-	for (; *p; p++) {
-		if (*p == quote)
-			return p + 1;
-		if (*p == '\\' && p[1] && (quote == '"' || p[1] == '\\' || p[1] == '\'' || p[1] == '\n'))
-			p++;
-		else if (quote == '"' && p[0] == '$' && p[1] == '{' && strchr(p, '}'))
-			p = strchr(p, '}'); /* ${VAR} substitution */
-	}
-	return NULL;
-}
-
-static void scan_lexically(char *text, struct lexical_scan *ret)
-{
-	struct lexical_scan s = {};
-	int open_lines[64], depth = 0, line = 1;
-	char *p = text;
-
-	while (*p) {
-		char *start = p, *end;
-		size_t run = 0, slashes = 0;
-
-		while (is_unquoted_char(p[run]))
-			run++;
-		while (p[slashes] == '/')
-			slashes++;
-		if (*p == '\n') {
-			line++;
-			p++;
-		} else if (*p == '#' || slashes >= 2) {
-			p += strcspn(p, "\n");
-			blank(start, p);
-		} else if (p[0] == '/' && p[1] == '*') {
-			end = strstr(p + 2, "*/");
-			if (!end) {
-				s.open_comment_line = line;
-				end = p + strlen(p) - 2;
-			}
-			p = end + 2;
-			line += count_newlines(start, p);
-			blank(start, p);
-		} else if (*p == '"' || *p == '\'') {
-			end = skip_string(p);
-			if (!end) {
-				s.open_string_line = line;
-				s.open_quote = *p;
-				break;
-			}
-			line += count_newlines(p, end);
-			p = end;
-		} else if (p[0] == '$' && p[1] == '{' && strchr(p, '}')) {
-			end = strchr(p, '}') + 1;
-			line += count_newlines(p, end);
-			p = end;
-		} else if (*p == '{') {
-			if (depth < 64)
-				open_lines[depth] = line;
-			depth++;
-			p++;
-		} else if (*p == '}') {
-			if (depth > 0)
-				depth--;
-			else if (!s.extra_brace_line)
-				s.extra_brace_line = line;
-			p++;
-		} else {
-			p += run ? run : 1;
-		}
-	}
-	if (depth > 0)
-		s.open_brace_line = open_lines[depth <= 64 ? depth - 1 : 63];
-	*ret = s;
-}
-
 /* The file's text with comments blanked (see above); a NUL byte is refused
  * (libconfuse would stop reading there).  @ctx NULL: no error message. */
 static int read_config_text(struct parse_ctx *ctx, const char *file, char **ret, struct lexical_scan *scan)
@@ -1141,14 +894,11 @@ int config_load(const char *file, const char *plugin_dir_override, struct config
 		char **ret_error)
 {
 	struct parse_ctx ctx = {};
-	struct config *c;
+	_cleanup_(config_freep) struct config *c = calloc(1, sizeof(*c));
 	int r;
 
-	c = calloc(1, sizeof(*c));
-	if (!c || !(c->file = strdup(file))) {
-		free(c);
+	if (!c || !(c->file = strdup(file)))
 		return -ENOMEM;
-	}
 	ctx.config = c;
 	current_ctx = &ctx;
 	r = check_config_file(&ctx);
@@ -1164,20 +914,10 @@ int config_load(const char *file, const char *plugin_dir_override, struct config
 		if (ret_error)
 			*ret_error = ctx.error ? TAKE_PTR(ctx.error) : strdup(strerror(-r));
 		free(ctx.error);
-		config_free(c);
 		return r;
 	}
-	*ret = c;
+	*ret = TAKE_PTR(c);
 	return 0;
-}
-
-static void plugin_config_clear(struct blkserv_config *cfg)
-{
-	for (size_t i = 0; i < cfg->nvalues; i++) {
-		free(cfg->values[i].name);
-		free(cfg->values[i].value);
-	}
-	free(cfg->values);
 }
 
 void config_free(struct config *c)
@@ -1205,96 +945,11 @@ const struct device_config *config_find_device(const struct config *c, const cha
 	return NULL;
 }
 
-static bool plugin_config_equal(const struct blkserv_config *a, const struct blkserv_config *b)
-{
-	if (strcmp(a->plugin->name, b->plugin->name) != 0 || a->nvalues != b->nvalues)
-		return false;
-	for (size_t i = 0; i < a->nvalues; i++)
-		if (strcmp(a->values[i].name, b->values[i].name) != 0 ||
-		    strcmp(a->values[i].value, b->values[i].value) != 0)
-			return false;
-	return true;
-}
-
 bool device_config_equal(const struct device_config *a, const struct device_config *b)
 {
 	return strcmp(a->name, b->name) == 0 && a->size == b->size && a->block_size == b->block_size &&
 	       a->read_only == b->read_only && plugin_config_equal(&a->frontend_cfg, &b->frontend_cfg) &&
 	       plugin_config_equal(&a->backend_cfg, &b->backend_cfg) && fault_config_equal(&a->faults, &b->faults);
-}
-
-/* ---- the SDK's option getters ------------------------------------ */
-
-static const char *option_string(const struct blkserv_config *cfg, const char *name,
-				 enum blkserv_option_type type, int *ret_error)
-{
-	const struct blkserv_option *decl = plugin_find_option(cfg->plugin, name);
-
-	*ret_error = 0;
-	if (!decl || (decl->type != type && !(type == BLKSERV_OPT_STRING && decl->type == BLKSERV_OPT_PATH) &&
-		      !(type == BLKSERV_OPT_UINT && decl->type == BLKSERV_OPT_SIZE))) {
-		*ret_error = -EINVAL;
-		return NULL;
-	}
-	for (size_t i = 0; i < cfg->nvalues; i++)
-		if (strcmp(cfg->values[i].name, name) == 0)
-			return cfg->values[i].value;
-	if (!decl->default_value)
-		*ret_error = -ENOENT;
-	return decl->default_value;
-}
-
-bool blkserv_config_is_set(const struct blkserv_config *cfg, const char *name)
-{
-	for (size_t i = 0; i < cfg->nvalues; i++)
-		if (strcmp(cfg->values[i].name, name) == 0)
-			return true;
-	return false;
-}
-
-int blkserv_config_get_string(const struct blkserv_config *cfg, const char *name, const char **ret)
-{
-	int r;
-	const char *s = option_string(cfg, name, BLKSERV_OPT_STRING, &r);
-
-	if (r < 0)
-		return r;
-	*ret = s;
-	return 0;
-}
-
-int blkserv_config_get_bool(const struct blkserv_config *cfg, const char *name, bool *ret)
-{
-	int r;
-	const char *s = option_string(cfg, name, BLKSERV_OPT_BOOL, &r);
-
-	return r < 0 ? r : parse_bool(s, ret);
-}
-
-int blkserv_config_get_uint(const struct blkserv_config *cfg, const char *name, uint64_t *ret)
-{
-	const struct blkserv_option *decl = plugin_find_option(cfg->plugin, name);
-	int r;
-	const char *s = option_string(cfg, name, BLKSERV_OPT_UINT, &r);
-
-	if (r < 0)
-		return r;
-	return decl->type == BLKSERV_OPT_SIZE ? parse_size(s, ret) : parse_uint(s, ret);
-}
-
-int blkserv_parse_size(const char *s, uint64_t *ret)
-{
-	return parse_size(s, ret);
-}
-
-int blkserv_parse_bool(const char *s, bool *ret)
-{
-	return parse_bool(s, ret);
-}
-
-int blkserv_parse_uint(const char *s, uint64_t *ret)
-{
-	return parse_uint(s, ret);
 }
 
 int config_peek_plugin_dir(const char *file, char **ret)

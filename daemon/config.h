@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cleanup.h"
 #include "faults.h"
 #include "plugin.h"
 
@@ -58,6 +59,7 @@ struct config {
 int config_load(const char *file, const char *plugin_dir_override, struct config **ret,
 		char **ret_error);
 void config_free(struct config *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct config *, config_free);
 /* The plugin_dir a config file sets, read loosely (NULL if none). */
 int config_peek_plugin_dir(const char *file, char **ret);
 

@@ -8,35 +8,9 @@
 #include "faults.h"
 #include "log.h"
 #include "names.h"
+#include "plugin-config.h"
 #include "queue.h"
 #include "scrub.h"
-
-static int copy_plugin_config(const struct blkserv_config *src, struct blkserv_config *dst)
-{
-	dst->plugin = src->plugin;
-	dst->nvalues = 0;
-	dst->values = calloc(src->nvalues ? src->nvalues : 1, sizeof(*dst->values));
-	if (!dst->values)
-		return -ENOMEM;
-	for (size_t i = 0; i < src->nvalues; i++) {
-		dst->values[i].name = strdup(src->values[i].name);
-		dst->values[i].value = strdup(src->values[i].value);
-		dst->values[i].line = src->values[i].line;
-		dst->nvalues++;
-		if (!dst->values[i].name || !dst->values[i].value)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
-static void free_plugin_config(struct blkserv_config *cfg)
-{
-	for (size_t i = 0; i < cfg->nvalues; i++) {
-		free(cfg->values[i].name);
-		free(cfg->values[i].value);
-	}
-	free(cfg->values);
-}
 
 static int load_plugin(struct blkserv_device *dev, const char *dir, enum plugin_kind kind,
 		       const char *name, struct plugin **ret)
@@ -65,7 +39,7 @@ static int setup_faults(struct blkserv_device *dev)
 
 int device_new(const struct device_config *cfg, const char *plugin_dir, struct blkserv_device **ret)
 {
-	struct blkserv_device *dev = calloc(1, sizeof(*dev));
+	_cleanup_(device_freep) struct blkserv_device *dev = calloc(1, sizeof(*dev));
 	int r;
 
 	if (!dev)
@@ -73,40 +47,32 @@ int device_new(const struct device_config *cfg, const char *plugin_dir, struct b
 	pthread_mutex_init(&dev->queues_lock, NULL);
 	dev->config = calloc(1, sizeof(*dev->config));
 	dev->name = strdup(cfg->name);
-	if (!dev->config || !dev->name) {
-		device_free(dev);
+	if (!dev->config || !dev->name)
 		return -ENOMEM;
-	}
 	*dev->config = *cfg;
 	dev->config->name = dev->name;
 	dev->config->frontend_cfg.values = NULL;
 	dev->config->backend_cfg.values = NULL;
 	dev->config->frontend_cfg.nvalues = dev->config->backend_cfg.nvalues = 0;
-	r = copy_plugin_config(&cfg->frontend_cfg, &dev->config->frontend_cfg);
+	r = plugin_config_copy(&cfg->frontend_cfg, &dev->config->frontend_cfg);
 	if (r >= 0)
-		r = copy_plugin_config(&cfg->backend_cfg, &dev->config->backend_cfg);
-	if (r < 0) {
-		device_free(dev);
+		r = plugin_config_copy(&cfg->backend_cfg, &dev->config->backend_cfg);
+	if (r < 0)
 		return r;
-	}
 	r = load_plugin(dev, plugin_dir, PLUGIN_FRONTEND, cfg->frontend->name, &dev->frontend);
 	if (r >= 0)
 		r = load_plugin(dev, plugin_dir, PLUGIN_BACKEND, cfg->backend->name, &dev->backend);
-	if (r < 0) {
-		device_free(dev);
+	if (r < 0)
 		return r;
-	}
 	dev->config->frontend_cfg.plugin = dev->frontend;
 	dev->config->backend_cfg.plugin = dev->backend;
 	dev->config->frontend = dev->frontend;
 	dev->config->backend = dev->backend;
 	dev->block_size = cfg->block_size;
 	r = setup_faults(dev);
-	if (r < 0) {
-		device_free(dev);
+	if (r < 0)
 		return r;
-	}
-	*ret = dev;
+	*ret = TAKE_PTR(dev);
 	return 0;
 }
 
@@ -120,8 +86,8 @@ void device_free(struct blkserv_device *dev)
 		faults_free(dev->faults);
 	}
 	if (dev->config) {
-		free_plugin_config(&dev->config->frontend_cfg);
-		free_plugin_config(&dev->config->backend_cfg);
+		plugin_config_clear(&dev->config->frontend_cfg);
+		plugin_config_clear(&dev->config->backend_cfg);
 		free(dev->config);
 	}
 	pthread_mutex_destroy(&dev->queues_lock);

@@ -57,6 +57,7 @@ int device_close_backend(struct blkserv_device *dev);
  * backend.  -errno if the final sync failed: data may not be durable. */
 int device_stop(struct blkserv_device *dev, uint32_t flags);
 void device_free(struct blkserv_device *dev);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct blkserv_device *, device_free);
 
 const char *device_name(const struct blkserv_device *dev);
 const char *device_frontend_name(const struct blkserv_device *dev);

@@ -75,6 +75,7 @@ struct blkserv_queue {
 	char *slots;
 	void *backend_qdata;
 	bool backend_open;
+	bool ring_ready; /* io_uring_queue_init succeeded */
 
 	_Atomic(struct request_slot *) remote_head;
 	_Atomic unsigned remote_posting; /* threads inside complete_remote */
@@ -420,6 +421,19 @@ static void set_io_flusher(struct blkserv_device *dev)
 			 "memory pressure may deadlock a device used for writeback");
 }
 
+/* Free a queue blkserv_queue_new did not finish (never linked to its
+ * device, no backend queue open). */
+static void queue_unmake(struct blkserv_queue *q)
+{
+	if (q->ring_ready)
+		io_uring_queue_exit(&q->ring);
+	safe_close(q->efd);
+	free(q->delays);
+	free(q->slots);
+	free(q);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct blkserv_queue *, queue_unmake);
+
 static int queue_alloc(struct blkserv_device *dev, uint32_t depth, struct blkserv_queue **ret)
 {
 	size_t priv = (dev->backend->backend.request_priv_size + 15) & ~(size_t)15;
@@ -436,6 +450,7 @@ static int queue_alloc(struct blkserv_device *dev, uint32_t depth, struct blkser
 		free(q);
 		return -ENOMEM;
 	}
+	/* From here on queue_unmake frees what there is. */
 	for (uint32_t tag = 0; tag < depth; tag++) {
 		struct blkserv_request *req = blkserv_queue_request(q, tag);
 		req->queue = q;
@@ -445,8 +460,7 @@ static int queue_alloc(struct blkserv_device *dev, uint32_t depth, struct blkser
 	if (dev->faults && dev->faults->cfg.delay_ms != FAULT_OFF) {
 		q->delays = calloc(depth, sizeof(*q->delays));
 		if (!q->delays) {
-			free(q->slots);
-			free(q);
+			queue_unmake(q);
 			return -ENOMEM;
 		}
 		for (uint32_t tag = 0; tag < depth; tag++)
@@ -485,7 +499,7 @@ int blkserv_queue_new(struct blkserv_device *dev, uint32_t depth, uint32_t ring_
 		      struct blkserv_queue **ret)
 {
 	const struct blkserv_backend *b = &dev->backend->backend;
-	struct blkserv_queue *q;
+	_cleanup_(queue_unmakep) struct blkserv_queue *q = NULL;
 	int r;
 
 	if (depth == 0 || depth > 4096)
@@ -497,35 +511,23 @@ int blkserv_queue_new(struct blkserv_device *dev, uint32_t depth, uint32_t ring_
 	q->sqe_size = (ring_flags & IORING_SETUP_SQE128) ? 128 : 64;
 	/* Room for a command per tag, backend I/O and the eventfd read. */
 	r = io_uring_queue_init(depth * 2 + 8, &q->ring, ring_flags);
-	if (r < 0) {
-		free(q->delays);
-		free(q->slots);
-		free(q);
+	if (r < 0)
 		return r;
-	}
+	q->ring_ready = true;
 	q->efd = eventfd(0, EFD_CLOEXEC);
-	if (q->efd < 0) {
-		r = -errno;
-		goto fail;
-	}
+	if (q->efd < 0)
+		return -errno;
 	arm_eventfd(q);
 	if (b->queue_open) {
 		r = b->queue_open(dev->backend_handle, q, &q->backend_qdata);
 		if (r < 0)
-			goto fail;
+			return r;
 		q->backend_open = true;
 	}
 	blkserv_queue_heartbeat(q);
 	queue_link(q);
-	*ret = q;
+	*ret = TAKE_PTR(q);
 	return 0;
-fail:
-	io_uring_queue_exit(&q->ring);
-	safe_close(q->efd);
-	free(q->delays);
-	free(q->slots);
-	free(q);
-	return r;
 }
 
 void blkserv_queue_free(struct blkserv_queue *q)
