@@ -114,7 +114,7 @@ static int open_error(struct file_backend *fb, int err, const char *how)
 		}
 		_fallthrough_;
 	default:
-		blkserv_error(fb->dev, "cannot %s %s: %s", how, fb->path, strerror(err));
+		(void)blkserv_error_errno(fb->dev, err, "cannot %s %s: %m", how, fb->path);
 	}
 	return -err;
 }
@@ -144,8 +144,8 @@ static int create_file(struct file_backend *fb, uint64_t size)
 		return open_error(fb, errno, "create");
 	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
 		int err = errno;
-		blkserv_error(fb->dev, "cannot size the new file %s to %llu bytes: %s", fb->path,
-			      (unsigned long long)size, strerror(err));
+		(void)blkserv_error_errno(fb->dev, err, "cannot size the new file %s to %llu bytes: %m", fb->path,
+					  (unsigned long long)size);
 		(void)unlink(fb->path);
 		return -err;
 	}
@@ -527,10 +527,11 @@ void file_set_sync_error(struct file_backend *fb, int error, const char *what)
 	if (!sticky_error_set(&fb->sync_error, error))
 		return;
 	error = sticky_error_get(&fb->sync_error);
-	blkserv_error(fb->dev,
-		      "device %s: %s of %s failed: %s.  Writes since the last successful flush may be lost; "
-		      "every later flush and FUA write of this device fails until the device is restarted",
-		      blkserv_device_name(fb->dev), what, fb->path, strerror(-error));
+	(void)blkserv_error_errno(fb->dev, error,
+				  "device %s: %s of %s failed: %m.  Writes since the last successful flush may be "
+				  "lost; every later flush and FUA write of this device fails until the device is "
+				  "restarted",
+				  blkserv_device_name(fb->dev), what, fb->path);
 }
 
 /* At a clean stop, after the last queue closed. */
@@ -541,11 +542,9 @@ static int file_sync(void *handle)
 
 	if (fb->read_only)
 		return 0;
-	if (err < 0) {
-		blkserv_error(fb->dev, "device %s: not syncing %s at stop: an earlier fdatasync failed (%s)",
-			      blkserv_device_name(fb->dev), fb->path, strerror(-err));
-		return err;
-	}
+	if (err < 0)
+		return blkserv_error_errno(fb->dev, err, "device %s: not syncing %s at stop: an earlier fdatasync "
+							 "failed (%m)", blkserv_device_name(fb->dev), fb->path);
 	if (fdatasync(fb->fd) < 0) {
 		err = -errno;
 		file_set_sync_error(fb, err, "fdatasync at stop");

@@ -238,11 +238,9 @@ static int read_source(struct logdev *ld, const struct victim *v, const struct e
 		log_report_bad(ld, v->id, found ? ent.pos : e->foff, why, what);
 		return r;
 	}
-	if (r < 0) {
-		blkserv_error(ld->dev, "compaction cannot read segment %" PRIu64 " of %s at offset %" PRIu64
-			      ": %s", v->id, ld->s.dir, e->foff, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_error_errno(ld->dev, r, "compaction cannot read segment %" PRIu64 " of %s at offset %"
+					   PRIu64 ": %m", v->id, ld->s.dir, e->foff);
 	*ret_at = e->foff - payload;
 	return 0;
 }
@@ -350,10 +348,8 @@ int log_compact_round(struct logdev *ld, bool force)
 		r = copy_victim(ld, &v[i], &buf, &cap);
 	if (r >= 0)
 		r = log_checkpoint(ld);
-	if (r < 0) {
-		blkserv_warning(ld->dev, "compaction of %s stopped: %s", ld->s.dir, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_warning_errno(ld->dev, r, "compaction of %s stopped: %m", ld->s.dir);
 	delete_victims(ld, v, n);
 	return (int)n;
 }

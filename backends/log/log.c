@@ -420,8 +420,8 @@ again:
 		if (r == -EBADMSG)
 			atomic_fetch_add(&ld->checksum_failed_reads, 1);
 		else
-			blkserv_error(ld->dev, "read of %" PRIu64 "+%" PRIu64 " from %s failed: %s", req->offset,
-				      req->length, ld->s.dir, strerror(-r));
+			(void)blkserv_error_errno(ld->dev, r, "read of %" PRIu64 "+%" PRIu64 " from %s failed: %m",
+						  req->offset, req->length, ld->s.dir);
 	}
 	return r == -EBADMSG ? -EIO : r;
 }

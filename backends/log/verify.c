@@ -213,8 +213,8 @@ int log_recs_build(struct logdev *ld, uint64_t seg_id)
 		close(tmp.fd);
 	}
 	if (r < 0) {
-		blkserv_error(ld->dev, "log %s: cannot read the record headers of segment %" PRIu64 ": %s",
-			      ld->s.dir, seg_id, strerror(-r));
+		(void)blkserv_error_errno(ld->dev, r, "log %s: cannot read the record headers of segment %" PRIu64
+					  ": %m", ld->s.dir, seg_id);
 	} else if (tmp.fd >= 0) {
 		/* Nobody reads a list before recs_known says it is complete,
 		 * and scan_lock keeps other installers out: shared is enough. */
@@ -486,8 +486,8 @@ static void scrub_finish(struct scrub_run *sr, int r, uint64_t t0, size_t nsegs)
 		blkserv_notice(ld->dev, "scrub of %s cancelled after %" PRIu64 " of %" PRIu64 " bytes", ld->s.dir,
 			       sr->done, sr->total);
 	else if (r < 0)
-		blkserv_error(ld->dev, "scrub of %s failed after %" PRIu64 " bytes: %s", ld->s.dir, sr->done,
-			      strerror(-r));
+		(void)blkserv_error_errno(ld->dev, r, "scrub of %s failed after %" PRIu64 " bytes: %m", ld->s.dir,
+					  sr->done);
 	else if (sr->errors)
 		blkserv_error(ld->dev, "scrub of %s: %" PRIu64 " corrupt record(s) with live data (first: %s offset %"
 			      PRIu64 "), %" PRIu64 " in garbage; %" PRIu64 " records, %" PRIu64 " bytes in %zu "
@@ -530,7 +530,7 @@ int log_scrub(void *handle, struct blkserv_scrub *sc)
 		if (r < 0) {
 			char name[LOG_SEG_NAME_LEN];
 			log_seg_name(ids[i], name);
-			blkserv_error(ld->dev, "scrub of %s: cannot read %s: %s", ld->s.dir, name, strerror(-r));
+			(void)blkserv_error_errno(ld->dev, r, "scrub of %s: cannot read %s: %m", ld->s.dir, name);
 		}
 	}
 	free(sr.buf);

@@ -26,9 +26,11 @@
 void log_sync_failed(struct logdev *ld, const char *what, int err)
 {
 	if (!atomic_exchange(&ld->failed, true))
-		blkserv_error(ld->dev, "%s of the log in %s failed: %s; from now on every write and flush of "
-			      "this device fails until the daemon restarts (data written since the last "
-			      "successful flush may be lost)", what, ld->s.dir, strerror(err));
+		(void)blkserv_error_errno(ld->dev, err,
+					  "%s of the log in %s failed: %m; from now on every write and flush of this "
+					  "device fails until the daemon restarts (data written since the last "
+					  "successful flush may be lost)",
+					  what, ld->s.dir);
 }
 
 /*
@@ -120,10 +122,8 @@ int log_rotate_locked(struct logdev *ld, uint32_t flags)
 		seq_max(&ld->synced_seq, ld->s.next_seq - 1);
 	}
 	r = create_segment(ld, flags, &seg);
-	if (r < 0) {
-		blkserv_error(ld->dev, "cannot create a segment in %s: %s", ld->s.dir, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_error_errno(ld->dev, r, "cannot create a segment in %s: %m", ld->s.dir);
 	if (fsync(ld->s.dirfd) < 0) {
 		log_sync_failed(ld, "fsync of the directory", errno);
 		close(seg.fd);
@@ -263,8 +263,8 @@ static void undo_partial(struct logdev *ld, struct log_segment *seg, int err)
 	if (ftruncate(seg->fd, (off_t)seg->size) < 0)
 		log_sync_failed(ld, "truncating a failed append", errno);
 	else
-		blkserv_warning(ld->dev, "append to segment %" PRIu64 " of %s failed: %s", seg->id, ld->s.dir,
-				strerror(-err));
+		(void)blkserv_warning_errno(ld->dev, err, "append to segment %" PRIu64 " of %s failed: %m", seg->id,
+					    ld->s.dir);
 }
 
 int log_append_locked(struct logdev *ld, const struct append *a, uint64_t *ret_seq)
@@ -422,10 +422,8 @@ int log_checkpoint(struct logdev *ld)
 		ld->since_ckpt = 0;
 	}
 	pthread_mutex_unlock(&ld->append_lock);
-	if (r < 0) {
-		blkserv_warning(ld->dev, "cannot write a checkpoint to %s: %s", ld->s.dir, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_warning_errno(ld->dev, r, "cannot write a checkpoint to %s: %m", ld->s.dir);
 	r = fd < 0 ? -errno : log_fdatasync(ld, fd);
 	if (r < 0) {
 		log_sync_failed(ld, "fdatasync of a checkpoint", -r);

@@ -109,7 +109,7 @@ static int ramdisk_open(struct blkserv_device *dev, const struct blkserv_config 
 	}
 	if (rd->fd < 0) {
 		r = rd->fd;
-		blkserv_error(dev, "cannot create the ramdisk memfd: %s", strerror(-r));
+		(void)blkserv_error_errno(dev, r, "cannot create the ramdisk memfd: %m");
 		free(rd);
 		return r;
 	}

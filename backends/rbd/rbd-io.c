@@ -38,9 +38,9 @@ static void note_error(struct rbd_backend *rb, const struct blkserv_request *req
 	atomic_store_explicit(&rb->last_error, r, memory_order_relaxed);
 	if (n & (n - 1))
 		return;
-	blkserv_error(rb->dev, "rbd %s: %s of %llu bytes at %llu failed: %s (%llu errors so far)", rb->spec,
-		      op_name(req->op), (unsigned long long)req->length, (unsigned long long)req->offset,
-		      strerror(-r), n);
+	(void)blkserv_error_errno(rb->dev, r, "rbd %s: %s of %llu bytes at %llu failed: %m (%llu errors so far)",
+				  rb->spec, op_name(req->op), (unsigned long long)req->length,
+				  (unsigned long long)req->offset, n);
 }
 
 static int result_of(struct rbd_backend *rb, struct blkserv_request *req, ssize_t r)

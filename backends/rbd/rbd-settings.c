@@ -102,20 +102,14 @@ static int check_readable_file(struct blkserv_device *dev, const char *option, c
 {
 	struct stat st;
 
-	if (stat(path, &st) < 0) {
-		int err = errno;
-		blkserv_error(dev, "rbd backend: %s %s: %s", option, path, strerror(err));
-		return -err;
-	}
+	if (stat(path, &st) < 0)
+		return blkserv_error_errno(dev, errno, "rbd backend: %s %s: %m", option, path);
 	if (!S_ISREG(st.st_mode)) {
 		blkserv_error(dev, "rbd backend: %s %s is not a regular file", option, path);
 		return -EINVAL;
 	}
-	if (access(path, R_OK) < 0) {
-		int err = errno;
-		blkserv_error(dev, "rbd backend: %s %s cannot be read: %s", option, path, strerror(err));
-		return -err;
-	}
+	if (access(path, R_OK) < 0)
+		return blkserv_error_errno(dev, errno, "rbd backend: %s %s cannot be read: %m", option, path);
 	return 0;
 }
 

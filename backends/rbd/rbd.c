@@ -53,8 +53,8 @@ static int conf_set(struct rbd_backend *rb, const char *option, const char *valu
 	int r = rados_conf_set(rb->cluster, option, value);
 
 	if (r < 0)
-		blkserv_error(rb->dev, "rbd %s: cannot set the Ceph option %s = %s: %s", rb->spec, option, value,
-			      strerror(-r));
+		return blkserv_error_errno(rb->dev, r, "rbd %s: cannot set the Ceph option %s = %s: %m", rb->spec,
+					   option, value);
 	return r;
 }
 
@@ -94,7 +94,7 @@ static int create_cluster_handle(struct rbd_backend *rb, const struct rbd_settin
 		r = rados_create(&rb->cluster, s->user);
 	if (r < 0) {
 		rb->cluster = NULL;
-		blkserv_error(rb->dev, "rbd %s: cannot create a Ceph client handle: %s", rb->spec, strerror(-r));
+		(void)blkserv_error_errno(rb->dev, r, "rbd %s: cannot create a Ceph client handle: %m", rb->spec);
 	}
 	return r;
 }
@@ -106,10 +106,8 @@ static int connect_cluster(struct rbd_backend *rb, const struct rbd_settings *s)
 	if (r < 0)
 		return r;
 	r = rados_conf_read_file(rb->cluster, s->conf);
-	if (r < 0) {
-		blkserv_error(rb->dev, "rbd %s: cannot read the Ceph config %s: %s", rb->spec, s->conf, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_error_errno(rb->dev, r, "rbd %s: cannot read the Ceph config %s: %m", rb->spec, s->conf);
 	r = set_client_options(rb, s);
 	if (r < 0)
 		return r;
@@ -167,11 +165,9 @@ static int create_image(struct rbd_backend *rb, const struct rbd_settings *s)
 	rbd_image_options_destroy(opts);
 	if (r == -EEXIST)
 		return 0; /* someone created it meanwhile: open it as it is */
-	if (r < 0) {
-		blkserv_error(rb->dev, "rbd %s: cannot create the image (%" PRIu64 " bytes): %s", rb->spec, s->size,
-			      strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_error_errno(rb->dev, r, "rbd %s: cannot create the image (%" PRIu64 " bytes): %m",
+					   rb->spec, s->size);
 	blkserv_notice(rb->dev, "rbd %s: created the image, %" PRIu64 " bytes", rb->spec, s->size);
 	return 0;
 }
@@ -193,8 +189,7 @@ static int open_image(struct rbd_backend *rb, const struct rbd_settings *s)
 		return missing_image_error(rb, s);
 	if (r < 0) {
 		rb->image = NULL;
-		blkserv_error(rb->dev, "rbd %s: cannot open the image: %s", rb->spec, strerror(-r));
-		return r;
+		return blkserv_error_errno(rb->dev, r, "rbd %s: cannot open the image: %m", rb->spec);
 	}
 	return 0;
 }
@@ -204,10 +199,8 @@ static int check_size(struct rbd_backend *rb, const struct rbd_settings *s)
 	uint32_t bs = blkserv_device_block_size(rb->dev);
 	int r = rbd_get_size(rb->image, &rb->size);
 
-	if (r < 0) {
-		blkserv_error(rb->dev, "rbd %s: cannot read the image size: %s", rb->spec, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_error_errno(rb->dev, r, "rbd %s: cannot read the image size: %m", rb->spec);
 	if (s->size && s->size != rb->size) {
 		blkserv_error(rb->dev,
 			      "rbd %s: the image is %" PRIu64 " bytes but the device size is %" PRIu64
@@ -295,7 +288,7 @@ static int setup(struct rbd_backend *rb, const struct rbd_settings *s)
 	if (r >= 0)
 		r = check_size(rb, s);
 	if (r >= 0 && (r = rbd_get_features(rb->image, &rb->features)) < 0)
-		blkserv_error(rb->dev, "rbd %s: cannot read the image features: %s", rb->spec, strerror(-r));
+		(void)blkserv_error_errno(rb->dev, r, "rbd %s: cannot read the image features: %m", rb->spec);
 	if (r >= 0 && rb->exclusive)
 		r = take_exclusive_lock(rb);
 	io_flusher_end(io_flusher);
@@ -315,7 +308,7 @@ static void rbd_backend_close(void *handle)
 	if (rb->image) {
 		int r = rbd_close(rb->image);
 		if (r < 0)
-			blkserv_warning(rb->dev, "rbd %s: closing the image failed: %s", rb->spec, strerror(-r));
+			(void)blkserv_warning_errno(rb->dev, r, "rbd %s: closing the image failed: %m", rb->spec);
 	}
 	if (rb->io)
 		rados_ioctx_destroy(rb->io);
@@ -377,10 +370,10 @@ void rbd_set_flush_error(struct rbd_backend *rb, int error, const char *what)
 	if (!sticky_error_set(&rb->flush_error, error))
 		return;
 	error = sticky_error_get(&rb->flush_error);
-	blkserv_error(rb->dev,
-		      "device %s: %s of rbd image %s failed: %s.  Writes since the last successful flush may be "
-		      "lost; every later flush of this device fails until the device is restarted",
-		      blkserv_device_name(rb->dev), what, rb->spec, strerror(-error));
+	(void)blkserv_error_errno(rb->dev, error,
+				  "device %s: %s of rbd image %s failed: %m.  Writes since the last successful flush "
+				  "may be lost; every later flush of this device fails until the device is restarted",
+				  blkserv_device_name(rb->dev), what, rb->spec);
 }
 
 /* At a clean stop, after the last queue closed. */
@@ -392,11 +385,9 @@ static int rbd_backend_sync(void *handle)
 
 	if (rb->read_only)
 		return 0;
-	if (err < 0) {
-		blkserv_error(rb->dev, "rbd %s: not flushing at stop: an earlier flush failed (%s)", rb->spec,
-			      strerror(-err));
-		return err;
-	}
+	if (err < 0)
+		return blkserv_error_errno(rb->dev, err, "rbd %s: not flushing at stop: an earlier flush failed (%m)",
+					   rb->spec);
 	r = rbd_flush(rb->image);
 	if (r < 0)
 		rbd_set_flush_error(rb, r, "the flush at stop");

@@ -118,7 +118,6 @@ static int explain_create_error(struct dblock *d, int r)
 {
 	const char *n = d->opt.name;
 
-	errno = -r;
 	switch (r) {
 	case -EEXIST:
 	case -EBUSY:
@@ -142,7 +141,7 @@ static int explain_create_error(struct dblock *d, int r)
 		blkserv_error(d->dev, "dblock: creating /dev/%s needs CAP_SYS_ADMIN: run blkservd as root", n);
 		break;
 	default:
-		blkserv_error(d->dev, "dblock: cannot create /dev/%s: %m", n);
+		(void)blkserv_error_errno(d->dev, r, "dblock: cannot create /dev/%s: %m", n);
 	}
 	return r;
 }

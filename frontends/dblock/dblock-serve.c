@@ -44,8 +44,8 @@ static int run(struct dblock_thread *t, uint32_t op, uint32_t flags, uint64_t of
 	while (!t->req_done) {
 		r = blkserv_queue_process(t->q, 1, -1);
 		if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY && !t->process_warned) {
-			blkserv_warning(blkserv_queue_device(t->q), "dblock: thread %u: waiting for a request "
-				       "failed: %s (retrying)", t->index, strerror(-r));
+			(void)blkserv_warning_errno(blkserv_queue_device(t->q), r, "dblock: thread %u: waiting for a "
+						    "request failed: %m (retrying)", t->index);
 			t->process_warned = true;
 		}
 	}

@@ -91,9 +91,10 @@ int dblock_save_state(struct dblock *d)
 	snprintf(s.name, sizeof(s.name), "%s", d->opt.name);
 	r = dblock_state_write(d->state_path, &s);
 	if (r < 0)
-		blkserv_error(d->dev, "dblock: cannot write the state file %s: %s (the runtime directory must be "
-				      "writable: the next daemon finds /dev/%s there)",
-			      d->state_path, strerror(-r), d->opt.name);
+		return blkserv_error_errno(d->dev, r,
+					   "dblock: cannot write the state file %s: %m (the runtime directory must be "
+					   "writable: the next daemon finds /dev/%s there)",
+					   d->state_path, d->opt.name);
 	return r;
 }
 
@@ -114,10 +115,8 @@ static int check_fits(struct dblock *d, const struct dblock_state *st, uint32_t 
 	r = read_sysfs(n, "size", &sectors);
 	if (r >= 0)
 		r = read_sysfs(n, "queue/logical_block_size", &lbs);
-	if (r < 0) {
-		blkserv_error(d->dev, "dblock: cannot read /sys/block/%s: %s", n, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_error_errno(d->dev, r, "dblock: cannot read /sys/block/%s: %m", n);
 	if (sectors * 512 != d->size || lbs != DBLOCK_BLOCK_SIZE) {
 		blkserv_error(d->dev, "dblock: /dev/%s of the previous daemon has %llu bytes with block size %llu, "
 				      "the config says %llu with %u: it cannot be taken over with another geometry; "
@@ -186,10 +185,8 @@ static int adopt(struct dblock *d, const struct dblock_state *st)
 		dblock_remove_state(d);
 		return 0;
 	}
-	if (r < 0) {
-		blkserv_error(d->dev, "dblock: cannot look up /dev/%s: %s", st->name, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_error_errno(d->dev, r, "dblock: cannot look up /dev/%s: %m", st->name);
 	if (pid_alive(st->pid)) {
 		blkserv_error(d->dev, "dblock: /dev/%s is served by a running process (pid %d)", st->name, st->pid);
 		return -EBUSY;
@@ -219,8 +216,8 @@ int dblock_try_takeover(struct dblock *d)
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0) {
-		blkserv_warning(d->dev, "dblock: state file %s is unreadable (%s): ignoring it", d->state_path,
-				strerror(-r));
+		(void)blkserv_warning_errno(d->dev, r, "dblock: state file %s is unreadable (%m): ignoring it",
+					    d->state_path);
 		dblock_remove_state(d);
 		return 0;
 	}

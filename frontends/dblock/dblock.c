@@ -125,9 +125,7 @@ static int spawn_threads(struct dblock *d)
 		int e = pthread_create(&t->thread, NULL, dblock_thread_main, t);
 
 		if (e) {
-			errno = e;
-			blkserv_error(d->dev, "dblock: cannot start server thread %u: %m", i);
-			r = -e;
+			r = blkserv_error_errno(d->dev, e, "dblock: cannot start server thread %u: %m", i);
 			break;
 		}
 		t->running = true;
@@ -140,8 +138,7 @@ static int spawn_threads(struct dblock *d)
 	for (unsigned i = 0; i < d->opt.threads && r >= 0; i++)
 		if (d->threads[i].running && d->threads[i].setup_result < 0) {
 			r = d->threads[i].setup_result;
-			errno = -r;
-			blkserv_error(d->dev, "dblock: server thread %u cannot make its queue: %m", i);
+			(void)blkserv_error_errno(d->dev, r, "dblock: server thread %u cannot make its queue: %m", i);
 		}
 	return r;
 }

@@ -201,7 +201,7 @@ static int tcp_listen(struct nbd_exp *x)
 	}
 	freeaddrinfo(res);
 	if (bound == 0)
-		blkserv_error(x->dev, "nbd-export: cannot listen on tcp %s: %s", x->tcp, strerror(-last));
+		(void)blkserv_error_errno(x->dev, last, "nbd-export: cannot listen on tcp %s: %m", x->tcp);
 	return bound ? 0 : last;
 }
 
@@ -455,7 +455,7 @@ static void accept_client(struct nbd_exp *x, unsigned i)
 	}
 	r = add_client(x, fd, x->listen_is_unix[i], &sa);
 	if (r < 0) {
-		blkserv_warning(x->dev, "nbd-export: cannot serve a new client: %s", strerror(-r));
+		(void)blkserv_warning_errno(x->dev, r, "nbd-export: cannot serve a new client: %m");
 		close(fd);
 	}
 }
@@ -514,8 +514,9 @@ static int export_start(void *handle)
 	if (r >= 0) {
 		r = -pthread_create(&x->listener, NULL, listener_main, x);
 		if (r < 0)
-			blkserv_error(x->dev, "nbd-export: cannot start the listener thread: %s%s", strerror(-r),
-				      r == -EAGAIN ? " (out of memory, or of locked memory: RLIMIT_MEMLOCK)" : "");
+			(void)blkserv_error_errno(x->dev, r, "nbd-export: cannot start the listener thread: %m%s",
+						  r == -EAGAIN ? " (out of memory, or of locked memory: RLIMIT_MEMLOCK)"
+							       : "");
 	}
 	if (r < 0) {
 		close_listeners(x);

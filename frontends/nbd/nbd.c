@@ -277,8 +277,10 @@ static void *conn_main(void *arg)
 		r = reconnect_conn(kc);
 		if (r < 0) {
 			if (!atomic_load(&k->stopping))
-				blkserv_error(k->dev, "cannot reconnect %s of %s: %s; its I/O will fail once the "
-						      "kernel stops holding it", kc->peer, k->devpath, strerror(-r));
+				(void)blkserv_error_errno(k->dev, r,
+							  "cannot reconnect %s of %s: %m; its I/O will fail once the "
+							  "kernel stops holding it",
+							  kc->peer, k->devpath);
 			break;
 		}
 		kc->cfg.ready = NULL; /* start-up is long over */
@@ -326,11 +328,10 @@ static int start_threads(struct nbd_kdev *k)
 			.drain_fd = kc->drain_fd,
 		};
 		r = -pthread_create(&kc->thread, NULL, conn_main, kc);
-		if (r < 0) {
-			blkserv_error(k->dev, "cannot start a connection thread: %s%s", strerror(-r),
-				      r == -EAGAIN ? " (out of memory, or of locked memory: RLIMIT_MEMLOCK)" : "");
-			return r;
-		}
+		if (r < 0)
+			return blkserv_error_errno(k->dev, r, "cannot start a connection thread: %m%s",
+						   r == -EAGAIN ? " (out of memory, or of locked memory: "
+									  "RLIMIT_MEMLOCK)" : "");
 		kc->started = true;
 	}
 	return 0;
@@ -427,12 +428,12 @@ static void log_connect_error(struct nbd_kdev *k, int r)
 		blkserv_error(k->dev, "/dev/nbd%u is already in use: pick another 'index' or leave it out "
 				      "to get a free device", k->index);
 	else if (r == -EINVAL && k->have_index)
-		blkserv_error(k->dev, "the kernel refused /dev/nbd%u (index out of range or the device is "
-				      "going away): %s", k->index, strerror(-r));
+		(void)blkserv_error_errno(k->dev, r, "the kernel refused /dev/nbd%u (index out of range or the device "
+						     "is going away): %m", k->index);
 	else if (r == -ENOENT)
 		blkserv_error(k->dev, "%s", nodev_hint);
 	else
-		blkserv_error(k->dev, "NBD_CMD_CONNECT failed: %s", strerror(-r));
+		(void)blkserv_error_errno(k->dev, r, "NBD_CMD_CONNECT failed: %m");
 }
 
 static int connect_netlink(struct nbd_kdev *k)
@@ -561,7 +562,7 @@ static int connect_ioctl(struct nbd_kdev *k)
 		return r;
 	r = -pthread_create(&k->doit_thread, NULL, doit_main, k);
 	if (r < 0) {
-		blkserv_error(k->dev, "cannot start the NBD_DO_IT thread: %s", strerror(-r));
+		(void)blkserv_error_errno(k->dev, r, "cannot start the NBD_DO_IT thread: %m");
 		k->nbd_fd = safe_close(k->nbd_fd);
 		return r;
 	}
@@ -615,7 +616,7 @@ static int choose_control(struct nbd_kdev *k)
 		return 0;
 	}
 	if (present < 0)
-		blkserv_error(k->dev, "generic netlink is unusable (%s); %s", strerror(-present), nodev_hint);
+		(void)blkserv_error_errno(k->dev, present, "generic netlink is unusable (%m); %s", nodev_hint);
 	else
 		blkserv_error(k->dev, "%s", nodev_hint);
 	return -ENODEV;
@@ -693,8 +694,8 @@ static void disconnect_stale_devices(struct nbd_kdev *k)
 		}
 		r = nbd_nl_disconnect(n);
 		if (r < 0)
-			blkserv_warning(k->dev, "cannot disconnect /dev/nbd%u left by a dead daemon (pid %d): %s", n,
-					(int)pid, strerror(-r));
+			(void)blkserv_warning_errno(k->dev, r, "cannot disconnect /dev/nbd%u left by a dead daemon "
+						    "(pid %d): %m", n, (int)pid);
 		else
 			blkserv_notice(k->dev, "disconnected /dev/nbd%u, left by a daemon that died (pid %d) without "
 					       "a state file in %s", n, (int)pid, blkserv_runtime_dir());
@@ -721,9 +722,9 @@ static int save_state(struct nbd_kdev *k, enum nbd_handover h)
 	snprintf(s.backend, sizeof(s.backend), "%s", blkserv_device_name(k->dev));
 	r = nbd_state_write(k->state_path, &s);
 	if (r < 0)
-		blkserv_error(k->dev, "cannot write the state file %s: %s; the next daemon will not find %s "
-				      "(the runtime directory must be writable)",
-			      k->state_path, strerror(-r), k->devpath);
+		return blkserv_error_errno(k->dev, r, "cannot write the state file %s: %m; the next daemon will not "
+						      "find %s (the runtime directory must be writable)",
+					   k->state_path, k->devpath);
 	return r;
 }
 
@@ -873,7 +874,7 @@ static int reconnect_round(struct nbd_kdev *k, bool *done, unsigned *left)
 	if (r >= 0)
 		r = nbd_nl_reconfigure(&a);
 	if (r < 0 && r != -ENOMEM)
-		blkserv_error(k->dev, "NBD_CMD_RECONFIGURE of %s failed: %s", k->devpath, strerror(-r));
+		(void)blkserv_error_errno(k->dev, r, "NBD_CMD_RECONFIGURE of %s failed: %m", k->devpath);
 	for (unsigned j = 0; j < n; j++) {
 		struct kconn *kc = &k->conns[which[j]];
 
@@ -978,9 +979,10 @@ static int resume_clean(struct nbd_kdev *k, const struct nbd_state *st, const in
 		int rr = nbd_nl_reconfigure(&a);
 
 		if (rr < 0)
-			blkserv_warning(k->dev, "cannot apply the new timeouts to %s: %s (it keeps %llu s and "
-						"%llu s)", k->devpath, strerror(-rr),
-					(unsigned long long)st->timeout, (unsigned long long)st->dead_conn_timeout);
+			(void)blkserv_warning_errno(k->dev, rr, "cannot apply the new timeouts to %s: %m (it keeps "
+								"%llu s and %llu s)",
+						    k->devpath, (unsigned long long)st->timeout,
+						    (unsigned long long)st->dead_conn_timeout);
 	}
 	return r;
 }
@@ -1063,8 +1065,8 @@ static int adopt_old_device(struct nbd_kdev *k)
 
 	if (r < 0) {
 		if (r != -ENOENT)
-			blkserv_warning(k->dev, "the state file %s is unreadable (%s): ignoring it", k->state_path,
-					strerror(-r));
+			(void)blkserv_warning_errno(k->dev, r, "the state file %s is unreadable (%m): ignoring it",
+						    k->state_path);
 		if (r != -ENOENT)
 			remove_state(k);
 		disconnect_stale_devices(k);
@@ -1096,7 +1098,7 @@ static int adopt_old_device(struct nbd_kdev *k)
 		forget_stored(k, n);
 		r = nbd_nl_disconnect(st.index);
 		if (r < 0)
-			blkserv_warning(k->dev, "cannot disconnect /dev/nbd%u: %s", st.index, strerror(-r));
+			(void)blkserv_warning_errno(k->dev, r, "cannot disconnect /dev/nbd%u: %m", st.index);
 		remove_state(k);
 		return 0;
 	}
@@ -1167,8 +1169,7 @@ static void disconnect(struct nbd_kdev *k)
 	else
 		r = nbd_nl_disconnect(k->dev_index);
 	if (r < 0) {
-		blkserv_error(k->dev, "cannot disconnect %s: %s; closing its connections", k->devpath,
-			      strerror(-r));
+		(void)blkserv_error_errno(k->dev, r, "cannot disconnect %s: %m; closing its connections", k->devpath);
 		shutdown_connections(k);
 	}
 }

@@ -368,7 +368,7 @@ static void stop_receiving(struct nbd_conn *c, int result)
 static void send_failed(struct nbd_conn *c, int err)
 {
 	if (err != -EPIPE && err != -ECONNRESET)
-		blkserv_warning(c->dev, "%s: cannot send replies: %s", c->cfg->peer, strerror(-err));
+		(void)blkserv_warning_errno(c->dev, err, "%s: cannot send replies: %m", c->cfg->peer);
 	c->tx_dead = true;
 	stop_receiving(c, err);
 }
@@ -722,7 +722,7 @@ static void end_of_stream(struct nbd_conn *c, int err)
 	if (mid_request)
 		blkserv_warning(c->dev, "%s: connection closed in the middle of a request", c->cfg->peer);
 	else if (err && err != -ECONNRESET)
-		blkserv_warning(c->dev, "%s: cannot receive: %s", c->cfg->peer, strerror(-err));
+		(void)blkserv_warning_errno(c->dev, err, "%s: cannot receive: %m", c->cfg->peer);
 	stop_receiving(c, err == -ECONNRESET ? 0 : err);
 }
 
@@ -887,7 +887,7 @@ static void wait_for_events(struct nbd_conn *c)
 		cancel_recv(c);
 	r = blkserv_queue_process(c->q, min_events, timeout);
 	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY && !c->ring_warned) {
-		blkserv_warning(c->dev, "%s: queue processing failed: %s", c->cfg->peer, strerror(-r));
+		(void)blkserv_warning_errno(c->dev, r, "%s: queue processing failed: %m", c->cfg->peer);
 		c->ring_warned = true;
 	}
 	blkserv_queue_heartbeat(c->q);
@@ -980,7 +980,7 @@ int nbd_conn_serve(const struct nbd_conn_config *cfg, int fd)
 	if (cfg->ready)
 		cfg->ready(cfg->opaque, r);
 	if (r < 0) {
-		blkserv_error(cfg->dev, "%s: cannot create a queue: %s", cfg->peer, strerror(-r));
+		(void)blkserv_error_errno(cfg->dev, r, "%s: cannot create a queue: %m", cfg->peer);
 		conn_free(&c);
 		return r;
 	}

@@ -86,7 +86,7 @@ static int check_readable(struct tls_err *e, const char *option, const char *pat
 	struct stat st;
 
 	if (fd < 0)
-		return tls_fail(e, option, "cannot read %s: %s", path, strerror(errno));
+		return tls_fail(e, option, "cannot read %s: %m", path);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return tls_fail(e, option, "%s is not a regular file", path);
 	return 0;
@@ -121,7 +121,7 @@ static int check_psk_file(struct tls_err *e, const char *path)
 		return r;
 	f = fopen(path, "re");
 	if (!f)
-		return tls_fail(e, "tls_psk_file", "cannot read %s: %s", path, strerror(errno));
+		return tls_fail(e, "tls_psk_file", "cannot read %s: %m", path);
 	while (fgets(line, sizeof(line), f)) {
 		size_t len = strcspn(line, "\r\n");
 

@@ -34,7 +34,7 @@ static void log_open_error(struct blkserv_device *dev, int err)
 			      UBLK_CONTROL_PATH);
 		break;
 	default:
-		blkserv_error(dev, "ublk: cannot open %s: %s", UBLK_CONTROL_PATH, strerror(err));
+		(void)blkserv_error_errno(dev, err, "ublk: cannot open %s: %m", UBLK_CONTROL_PATH);
 	}
 }
 
@@ -51,9 +51,9 @@ int ublk_ctrl_open(struct blkserv_device *dev, struct ublk_ctrl *c)
 	}
 	r = io_uring_queue_init(CTRL_RING_ENTRIES, &c->ring, IORING_SETUP_SQE128);
 	if (r < 0) {
-		blkserv_error(dev, "ublk: cannot create an io_uring with 128-byte SQEs for %s: %s%s",
-			      UBLK_CONTROL_PATH, strerror(-r),
-			      r == -EINVAL ? " (the kernel is too old: ublk needs Linux 6.0+)" : "");
+		(void)blkserv_error_errno(dev, r, "ublk: cannot create an io_uring with 128-byte SQEs for %s: %m%s",
+					  UBLK_CONTROL_PATH,
+					  r == -EINVAL ? " (the kernel is too old: ublk needs Linux 6.0+)" : "");
 		c->fd = safe_close(c->fd);
 		return r;
 	}

@@ -20,10 +20,8 @@ static int get_uint(struct blkserv_device *dev, const struct blkserv_config *cfg
 {
 	int r = blkserv_config_get_uint(cfg, name, ret);
 
-	if (r < 0) {
-		blkserv_error(dev, "ublk: cannot read option '%s': %s", name, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_error_errno(dev, r, "ublk: cannot read option '%s': %m", name);
 	if (*ret < min || *ret > max) {
 		blkserv_error(dev, "ublk: option '%s' = %llu is out of range: it must be %llu..%llu", name,
 			      (unsigned long long)*ret, (unsigned long long)min, (unsigned long long)max);
@@ -112,10 +110,8 @@ int ublk_options_parse(struct blkserv_device *dev, const struct blkserv_config *
 	if (r < 0)
 		return r;
 	r = blkserv_config_get_bool(cfg, "recovery", &o.recovery);
-	if (r < 0) {
-		blkserv_error(dev, "ublk: cannot read option 'recovery': %s", strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return blkserv_error_errno(dev, r, "ublk: cannot read option 'recovery': %m");
 	*ret = o;
 	return 0;
 }

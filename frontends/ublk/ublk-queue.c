@@ -59,8 +59,9 @@ static void log_once(struct ublk_queue *uq, const char *what, int tag, int res)
 {
 	if (atomic_exchange(&uq->failed, true))
 		return;
-	blkserv_error(uq->u->dev, "ublk: queue %u tag %d: %s: %s; the queue can no longer serve this tag",
-		      uq->q_id, tag, what, strerror(res < 0 ? -res : EPROTO));
+	(void)blkserv_error_errno(uq->u->dev, res < 0 ? res : EPROTO,
+				  "ublk: queue %u tag %d: %s: %m; the queue can no longer serve this tag",
+				  uq->q_id, tag, what);
 }
 
 /* ---- commands ------------------------------------------------------- */
@@ -261,7 +262,7 @@ static int new_queue(struct ublk_queue *uq)
 	for (size_t i = 0; i < ELEMENTSOF(flag_sets) && r == -EINVAL; i++)
 		r = blkserv_queue_new(dev, uq->u->opt.depth, flag_sets[i], &uq->q);
 	if (r < 0)
-		blkserv_error(dev, "ublk: queue %u: cannot create the queue: %s", uq->q_id, strerror(-r));
+		return blkserv_error_errno(dev, r, "ublk: queue %u: cannot create the queue: %m", uq->q_id);
 	return r;
 }
 
@@ -304,7 +305,7 @@ static int queue_setup(struct ublk_queue *uq)
 			r = -EIO;
 	}
 	if (r < 0)
-		blkserv_error(dev, "ublk: queue %u: %s: %s", uq->q_id, what, strerror(-r));
+		return blkserv_error_errno(dev, r, "ublk: queue %u: %s: %m", uq->q_id, what);
 	return r;
 }
 
@@ -379,7 +380,7 @@ static void queue_loop(struct ublk_queue *uq)
 		}
 		r = blkserv_queue_process(uq->q, 1, LOOP_TIMEOUT_MS);
 		if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-			blkserv_error(uq->u->dev, "ublk: queue %u: io_uring failed: %s", uq->q_id, strerror(-r));
+			(void)blkserv_error_errno(uq->u->dev, r, "ublk: queue %u: io_uring failed: %m", uq->q_id);
 			atomic_store(&uq->failed, true);
 			/* Do not spin on a broken ring. */
 			nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
@@ -432,7 +433,7 @@ int ublk_queues_start(struct ublk *u)
 		atomic_store(&uq->setup_result, 1);
 		r = -pthread_create(&uq->thread, NULL, queue_thread, uq);
 		if (r < 0) {
-			blkserv_error(u->dev, "ublk: cannot start the thread of queue %u: %s", i, strerror(-r));
+			(void)blkserv_error_errno(u->dev, r, "ublk: cannot start the thread of queue %u: %m", i);
 			break;
 		}
 		uq->thread_started = true;

@@ -58,18 +58,6 @@ static const struct blkserv_option ublk_options[] = {
 	BLKSERV_OPTION_END,
 };
 
-/* Log an error about @u's device and return @r. */
-static int ublk_fail(struct ublk *u, int r, const char *fmt, ...) BLKSERV_PRINTF(3, 4);
-static int ublk_fail(struct ublk *u, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	blkserv_logv(u->dev, BLKSERV_LOG_ERR, fmt, ap);
-	va_end(ap);
-	return r;
-}
-
 /* ---- open / close -------------------------------------------------- */
 
 static int ublk_open(struct blkserv_device *dev, const struct blkserv_config *cfg, void **ret_handle)
@@ -134,9 +122,10 @@ static int save_state(struct ublk *u)
 	int r = ublk_state_write(u->state_path, &s);
 
 	if (r < 0)
-		blkserv_error(u->dev, "ublk: cannot write the state file %s: %s (the runtime directory must be "
-				      "writable: a restarted daemon finds its devices there)",
-			      u->state_path, strerror(-r));
+		return blkserv_error_errno(u->dev, r,
+					   "ublk: cannot write the state file %s: %m (the runtime directory must be "
+					   "writable: a restarted daemon finds its devices there)",
+					   u->state_path);
 	return r;
 }
 
@@ -191,8 +180,7 @@ static int serve_and_go_live(struct ublk *u, uint32_t cmd_op, const char *what)
 		return r;
 	r = ublk_ctrl_simple(&u->ctrl, cmd_op, u->info.dev_id, (uint64_t)getpid(), CTRL_WAIT_MS);
 	if (r < 0)
-		return ublk_fail(u, r, "ublk: %s of device %u failed: %s", what, u->info.dev_id,
-				 strerror(-r));
+		return blkserv_error_errno(u->dev, r, "ublk: %s of device %u failed: %m", what, u->info.dev_id);
 	u->live = true;
 	snprintf(u->bdev_path, sizeof(u->bdev_path), "/dev/ublkb%u", u->info.dev_id);
 	blkserv_device_set_kernel_name(u->dev, u->bdev_path);
@@ -244,7 +232,7 @@ static void delete_device(struct ublk *u, uint32_t dev_id, bool in_use)
 		}
 	}
 	if (r < 0 && r != -ENODEV)
-		blkserv_error(u->dev, "ublk: cannot delete device %u: %s", dev_id, strerror(-r));
+		(void)blkserv_error_errno(u->dev, r, "ublk: cannot delete device %u: %m", dev_id);
 }
 
 /* STOP_DEV (a no-op on a device that is not live), then DEL_DEV. */
@@ -260,7 +248,7 @@ static void stop_and_delete(struct ublk *u, uint32_t dev_id)
 				dev_id, dev_id);
 	r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_STOP_DEV, dev_id, 0, CTRL_WAIT_MS);
 	if (r < 0 && r != -ENODEV)
-		blkserv_warning(u->dev, "ublk: STOP_DEV of device %u: %s", dev_id, strerror(-r));
+		(void)blkserv_warning_errno(u->dev, r, "ublk: STOP_DEV of device %u: %m", dev_id);
 	delete_device(u, dev_id, in_use);
 }
 
@@ -283,18 +271,19 @@ static int add_device(struct ublk *u)
 	};
 	r = ublk_ctrl_add_dev(&u->ctrl, &u->info);
 	if (r == -EEXIST)
-		return ublk_fail(u, r, "ublk: ADD_DEV: device id %u is taken (option 'id')", u->opt.dev_id);
+		return blkserv_error_errno(u->dev, r, "ublk: ADD_DEV: device id %u is taken (option 'id')",
+					   u->opt.dev_id);
 	if (r < 0)
-		return ublk_fail(u, r, "ublk: ADD_DEV failed: %s%s", strerror(-r),
-				 r == -EPERM ? " (needs CAP_SYS_ADMIN)" : "");
+		return blkserv_error_errno(u->dev, r, "ublk: ADD_DEV failed: %m%s",
+					   r == -EPERM ? " (needs CAP_SYS_ADMIN)" : "");
 	u->have_dev = true;
 	ublk_flags_string(u->info.flags, flags, sizeof(flags));
 	blkserv_info(u->dev, "ublk: added device %u: %u queue(s) of depth %u, max I/O %u bytes, flags %s",
 		     u->info.dev_id, u->info.nr_hw_queues, u->info.queue_depth, u->info.max_io_buf_bytes, flags);
 	if ((u->info.flags & wanted) != wanted) {
 		ublk_flags_string(wanted & ~u->info.flags, flags, sizeof(flags));
-		return ublk_fail(u, -EOPNOTSUPP, "ublk: the kernel lacks feature(s) %s%s", flags,
-				 u->opt.recovery ? " (set recovery = false to run without)" : "");
+		return blkserv_error_errno(u->dev, -EOPNOTSUPP, "ublk: the kernel lacks feature(s) %s%s", flags,
+					   u->opt.recovery ? " (set recovery = false to run without)" : "");
 	}
 	if (u->info.nr_hw_queues < u->opt.queues)
 		blkserv_notice(u->dev, "ublk: the kernel limits device %u to %u queue(s) (one per CPU)",
@@ -310,7 +299,7 @@ static int set_params(struct ublk *u)
 	if (r >= 0)
 		r = ublk_ctrl_set_params(&u->ctrl, u->info.dev_id, &p);
 	if (r < 0)
-		blkserv_error(u->dev, "ublk: SET_PARAMS of device %u failed: %s", u->info.dev_id, strerror(-r));
+		return blkserv_error_errno(u->dev, r, "ublk: SET_PARAMS of device %u failed: %m", u->info.dev_id);
 	return r;
 }
 
@@ -429,8 +418,8 @@ static int start_user_recovery(struct ublk *u)
 		sleep_ms(RETRY_SLEEP_MS);
 	}
 	if (r < 0)
-		blkserv_error(u->dev, "ublk: START_USER_RECOVERY of device %u failed: %s", u->info.dev_id,
-			      strerror(-r));
+		return blkserv_error_errno(u->dev, r, "ublk: START_USER_RECOVERY of device %u failed: %m",
+					   u->info.dev_id);
 	return r;
 }
 
@@ -476,11 +465,11 @@ static int adopt_old_device(struct ublk *u, const struct ublk_state *st)
 	if (r == -ETIMEDOUT)
 		return r; /* logged by wait_while_quiescing */
 	if (r < 0)
-		return ublk_fail(u, r, "ublk: cannot query device %u of the state file %s: %s", st->dev_id,
-				 u->state_path, strerror(-r));
+		return blkserv_error_errno(u->dev, r, "ublk: cannot query device %u of the state file %s: %m",
+					   st->dev_id, u->state_path);
 	if (info.state == UBLK_S_DEV_LIVE && pid_alive(info.ublksrv_pid))
-		return ublk_fail(u, -EBUSY, "ublk: device %u is served by a running process (pid %d)",
-				 info.dev_id, info.ublksrv_pid);
+		return blkserv_error_errno(u->dev, -EBUSY, "ublk: device %u is served by a running process (pid %d)",
+					   info.dev_id, info.ublksrv_pid);
 	if (info.state != UBLK_S_DEV_DEAD && blkserv_device_data_fresh(u->dev)) {
 		/* Resuming would serve other data under a file system that
 		 * caches the old one: corruption.  A new device is safe. */
@@ -515,8 +504,8 @@ static int try_recover(struct ublk *u)
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0) {
-		blkserv_warning(u->dev, "ublk: state file %s is unreadable (%s): ignoring it", u->state_path,
-				strerror(-r));
+		(void)blkserv_warning_errno(u->dev, r, "ublk: state file %s is unreadable (%m): ignoring it",
+					    u->state_path);
 		remove_state(u);
 		return 0;
 	}
@@ -531,15 +520,16 @@ static int probe_features(struct ublk *u)
 	int r = ublk_ctrl_get_features(&u->ctrl, &u->features);
 
 	if (r == -EOPNOTSUPP || r == -EINVAL)
-		return ublk_fail(u, -EOPNOTSUPP, "ublk: the kernel does not know GET_FEATURES or ioctl-encoded "
-				 "commands: the ublk frontend needs Linux 6.5 or later");
+		return blkserv_error_errno(u->dev, -EOPNOTSUPP, "ublk: the kernel does not know GET_FEATURES or "
+					   "ioctl-encoded commands: the ublk frontend needs Linux 6.5 or later");
 	if (r < 0)
-		return ublk_fail(u, r, "ublk: GET_FEATURES failed: %s%s", strerror(-r),
-				 r == -EPERM ? " (needs CAP_SYS_ADMIN)" : "");
+		return blkserv_error_errno(u->dev, r, "ublk: GET_FEATURES failed: %m%s",
+					   r == -EPERM ? " (needs CAP_SYS_ADMIN)" : "");
 	ublk_flags_string(u->features, flags, sizeof(flags));
 	blkserv_info(u->dev, "ublk: ublk_drv features: %s", flags);
 	if (u->opt.recovery && !(u->features & UBLK_F_USER_RECOVERY_REISSUE))
-		return ublk_fail(u, -EOPNOTSUPP, "ublk: the kernel lacks USER_RECOVERY_REISSUE: set recovery = false");
+		return blkserv_error_errno(u->dev, -EOPNOTSUPP,
+					   "ublk: the kernel lacks USER_RECOVERY_REISSUE: set recovery = false");
 	return 0;
 }
 
@@ -596,7 +586,7 @@ static void ublk_stop(void *handle, uint32_t flags)
 		 * file system has cached while our threads still serve. */
 		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_STOP_DEV, dev_id, 0, CTRL_WAIT_MS);
 		if (r < 0 && r != -ENODEV)
-			blkserv_warning(u->dev, "ublk: STOP_DEV of device %u: %s", dev_id, strerror(-r));
+			(void)blkserv_warning_errno(u->dev, r, "ublk: STOP_DEV of device %u: %m", dev_id);
 		/* The driver aborted every command: the threads leave. */
 		release_queues(u);
 		delete_device(u, dev_id, in_use);
