@@ -103,20 +103,20 @@ static int check_readable_file(struct blkserv_device *dev, const char *option, c
 	struct stat st;
 
 	if (stat(path, &st) < 0)
-		return blkserv_error_errno(dev, errno, "rbd backend: %s %s: %m", option, path);
+		return blkserv_error_errno(dev, errno, "%s %s: %m", option, path);
 	if (!S_ISREG(st.st_mode)) {
-		blkserv_error(dev, "rbd backend: %s %s is not a regular file", option, path);
+		blkserv_error(dev, "%s %s is not a regular file", option, path);
 		return -EINVAL;
 	}
 	if (access(path, R_OK) < 0)
-		return blkserv_error_errno(dev, errno, "rbd backend: %s %s cannot be read: %m", option, path);
+		return blkserv_error_errno(dev, errno, "%s %s cannot be read: %m", option, path);
 	return 0;
 }
 
 static int check_timeout(struct blkserv_device *dev, uint64_t t)
 {
 	if (t == 0 || t > RBD_TIMEOUT_MAX) {
-		blkserv_error(dev, "rbd backend: timeout = %llu is out of range 1-%u seconds%s", (unsigned long long)t,
+		blkserv_error(dev, "timeout = %llu is out of range 1-%u seconds%s", (unsigned long long)t,
 			      RBD_TIMEOUT_MAX, t == 0 ? " (0 would let an unreachable cluster hang the device)" : "");
 		return -ERANGE;
 	}
@@ -128,11 +128,11 @@ static int check_create(struct blkserv_device *dev, const struct rbd_settings *s
 	if (!s->create)
 		return 0;
 	if (s->read_only) {
-		blkserv_error(dev, "rbd backend: create = true and read_only = true exclude each other");
+		blkserv_error(dev, "create = true and read_only = true exclude each other");
 		return -EINVAL;
 	}
 	if (s->size == 0) {
-		blkserv_error(dev, "rbd backend: create = true needs the device's size option (the new image's size)");
+		blkserv_error(dev, "create = true needs the device's size option (the new image's size)");
 		return -EINVAL;
 	}
 	return 0;
@@ -165,7 +165,7 @@ int rbd_settings_read(struct blkserv_device *dev, const struct blkserv_config *c
 	const char *option, *why = names_problem(s.pool, s.ns, s.image, s.user, &option, buf, sizeof(buf));
 
 	if (why) {
-		blkserv_error(dev, "rbd backend: %s", why);
+		blkserv_error(dev, "%s", why);
 		return -EINVAL;
 	}
 	r = check_timeout(dev, timeout);

@@ -27,20 +27,20 @@ int dblock_control_open(struct dblock *d)
 	if (fd < 0) {
 		r = -errno;
 		if (r == -ENOENT || r == -ENXIO || r == -ENODEV)
-			blkserv_error(d->dev, "dblock: %s not found: the dblock kernel module is not loaded. "
+			blkserv_error(d->dev, "%s not found: the dblock kernel module is not loaded. "
 					      "Load it with 'modprobe dblock' (installed by 'dkms install "
 					      "dblock/1.0.0', see blkservd-dblock(7)) or 'insmod dblock.ko'",
 				      DBLOCK_CONTROL_PATH);
 		else if (r == -EACCES || r == -EPERM)
-			blkserv_error(d->dev, "dblock: no permission to open %s: blkservd must run as root",
+			blkserv_error(d->dev, "no permission to open %s: blkservd must run as root",
 				      DBLOCK_CONTROL_PATH);
 		else
-			blkserv_error(d->dev, "dblock: cannot open %s: %m", DBLOCK_CONTROL_PATH);
+			blkserv_error(d->dev, "cannot open %s: %m", DBLOCK_CONTROL_PATH);
 		return r;
 	}
 	if (ioctl(fd, DBLOCK_IOCTL_CONTROL_PING, NULL) < 0) {
 		r = -errno;
-		blkserv_error(d->dev, "dblock: %s does not answer the dblock PING (%m): is it a dblock module?",
+		blkserv_error(d->dev, "%s does not answer the dblock PING (%m): is it a dblock module?",
 			      DBLOCK_CONTROL_PATH);
 		safe_close(fd);
 		return r;
@@ -58,14 +58,14 @@ void dblock_probe_features(struct dblock *d)
 	d->module_features = 0;
 	d->module_abi = 0;
 	if (ioctl(d->ctl_fd, DBLOCK_IOCTL_CONTROL_GET_FEATURES, &f) < 0) {
-		blkserv_notice(d->dev, "dblock: the module speaks only the original dblock ABI (feature probe: %m): "
+		blkserv_notice(d->dev, "the module speaks only the original dblock ABI (feature probe: %m): "
 				       "the kernel will send no FLUSH, FUA, TRIM or WRITE_ZEROES");
 		return;
 	}
 	d->module_features = f.features;
 	d->module_abi = f.abi_version;
 	if (!d->opt.extensions) {
-		blkserv_notice(d->dev, "dblock: extensions = false: using the original dblock ABI");
+		blkserv_notice(d->dev, "extensions = false: using the original dblock ABI");
 		return;
 	}
 	d->extended = true;
@@ -121,27 +121,27 @@ static int explain_create_error(struct dblock *d, int r)
 	switch (r) {
 	case -EEXIST:
 	case -EBUSY:
-		blkserv_error(d->dev, "dblock: the name '%s' is taken: /dev/%s or /dev/%s%s exists (another dblock "
+		blkserv_error(d->dev, "the name '%s' is taken: /dev/%s or /dev/%s%s exists (another dblock "
 				      "device, one left by a daemon whose state file %s is gone, or another "
 				      "driver's disk); choose another frontend option name, or remove the old "
 				      "device (rmmod dblock removes every unused dblock device)",
 			      n, n, n, DBLOCK_CTL_SUFFIX, d->state_path);
 		break;
 	case -ERANGE:
-		blkserv_error(d->dev, "dblock: the module refused the limits of /dev/%s: size %llu bytes (4 MiB..12 "
+		blkserv_error(d->dev, "the module refused the limits of /dev/%s: size %llu bytes (4 MiB..12 "
 				      "TiB), timeout %u s (1..1200), queue_depth %u (1..1024)",
 			      n, (unsigned long long)d->size, d->opt.timeout, d->opt.queue_depth);
 		break;
 	case -EINVAL:
-		blkserv_error(d->dev, "dblock: the module refused to create /dev/%s: at most %u dblock devices may "
+		blkserv_error(d->dev, "the module refused to create /dev/%s: at most %u dblock devices may "
 				      "exist at once, and the name must be valid", n, DBLOCK_MAX_DEVICES);
 		break;
 	case -EPERM:
 	case -EACCES:
-		blkserv_error(d->dev, "dblock: creating /dev/%s needs CAP_SYS_ADMIN: run blkservd as root", n);
+		blkserv_error(d->dev, "creating /dev/%s needs CAP_SYS_ADMIN: run blkservd as root", n);
 		break;
 	default:
-		(void)blkserv_error_errno(d->dev, r, "dblock: cannot create /dev/%s: %m", n);
+		(void)blkserv_error_errno(d->dev, r, "cannot create /dev/%s: %m", n);
 	}
 	return r;
 }
@@ -153,9 +153,9 @@ int dblock_plan_durability(struct dblock *d, uint32_t wanted)
 	if (wanted & DBLOCK_FEATURE_FLUSH)
 		return 0;
 	if (d->extended)
-		blkserv_info(d->dev, "dblock: backend has no FLUSH: no write cache is advertised");
+		blkserv_info(d->dev, "backend has no FLUSH: no write cache is advertised");
 	else
-		blkserv_info(d->dev, "dblock: the original ABI cannot send FLUSH: asking the backend for write-through");
+		blkserv_info(d->dev, "the original ABI cannot send FLUSH: asking the backend for write-through");
 	return blkserv_device_require_write_through(d->dev);
 }
 
@@ -169,14 +169,14 @@ int dblock_create_device(struct dblock *d)
 	if (r < 0)
 		return r;
 	if (!d->extended && (d->caps & BLKSERV_CAP_READ_ONLY))
-		blkserv_notice(d->dev, "dblock: the original ABI cannot make /dev/%s read-only: writes to it will "
+		blkserv_notice(d->dev, "the original ABI cannot make /dev/%s read-only: writes to it will "
 				       "fail with EIO", d->opt.name);
 	r = d->extended ? create_extended(d, wanted) : create_original(d);
 	if (r < 0)
 		return explain_create_error(d, r);
 	d->created = true;
 	dblock_features_string(d->features, features, sizeof(features));
-	blkserv_info(d->dev, "dblock: created /dev/%s (handle %u, %s ABI, features: %s, timeout %u s)",
+	blkserv_info(d->dev, "created /dev/%s (handle %u, %s ABI, features: %s, timeout %u s)",
 		     d->opt.name, d->handle_id, d->extended ? "extended" : "original", features, d->opt.timeout);
 	return 0;
 }
@@ -191,7 +191,7 @@ void dblock_destroy_device(struct dblock *d)
 	op.destroy_params_by_id.handle_id = d->handle_id;
 	op.destroy_params_by_id.force = 1; /* stopping wins over users */
 	if (ioctl(d->ctl_fd, DBLOCK_IOCTL_CONTROL_DESTROY_DEVICE_BY_ID, &op) < 0 && errno != ENOENT)
-		blkserv_error(d->dev, "dblock: cannot destroy /dev/%s (handle %u): %m", d->opt.name, d->handle_id);
+		blkserv_error(d->dev, "cannot destroy /dev/%s (handle %u): %m", d->opt.name, d->handle_id);
 	d->created = false;
 }
 
@@ -210,7 +210,7 @@ int dblock_open_request_node(struct dblock *d, int *ret_fd)
 	}
 	if (fd < 0) {
 		int r = -errno;
-		blkserv_error(d->dev, "dblock: cannot open %s: %m", path);
+		blkserv_error(d->dev, "cannot open %s: %m", path);
 		return r;
 	}
 	*ret_fd = fd;

@@ -16,7 +16,7 @@ static int get_uint_in(struct blkserv_device *dev, const struct blkserv_config *
 	if (r < 0)
 		return r;
 	if (v < min || v > max) {
-		blkserv_error(dev, "dblock: %s = %llu is out of range %llu..%llu", name, (unsigned long long)v,
+		blkserv_error(dev, "%s = %llu is out of range %llu..%llu", name, (unsigned long long)v,
 			      (unsigned long long)min, (unsigned long long)max);
 		return -ERANGE;
 	}
@@ -43,7 +43,7 @@ static int parse_name(struct blkserv_device *dev, const struct blkserv_config *c
 	if (!set)
 		name = blkserv_device_name(dev);
 	if (!kernel_name_is_valid(name)) {
-		blkserv_error(dev, "dblock: %s '%s' cannot name a dblock device: it needs 1..%u printable "
+		blkserv_error(dev, "%s '%s' cannot name a dblock device: it needs 1..%u printable "
 				   "characters without '/' or spaces%s",
 			      set ? "name" : "the device name", name, DBLOCK_MAX_NAME_LENGTH,
 			      set ? "" : " (set the frontend option name)");
@@ -62,7 +62,7 @@ static int parse_max_io_size(struct blkserv_device *dev, const struct blkserv_co
 	if (r < 0)
 		return r;
 	if (v < DBLOCK_BLOCK_SIZE || v > DBLOCK_MAX_DATA_BYTES || v % DBLOCK_BLOCK_SIZE) {
-		blkserv_error(dev, "dblock: max_io_size = %llu must be a multiple of 4K in 4K..1M",
+		blkserv_error(dev, "max_io_size = %llu must be a multiple of 4K in 4K..1M",
 			      (unsigned long long)v);
 		return -ERANGE;
 	}
@@ -77,13 +77,13 @@ static int check_device(struct blkserv_device *dev)
 	uint32_t bs = blkserv_device_block_size(dev);
 
 	if (bs != DBLOCK_BLOCK_SIZE) {
-		blkserv_error(dev, "dblock: block_size = %u, but dblock devices have 4096-byte blocks "
+		blkserv_error(dev, "block_size = %u, but dblock devices have 4096-byte blocks "
 				   "(set block_size = 4096)", bs);
 		return -EINVAL;
 	}
 	if (size % DBLOCK_BLOCK_SIZE || size / DBLOCK_BLOCK_SIZE < DBLOCK_MIN_BLOCKS ||
 	    size / DBLOCK_BLOCK_SIZE > DBLOCK_MAX_BLOCKS) {
-		blkserv_error(dev, "dblock: the device size %llu bytes is outside the module's limits "
+		blkserv_error(dev, "the device size %llu bytes is outside the module's limits "
 				   "(4 MiB..12 TiB, in 4 KiB blocks)", (unsigned long long)size);
 		return -ERANGE;
 	}

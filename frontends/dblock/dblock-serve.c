@@ -44,7 +44,7 @@ static int run(struct dblock_thread *t, uint32_t op, uint32_t flags, uint64_t of
 	while (!t->req_done) {
 		r = blkserv_queue_process(t->q, 1, -1);
 		if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY && !t->process_warned) {
-			(void)blkserv_warning_errno(blkserv_queue_device(t->q), r, "dblock: thread %u: waiting for a "
+			(void)blkserv_warning_errno(blkserv_queue_device(t->q), r, "thread %u: waiting for a "
 						    "request failed: %m (retrying)", t->index);
 			t->process_warned = true;
 		}
@@ -194,7 +194,7 @@ static void serve_loop(struct dblock_thread *t)
 				continue;
 			}
 			if (errno != ENOENT) {
-				blkserv_error(dev, "dblock: thread %u: DEVICE_OPERATION failed: %m; it stops serving",
+				blkserv_error(dev, "thread %u: DEVICE_OPERATION failed: %m; it stops serving",
 					      t->index);
 				atomic_store(&t->failed, true);
 			}
@@ -204,7 +204,7 @@ static void serve_loop(struct dblock_thread *t)
 		if (r == DBLOCK_SERVE_EXIT)
 			return;
 		if (r == -EPROTO && !warned) {
-			blkserv_warning(dev, "dblock: thread %u: unknown request operation from the module: "
+			blkserv_warning(dev, "thread %u: unknown request operation from the module: "
 					     "left unanswered (it fails at the timeout)", t->index);
 			warned = true;
 		}
@@ -226,7 +226,7 @@ void *dblock_thread_main(void *arg)
 	if (r >= 0)
 		serve_loop(t);
 	if (!atomic_load(&t->d->stopping) && !atomic_load(&t->failed) && r >= 0) {
-		blkserv_error(t->d->dev, "dblock: thread %u: /dev/%s was destroyed behind the daemon's back",
+		blkserv_error(t->d->dev, "thread %u: /dev/%s was destroyed behind the daemon's back",
 			      t->index, t->d->opt.name);
 		atomic_store(&t->failed, true);
 	}

@@ -92,7 +92,7 @@ int dblock_save_state(struct dblock *d)
 	r = dblock_state_write(d->state_path, &s);
 	if (r < 0)
 		return blkserv_error_errno(d->dev, r,
-					   "dblock: cannot write the state file %s: %m (the runtime directory must be "
+					   "cannot write the state file %s: %m (the runtime directory must be "
 					   "writable: the next daemon finds /dev/%s there)",
 					   d->state_path, d->opt.name);
 	return r;
@@ -101,7 +101,7 @@ int dblock_save_state(struct dblock *d)
 void dblock_remove_state(struct dblock *d)
 {
 	if (unlink(d->state_path) < 0 && errno != ENOENT)
-		blkserv_warning(d->dev, "dblock: cannot remove %s: %m", d->state_path);
+		blkserv_warning(d->dev, "cannot remove %s: %m", d->state_path);
 }
 
 /* The device of @st is ours and fits the config: 0; else why not, logged. */
@@ -116,9 +116,9 @@ static int check_fits(struct dblock *d, const struct dblock_state *st, uint32_t 
 	if (r >= 0)
 		r = read_sysfs(n, "queue/logical_block_size", &lbs);
 	if (r < 0)
-		return blkserv_error_errno(d->dev, r, "dblock: cannot read /sys/block/%s: %m", n);
+		return blkserv_error_errno(d->dev, r, "cannot read /sys/block/%s: %m", n);
 	if (sectors * 512 != d->size || lbs != DBLOCK_BLOCK_SIZE) {
-		blkserv_error(d->dev, "dblock: /dev/%s of the previous daemon has %llu bytes with block size %llu, "
+		blkserv_error(d->dev, "/dev/%s of the previous daemon has %llu bytes with block size %llu, "
 				      "the config says %llu with %u: it cannot be taken over with another geometry; "
 				      "restore the config, or remove the device (rmmod dblock removes every unused "
 				      "dblock device)",
@@ -127,7 +127,7 @@ static int check_fits(struct dblock *d, const struct dblock_state *st, uint32_t 
 		return -EEXIST;
 	}
 	if (read_sysfs(n, "dblock/servers", &servers) >= 0 && servers > 0) {
-		blkserv_error(d->dev, "dblock: /dev/%s has %llu server thread(s) waiting: another program serves it",
+		blkserv_error(d->dev, "/dev/%s has %llu server thread(s) waiting: another program serves it",
 			      n, (unsigned long long)servers);
 		return -EBUSY;
 	}
@@ -140,7 +140,7 @@ static int check_fits(struct dblock *d, const struct dblock_state *st, uint32_t 
 
 		dblock_features_string(features, have, sizeof(have));
 		dblock_features_string(wanted, want, sizeof(want));
-		blkserv_error(d->dev, "dblock: /dev/%s of the previous daemon has the features '%s', this backend "
+		blkserv_error(d->dev, "/dev/%s of the previous daemon has the features '%s', this backend "
 				      "and config need '%s': it cannot be taken over; restore the config, or remove "
 				      "the device",
 			      n, have, want);
@@ -153,7 +153,7 @@ static int check_fits(struct dblock *d, const struct dblock_state *st, uint32_t 
 /* The backend's data is new: the old device must go, loudly. */
 static void remove_stale(struct dblock *d, const struct dblock_state *st)
 {
-	blkserv_error(d->dev, "dblock: the backend's data is new (the previous daemon's was not handed over): "
+	blkserv_error(d->dev, "the backend's data is new (the previous daemon's was not handed over): "
 			      "/dev/%s of the previous daemon (pid %d) must not be resumed with it. Removing it and "
 			      "creating a new one; whatever had it mounted or open gets I/O errors and must be "
 			      "unmounted",
@@ -172,7 +172,7 @@ static int adopt(struct dblock *d, const struct dblock_state *st)
 	int r;
 
 	if (strcmp(st->name, d->opt.name) != 0) {
-		blkserv_warning(d->dev, "dblock: the state file %s names /dev/%s, the config now /dev/%s: leaving "
+		blkserv_warning(d->dev, "the state file %s names /dev/%s, the config now /dev/%s: leaving "
 					"/dev/%s alone (remove it yourself if it is no longer used)",
 				d->state_path, st->name, d->opt.name, st->name);
 		dblock_remove_state(d);
@@ -180,15 +180,15 @@ static int adopt(struct dblock *d, const struct dblock_state *st)
 	}
 	r = dblock_handle_by_name(d, st->name, &handle);
 	if (r == -ENOENT || (r >= 0 && handle != st->handle_id)) {
-		blkserv_info(d->dev, "dblock: /dev/%s of the state file is gone%s: creating it afresh", st->name,
+		blkserv_info(d->dev, "/dev/%s of the state file is gone%s: creating it afresh", st->name,
 			     r >= 0 ? " (the name belongs to a newer device now)" : "");
 		dblock_remove_state(d);
 		return 0;
 	}
 	if (r < 0)
-		return blkserv_error_errno(d->dev, r, "dblock: cannot look up /dev/%s: %m", st->name);
+		return blkserv_error_errno(d->dev, r, "cannot look up /dev/%s: %m", st->name);
 	if (pid_alive(st->pid)) {
-		blkserv_error(d->dev, "dblock: /dev/%s is served by a running process (pid %d)", st->name, st->pid);
+		blkserv_error(d->dev, "/dev/%s is served by a running process (pid %d)", st->name, st->pid);
 		return -EBUSY;
 	}
 	if (blkserv_device_data_fresh(d->dev)) {
@@ -202,7 +202,7 @@ static int adopt(struct dblock *d, const struct dblock_state *st)
 	d->features = features;
 	d->created = true;
 	if (read_sysfs(st->name, "dblock/timeout_seconds", &timeout) >= 0 && timeout != d->opt.timeout)
-		blkserv_notice(d->dev, "dblock: /dev/%s keeps its timeout of %llu s (the config's %u s applies to a "
+		blkserv_notice(d->dev, "/dev/%s keeps its timeout of %llu s (the config's %u s applies to a "
 				       "new device)",
 			       st->name, (unsigned long long)timeout, d->opt.timeout);
 	return 1;
@@ -216,14 +216,14 @@ int dblock_try_takeover(struct dblock *d)
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0) {
-		(void)blkserv_warning_errno(d->dev, r, "dblock: state file %s is unreadable (%m): ignoring it",
+		(void)blkserv_warning_errno(d->dev, r, "state file %s is unreadable (%m): ignoring it",
 					    d->state_path);
 		dblock_remove_state(d);
 		return 0;
 	}
 	r = adopt(d, &st);
 	if (r > 0)
-		blkserv_notice(d->dev, "dblock: taking over /dev/%s (handle %u) from the previous daemon (pid %d)",
+		blkserv_notice(d->dev, "taking over /dev/%s (handle %u) from the previous daemon (pid %d)",
 			       st.name, d->handle_id, st.pid);
 	return r;
 }

@@ -125,7 +125,7 @@ static int spawn_threads(struct dblock *d)
 		int e = pthread_create(&t->thread, NULL, dblock_thread_main, t);
 
 		if (e) {
-			r = blkserv_error_errno(d->dev, e, "dblock: cannot start server thread %u: %m", i);
+			r = blkserv_error_errno(d->dev, e, "cannot start server thread %u: %m", i);
 			break;
 		}
 		t->running = true;
@@ -138,7 +138,7 @@ static int spawn_threads(struct dblock *d)
 	for (unsigned i = 0; i < d->opt.threads && r >= 0; i++)
 		if (d->threads[i].running && d->threads[i].setup_result < 0) {
 			r = d->threads[i].setup_result;
-			(void)blkserv_error_errno(d->dev, r, "dblock: server thread %u cannot make its queue: %m", i);
+			(void)blkserv_error_errno(d->dev, r, "server thread %u cannot make its queue: %m", i);
 		}
 	return r;
 }
@@ -157,7 +157,7 @@ static void join_threads(struct dblock *d)
 		if (pthread_timedjoin_np(t->thread, NULL, &deadline) != 0) {
 			/* A module with the original's flaw may not wake it:
 			 * leave it (and what it uses) behind rather than hang. */
-			blkserv_error(d->dev, "dblock: server thread %u did not exit within %d s of destroy: "
+			blkserv_error(d->dev, "server thread %u did not exit within %d s of destroy: "
 					      "leaving it behind", i, JOIN_TIMEOUT_S);
 			pthread_detach(t->thread);
 			t->fd = -1;
@@ -188,7 +188,7 @@ static void flush_kernel_device(struct dblock *d)
 	snprintf(path, sizeof(path), "/dev/%s", d->opt.name);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd >= 0 && fsync(fd) < 0)
-		blkserv_warning(d->dev, "dblock: flushing %s before removing it failed: %m", path);
+		blkserv_warning(d->dev, "flushing %s before removing it failed: %m", path);
 }
 
 static void log_summary(struct dblock *d)
@@ -203,7 +203,7 @@ static void log_summary(struct dblock *d)
 		sum.fua += c->fua;
 		sum.errors += c->errors;
 	}
-	blkserv_info(d->dev, "dblock: /dev/%s served %llu reads, %llu writes (%llu FUA), %llu flushes, %llu trims, "
+	blkserv_info(d->dev, "/dev/%s served %llu reads, %llu writes (%llu FUA), %llu flushes, %llu trims, "
 			     "%llu write-zeroes; %llu failed",
 		     d->opt.name, (unsigned long long)sum.ops[BLKSERV_OP_READ],
 		     (unsigned long long)sum.ops[BLKSERV_OP_WRITE], (unsigned long long)sum.fua,
@@ -267,7 +267,7 @@ static int keep_device(struct dblock *d, bool served)
 	release_threads(d);
 	d->ctl_fd = safe_close(d->ctl_fd);
 	d->created = false;
-	blkserv_notice(d->dev, "dblock: left /dev/%s (handle %u) for the next daemon to take over; its I/O waits "
+	blkserv_notice(d->dev, "left /dev/%s (handle %u) for the next daemon to take over; its I/O waits "
 			       "up to the device timeout for it",
 		       d->opt.name, d->handle_id);
 	return 0;
@@ -306,7 +306,7 @@ static int dblock_start(void *handle)
 	}
 	snprintf(kernel_name, sizeof(kernel_name), "/dev/%s", d->opt.name);
 	blkserv_device_set_kernel_name(d->dev, kernel_name);
-	blkserv_info(d->dev, "dblock: serving %s with %u threads", kernel_name, d->opt.threads);
+	blkserv_info(d->dev, "serving %s with %u threads", kernel_name, d->opt.threads);
 	return 0;
 }
 
@@ -317,11 +317,11 @@ static void dblock_stop(void *handle, uint32_t flags)
 	if (flags & BLKSERV_STOP_KEEP_DEVICE) {
 		if (keep_device(d, true) >= 0)
 			return;
-		blkserv_notice(d->dev, "dblock: the module cannot detach server threads (not blkservd's dblock.ko "
+		blkserv_notice(d->dev, "the module cannot detach server threads (not blkservd's dblock.ko "
 				       "of ABI 2 or later): /dev/%s cannot be kept for the next daemon, removing it",
 			       d->opt.name);
 	} else {
-		blkserv_info(d->dev, "dblock: removing /dev/%s", d->opt.name);
+		blkserv_info(d->dev, "removing /dev/%s", d->opt.name);
 	}
 	teardown(d, true);
 }

@@ -189,7 +189,7 @@ static int tcp_listen(struct nbd_exp *x)
 		return r;
 	r = getaddrinfo(host, port, &hints, &res);
 	if (r != 0) {
-		blkserv_error(x->dev, "nbd-export: cannot resolve tcp address '%s': %s", x->tcp, gai_strerror(r));
+		blkserv_error(x->dev, "cannot resolve tcp address '%s': %s", x->tcp, gai_strerror(r));
 		return -EADDRNOTAVAIL;
 	}
 	for (struct addrinfo *ai = res; ai && x->nlisten < MAX_LISTEN; ai = ai->ai_next) {
@@ -201,7 +201,7 @@ static int tcp_listen(struct nbd_exp *x)
 	}
 	freeaddrinfo(res);
 	if (bound == 0)
-		(void)blkserv_error_errno(x->dev, last, "nbd-export: cannot listen on tcp %s: %m", x->tcp);
+		(void)blkserv_error_errno(x->dev, last, "cannot listen on tcp %s: %m", x->tcp);
 	return bound ? 0 : last;
 }
 
@@ -214,12 +214,12 @@ static int clear_stale_socket(struct nbd_exp *x, const struct sockaddr_un *sa)
 	if (lstat(sa->sun_path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode)) {
-		blkserv_error(x->dev, "nbd-export: %s exists and is not a socket", sa->sun_path);
+		blkserv_error(x->dev, "%s exists and is not a socket", sa->sun_path);
 		return -EEXIST;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd >= 0 && connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0) {
-		blkserv_error(x->dev, "nbd-export: %s is in use by another server", sa->sun_path);
+		blkserv_error(x->dev, "%s is in use by another server", sa->sun_path);
 		return -EADDRINUSE;
 	}
 	return unlink(sa->sun_path) < 0 ? -errno : 0;
@@ -232,7 +232,7 @@ static int unix_listen(struct nbd_exp *x)
 	int r;
 
 	if (strlen(x->unix_path) >= sizeof(sa.sun_path)) {
-		blkserv_error(x->dev, "nbd-export: unix socket path '%s' is longer than %zu bytes", x->unix_path,
+		blkserv_error(x->dev, "unix socket path '%s' is longer than %zu bytes", x->unix_path,
 			      sizeof(sa.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
@@ -243,7 +243,7 @@ static int unix_listen(struct nbd_exp *x)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
-		blkserv_error(x->dev, "nbd-export: cannot bind %s: %m", x->unix_path);
+		blkserv_error(x->dev, "cannot bind %s: %m", x->unix_path);
 		return r;
 	}
 	x->unix_bound = true;
@@ -285,7 +285,7 @@ static int end_handshake(struct client *cl, int r)
 		x->nserving++;
 	pthread_mutex_unlock(&x->lock);
 	if (r == -EUSERS)
-		blkserv_warning(x->dev, "nbd-export: %llu clients already: turning %s away after its handshake",
+		blkserv_warning(x->dev, "%llu clients already: turning %s away after its handshake",
 				(unsigned long long)x->max_clients, cl->peer);
 	return r;
 }
@@ -395,7 +395,7 @@ static void evict_oldest_handshake(struct nbd_exp *x)
 	oldest->evicted = true;
 	x->nhandshaking--;
 	(void)shutdown(oldest->fd, SHUT_RDWR);
-	blkserv_info(x->dev, "nbd-export: %llu handshakes pending: dropping the oldest, %s, for a new client",
+	blkserv_info(x->dev, "%llu handshakes pending: dropping the oldest, %s, for a new client",
 		     (unsigned long long)x->max_handshakes, oldest->peer);
 }
 
@@ -439,7 +439,7 @@ static void accept_client(struct nbd_exp *x, unsigned i)
 
 	if (fd < 0) {
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-			blkserv_warning(x->dev, "nbd-export: accept failed: %m");
+			blkserv_warning(x->dev, "accept failed: %m");
 			usleep(100 * 1000); /* e.g. out of fds: do not spin */
 		}
 		return;
@@ -448,14 +448,14 @@ static void accept_client(struct nbd_exp *x, unsigned i)
 	full = x->nserving >= x->max_clients;
 	pthread_mutex_unlock(&x->lock);
 	if (full) {
-		blkserv_warning(x->dev, "nbd-export: %llu clients already: turning a new one away",
+		blkserv_warning(x->dev, "%llu clients already: turning a new one away",
 				(unsigned long long)x->max_clients);
 		close(fd);
 		return;
 	}
 	r = add_client(x, fd, x->listen_is_unix[i], &sa);
 	if (r < 0) {
-		(void)blkserv_warning_errno(x->dev, r, "nbd-export: cannot serve a new client: %m");
+		(void)blkserv_warning_errno(x->dev, r, "cannot serve a new client: %m");
 		close(fd);
 	}
 }
@@ -474,7 +474,7 @@ static void *listener_main(void *arg)
 		int n = poll(pfd, x->nlisten + 1, REAP_INTERVAL_MS);
 
 		if (n < 0 && errno != EINTR) {
-			blkserv_error(x->dev, "nbd-export: the listener failed: %m");
+			blkserv_error(x->dev, "the listener failed: %m");
 			atomic_store(&x->listener_failed, true);
 			return NULL;
 		}
@@ -514,7 +514,7 @@ static int export_start(void *handle)
 	if (r >= 0) {
 		r = -pthread_create(&x->listener, NULL, listener_main, x);
 		if (r < 0)
-			(void)blkserv_error_errno(x->dev, r, "nbd-export: cannot start the listener thread: %m%s",
+			(void)blkserv_error_errno(x->dev, r, "cannot start the listener thread: %m%s",
 						  r == -EAGAIN ? " (out of memory, or of locked memory: RLIMIT_MEMLOCK)"
 							       : "");
 	}

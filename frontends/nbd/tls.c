@@ -248,7 +248,7 @@ int nbd_tls_new(struct blkserv_device *dev, const struct nbd_tls_options *o, str
 		if (e.option)
 			blkserv_error(dev, "nbd-export option '%s': %s", e.option, e.msg);
 		else
-			blkserv_error(dev, "nbd-export: %s", e.msg);
+			blkserv_error(dev, "%s", e.msg);
 	}
 	if (*ret)
 		(*ret)->dev = dev;

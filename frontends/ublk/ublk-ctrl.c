@@ -23,18 +23,18 @@ static void log_open_error(struct blkserv_device *dev, int err)
 	case ENOENT:
 	case ENODEV:
 	case ENXIO:
-		blkserv_error(dev, "ublk: no %s: the ublk_drv kernel module is not loaded "
+		blkserv_error(dev, "no %s: the ublk_drv kernel module is not loaded "
 				   "(run `modprobe ublk_drv`; ublk needs Linux 6.5+ with CONFIG_BLK_DEV_UBLK)",
 			      UBLK_CONTROL_PATH);
 		break;
 	case EACCES:
 	case EPERM:
-		blkserv_error(dev, "ublk: cannot open %s: permission denied (ublk devices need root, "
+		blkserv_error(dev, "cannot open %s: permission denied (ublk devices need root, "
 				   "CAP_SYS_ADMIN)",
 			      UBLK_CONTROL_PATH);
 		break;
 	default:
-		(void)blkserv_error_errno(dev, err, "ublk: cannot open %s: %m", UBLK_CONTROL_PATH);
+		(void)blkserv_error_errno(dev, err, "cannot open %s: %m", UBLK_CONTROL_PATH);
 	}
 }
 
@@ -51,7 +51,7 @@ int ublk_ctrl_open(struct blkserv_device *dev, struct ublk_ctrl *c)
 	}
 	r = io_uring_queue_init(CTRL_RING_ENTRIES, &c->ring, IORING_SETUP_SQE128);
 	if (r < 0) {
-		(void)blkserv_error_errno(dev, r, "ublk: cannot create an io_uring with 128-byte SQEs for %s: %m%s",
+		(void)blkserv_error_errno(dev, r, "cannot create an io_uring with 128-byte SQEs for %s: %m%s",
 					  UBLK_CONTROL_PATH,
 					  r == -EINVAL ? " (the kernel is too old: ublk needs Linux 6.0+)" : "");
 		c->fd = safe_close(c->fd);

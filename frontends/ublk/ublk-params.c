@@ -21,9 +21,9 @@ static int get_uint(struct blkserv_device *dev, const struct blkserv_config *cfg
 	int r = blkserv_config_get_uint(cfg, name, ret);
 
 	if (r < 0)
-		return blkserv_error_errno(dev, r, "ublk: cannot read option '%s': %m", name);
+		return blkserv_error_errno(dev, r, "cannot read option '%s': %m", name);
 	if (*ret < min || *ret > max) {
-		blkserv_error(dev, "ublk: option '%s' = %llu is out of range: it must be %llu..%llu", name,
+		blkserv_error(dev, "option '%s' = %llu is out of range: it must be %llu..%llu", name,
 			      (unsigned long long)*ret, (unsigned long long)min, (unsigned long long)max);
 		return -ERANGE;
 	}
@@ -65,7 +65,7 @@ static int parse_max_io(struct blkserv_device *dev, const struct blkserv_config 
 	if (r < 0)
 		return r;
 	if (v % page || (bs && v % bs)) {
-		blkserv_error(dev, "ublk: option 'max_io_size' = %llu must be a multiple of the page size (%llu) "
+		blkserv_error(dev, "option 'max_io_size' = %llu must be a multiple of the page size (%llu) "
 				   "and of the block size (%u)",
 			      (unsigned long long)v, (unsigned long long)page, bs);
 		return -EINVAL;
@@ -111,7 +111,7 @@ int ublk_options_parse(struct blkserv_device *dev, const struct blkserv_config *
 		return r;
 	r = blkserv_config_get_bool(cfg, "recovery", &o.recovery);
 	if (r < 0)
-		return blkserv_error_errno(dev, r, "ublk: cannot read option 'recovery': %m");
+		return blkserv_error_errno(dev, r, "cannot read option 'recovery': %m");
 	*ret = o;
 	return 0;
 }

@@ -60,7 +60,7 @@ static void log_once(struct ublk_queue *uq, const char *what, int tag, int res)
 	if (atomic_exchange(&uq->failed, true))
 		return;
 	(void)blkserv_error_errno(uq->u->dev, res < 0 ? res : EPROTO,
-				  "ublk: queue %u tag %d: %s: %m; the queue can no longer serve this tag",
+				  "queue %u tag %d: %s: %m; the queue can no longer serve this tag",
 				  uq->q_id, tag, what);
 }
 
@@ -262,7 +262,7 @@ static int new_queue(struct ublk_queue *uq)
 	for (size_t i = 0; i < ELEMENTSOF(flag_sets) && r == -EINVAL; i++)
 		r = blkserv_queue_new(dev, uq->u->opt.depth, flag_sets[i], &uq->q);
 	if (r < 0)
-		return blkserv_error_errno(dev, r, "ublk: queue %u: cannot create the queue: %m", uq->q_id);
+		return blkserv_error_errno(dev, r, "queue %u: cannot create the queue: %m", uq->q_id);
 	return r;
 }
 
@@ -305,7 +305,7 @@ static int queue_setup(struct ublk_queue *uq)
 			r = -EIO;
 	}
 	if (r < 0)
-		return blkserv_error_errno(dev, r, "ublk: queue %u: %s: %m", uq->q_id, what);
+		return blkserv_error_errno(dev, r, "queue %u: %s: %m", uq->q_id, what);
 	return r;
 }
 
@@ -360,7 +360,7 @@ static void touch(struct ublk_queue *uq)
 	if (backend_stalled(uq, now) != atomic_load_explicit(&uq->stalled, memory_order_relaxed)) {
 		atomic_store(&uq->stalled, !atomic_load(&uq->stalled));
 		if (atomic_load(&uq->stalled))
-			blkserv_error(uq->u->dev, "ublk: queue %u: the backend has held a request for more than %llu s",
+			blkserv_error(uq->u->dev, "queue %u: the backend has held a request for more than %llu s",
 				      uq->q_id, STALL_NS / 1000000000ull);
 	}
 }
@@ -380,7 +380,7 @@ static void queue_loop(struct ublk_queue *uq)
 		}
 		r = blkserv_queue_process(uq->q, 1, LOOP_TIMEOUT_MS);
 		if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-			(void)blkserv_error_errno(uq->u->dev, r, "ublk: queue %u: io_uring failed: %m", uq->q_id);
+			(void)blkserv_error_errno(uq->u->dev, r, "queue %u: io_uring failed: %m", uq->q_id);
 			atomic_store(&uq->failed, true);
 			/* Do not spin on a broken ring. */
 			nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
@@ -433,7 +433,7 @@ int ublk_queues_start(struct ublk *u)
 		atomic_store(&uq->setup_result, 1);
 		r = -pthread_create(&uq->thread, NULL, queue_thread, uq);
 		if (r < 0) {
-			(void)blkserv_error_errno(u->dev, r, "ublk: cannot start the thread of queue %u: %m", i);
+			(void)blkserv_error_errno(u->dev, r, "cannot start the thread of queue %u: %m", i);
 			break;
 		}
 		uq->thread_started = true;
@@ -472,7 +472,7 @@ void ublk_queues_log_counts(struct ublk *u)
 	for (uint32_t i = 0; i < u->nr_queues && n < sizeof(line); i++)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " %llu",
 				      (unsigned long long)u->queues[i].nr_served);
-	blkserv_info(u->dev, "ublk: requests served per queue:%s", line);
+	blkserv_info(u->dev, "requests served per queue:%s", line);
 }
 
 int ublk_queues_health(struct ublk *u)

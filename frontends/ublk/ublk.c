@@ -77,7 +77,7 @@ static int ublk_open(struct blkserv_device *dev, const struct blkserv_config *cf
 	u->caps = blkserv_device_caps(dev);
 	r = ublk_options_parse(dev, cfg, &u->opt);
 	if (r >= 0 && ublk_build_params(u->size, u->block_size, u->caps, u->opt.max_io_size, &params) < 0) {
-		blkserv_error(dev, "ublk: cannot serve %llu bytes with block size %u (block size 512..page size, "
+		blkserv_error(dev, "cannot serve %llu bytes with block size %u (block size 512..page size, "
 				   "a power of two; max_io_size at least one block)",
 			      (unsigned long long)u->size, u->block_size);
 		r = -EINVAL;
@@ -123,7 +123,7 @@ static int save_state(struct ublk *u)
 
 	if (r < 0)
 		return blkserv_error_errno(u->dev, r,
-					   "ublk: cannot write the state file %s: %m (the runtime directory must be "
+					   "cannot write the state file %s: %m (the runtime directory must be "
 					   "writable: a restarted daemon finds its devices there)",
 					   u->state_path);
 	return r;
@@ -132,7 +132,7 @@ static int save_state(struct ublk *u)
 static void remove_state(struct ublk *u)
 {
 	if (unlink(u->state_path) < 0 && errno != ENOENT)
-		blkserv_warning(u->dev, "ublk: cannot remove %s: %m", u->state_path);
+		blkserv_warning(u->dev, "cannot remove %s: %m", u->state_path);
 }
 
 /* ---- kernel device -------------------------------------------------- */
@@ -151,7 +151,7 @@ static int open_cdev(struct ublk *u)
 			break;
 		sleep_ms(RETRY_SLEEP_MS);
 	}
-	blkserv_error(u->dev, "ublk: cannot open %s: %m", path);
+	blkserv_error(u->dev, "cannot open %s: %m", path);
 	return -errno;
 }
 
@@ -180,7 +180,7 @@ static int serve_and_go_live(struct ublk *u, uint32_t cmd_op, const char *what)
 		return r;
 	r = ublk_ctrl_simple(&u->ctrl, cmd_op, u->info.dev_id, (uint64_t)getpid(), CTRL_WAIT_MS);
 	if (r < 0)
-		return blkserv_error_errno(u->dev, r, "ublk: %s of device %u failed: %m", what, u->info.dev_id);
+		return blkserv_error_errno(u->dev, r, "%s of device %u failed: %m", what, u->info.dev_id);
 	u->live = true;
 	snprintf(u->bdev_path, sizeof(u->bdev_path), "/dev/ublkb%u", u->info.dev_id);
 	blkserv_device_set_kernel_name(u->dev, u->bdev_path);
@@ -219,7 +219,7 @@ static void delete_device(struct ublk *u, uint32_t dev_id, bool in_use)
 		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV, dev_id, 0, DEL_WAIT_MS);
 	if (r == -ETIME) {
 		if (!in_use)
-			blkserv_warning(u->dev, "ublk: device %u is still referenced %d s after DEL_DEV: leaving "
+			blkserv_warning(u->dev, "device %u is still referenced %d s after DEL_DEV: leaving "
 						"the kernel to free it when its last user lets go",
 					dev_id, DEL_WAIT_MS / 1000);
 		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV_ASYNC, dev_id, 0, CTRL_QUICK_MS);
@@ -232,7 +232,7 @@ static void delete_device(struct ublk *u, uint32_t dev_id, bool in_use)
 		}
 	}
 	if (r < 0 && r != -ENODEV)
-		(void)blkserv_error_errno(u->dev, r, "ublk: cannot delete device %u: %m", dev_id);
+		(void)blkserv_error_errno(u->dev, r, "cannot delete device %u: %m", dev_id);
 }
 
 /* STOP_DEV (a no-op on a device that is not live), then DEL_DEV. */
@@ -242,13 +242,13 @@ static void stop_and_delete(struct ublk *u, uint32_t dev_id)
 	int r;
 
 	if (in_use)
-		blkserv_warning(u->dev, "ublk: /dev/ublkb%u is in use (mounted or open): deleting device %u "
+		blkserv_warning(u->dev, "/dev/ublkb%u is in use (mounted or open): deleting device %u "
 					"anyway; its users get I/O errors and the kernel frees it when the last "
 					"one lets go",
 				dev_id, dev_id);
 	r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_STOP_DEV, dev_id, 0, CTRL_WAIT_MS);
 	if (r < 0 && r != -ENODEV)
-		(void)blkserv_warning_errno(u->dev, r, "ublk: STOP_DEV of device %u: %m", dev_id);
+		(void)blkserv_warning_errno(u->dev, r, "STOP_DEV of device %u: %m", dev_id);
 	delete_device(u, dev_id, in_use);
 }
 
@@ -271,22 +271,22 @@ static int add_device(struct ublk *u)
 	};
 	r = ublk_ctrl_add_dev(&u->ctrl, &u->info);
 	if (r == -EEXIST)
-		return blkserv_error_errno(u->dev, r, "ublk: ADD_DEV: device id %u is taken (option 'id')",
+		return blkserv_error_errno(u->dev, r, "ADD_DEV: device id %u is taken (option 'id')",
 					   u->opt.dev_id);
 	if (r < 0)
-		return blkserv_error_errno(u->dev, r, "ublk: ADD_DEV failed: %m%s",
+		return blkserv_error_errno(u->dev, r, "ADD_DEV failed: %m%s",
 					   r == -EPERM ? " (needs CAP_SYS_ADMIN)" : "");
 	u->have_dev = true;
 	ublk_flags_string(u->info.flags, flags, sizeof(flags));
-	blkserv_info(u->dev, "ublk: added device %u: %u queue(s) of depth %u, max I/O %u bytes, flags %s",
+	blkserv_info(u->dev, "added device %u: %u queue(s) of depth %u, max I/O %u bytes, flags %s",
 		     u->info.dev_id, u->info.nr_hw_queues, u->info.queue_depth, u->info.max_io_buf_bytes, flags);
 	if ((u->info.flags & wanted) != wanted) {
 		ublk_flags_string(wanted & ~u->info.flags, flags, sizeof(flags));
-		return blkserv_error_errno(u->dev, -EOPNOTSUPP, "ublk: the kernel lacks feature(s) %s%s", flags,
+		return blkserv_error_errno(u->dev, -EOPNOTSUPP, "the kernel lacks feature(s) %s%s", flags,
 					   u->opt.recovery ? " (set recovery = false to run without)" : "");
 	}
 	if (u->info.nr_hw_queues < u->opt.queues)
-		blkserv_notice(u->dev, "ublk: the kernel limits device %u to %u queue(s) (one per CPU)",
+		blkserv_notice(u->dev, "the kernel limits device %u to %u queue(s) (one per CPU)",
 			       u->info.dev_id, u->info.nr_hw_queues);
 	return 0;
 }
@@ -299,7 +299,7 @@ static int set_params(struct ublk *u)
 	if (r >= 0)
 		r = ublk_ctrl_set_params(&u->ctrl, u->info.dev_id, &p);
 	if (r < 0)
-		return blkserv_error_errno(u->dev, r, "ublk: SET_PARAMS of device %u failed: %m", u->info.dev_id);
+		return blkserv_error_errno(u->dev, r, "SET_PARAMS of device %u failed: %m", u->info.dev_id);
 	return r;
 }
 
@@ -355,7 +355,7 @@ static int wait_while_quiescing(struct ublk *u, uint32_t dev_id, struct bs_ublk_
 	for (int waited = 0; info->state == UBLK_S_DEV_LIVE && !pid_alive(info->ublksrv_pid);
 	     waited += RETRY_SLEEP_MS) {
 		if (waited >= RECOVERY_WAIT_MS) {
-			blkserv_error(u->dev, "ublk: device %u is still LIVE %d s after its daemon (pid %d) "
+			blkserv_error(u->dev, "device %u is still LIVE %d s after its daemon (pid %d) "
 					      "ended: the kernel cannot quiesce it (a request of the old daemon "
 					      "never ended; see the kernel log); not recovering it, since the "
 					      "recovery commands would wait for it forever",
@@ -363,7 +363,7 @@ static int wait_while_quiescing(struct ublk *u, uint32_t dev_id, struct bs_ublk_
 			return -ETIMEDOUT;
 		}
 		if (waited == 0)
-			blkserv_info(u->dev, "ublk: device %u: waiting for the kernel to quiesce it (its daemon, "
+			blkserv_info(u->dev, "device %u: waiting for the kernel to quiesce it (its daemon, "
 					     "pid %d, is gone)",
 				     dev_id, info->ublksrv_pid);
 		sleep_ms(RETRY_SLEEP_MS);
@@ -394,7 +394,7 @@ static int check_old_device(struct ublk *u, const struct ublk_state *st, struct 
 		return r;
 	*ret_fits = p.basic.dev_sectors == u->size >> 9 && (1u << p.basic.logical_bs_shift) == u->block_size;
 	if (!*ret_fits && u->opt.recovery && info->state != UBLK_S_DEV_DEAD)
-		blkserv_error(u->dev, "ublk: device %u of the previous daemon has %llu bytes with block size %u, "
+		blkserv_error(u->dev, "device %u of the previous daemon has %llu bytes with block size %u, "
 				      "the config says %llu with %u: it cannot be recovered with another geometry; "
 				      "restore the config, or set recovery = false once to delete it",
 			      st->dev_id, (unsigned long long)p.basic.dev_sectors << 9, 1u << p.basic.logical_bs_shift,
@@ -412,13 +412,13 @@ static int start_user_recovery(struct ublk *u)
 		if (r != -EBUSY || waited >= RECOVERY_WAIT_MS)
 			break;
 		if (!logged)
-			blkserv_info(u->dev, "ublk: device %u: waiting for the old daemon's references to go",
+			blkserv_info(u->dev, "device %u: waiting for the old daemon's references to go",
 				     u->info.dev_id);
 		logged = true;
 		sleep_ms(RETRY_SLEEP_MS);
 	}
 	if (r < 0)
-		return blkserv_error_errno(u->dev, r, "ublk: START_USER_RECOVERY of device %u failed: %m",
+		return blkserv_error_errno(u->dev, r, "START_USER_RECOVERY of device %u failed: %m",
 					   u->info.dev_id);
 	return r;
 }
@@ -430,7 +430,7 @@ static int recover(struct ublk *u, const struct bs_ublk_dev_info *info)
 	u->info = *info;
 	if (info->nr_hw_queues != u->opt.queues || info->queue_depth != u->opt.depth ||
 	    info->max_io_buf_bytes != u->opt.max_io_size)
-		blkserv_notice(u->dev, "ublk: recovering device %u with its own %u queue(s) of depth %u and "
+		blkserv_notice(u->dev, "recovering device %u with its own %u queue(s) of depth %u and "
 				       "max I/O %u bytes (the config's values apply to a new device)",
 			       info->dev_id, info->nr_hw_queues, info->queue_depth, info->max_io_buf_bytes);
 	r = start_user_recovery(u);
@@ -446,7 +446,7 @@ static int recover(struct ublk *u, const struct bs_ublk_dev_info *info)
 		return r;
 	}
 	u->have_dev = true;
-	blkserv_notice(u->dev, "ublk: recovered %s from the previous daemon", u->bdev_path);
+	blkserv_notice(u->dev, "recovered %s from the previous daemon", u->bdev_path);
 	return 1;
 }
 
@@ -458,22 +458,22 @@ static int adopt_old_device(struct ublk *u, const struct ublk_state *st)
 	int r = check_old_device(u, st, &info, &fits);
 
 	if (r == -ENODEV) {
-		blkserv_info(u->dev, "ublk: device %u of the state file is gone: starting afresh", st->dev_id);
+		blkserv_info(u->dev, "device %u of the state file is gone: starting afresh", st->dev_id);
 		remove_state(u);
 		return 0;
 	}
 	if (r == -ETIMEDOUT)
 		return r; /* logged by wait_while_quiescing */
 	if (r < 0)
-		return blkserv_error_errno(u->dev, r, "ublk: cannot query device %u of the state file %s: %m",
+		return blkserv_error_errno(u->dev, r, "cannot query device %u of the state file %s: %m",
 					   st->dev_id, u->state_path);
 	if (info.state == UBLK_S_DEV_LIVE && pid_alive(info.ublksrv_pid))
-		return blkserv_error_errno(u->dev, -EBUSY, "ublk: device %u is served by a running process (pid %d)",
+		return blkserv_error_errno(u->dev, -EBUSY, "device %u is served by a running process (pid %d)",
 					   info.dev_id, info.ublksrv_pid);
 	if (info.state != UBLK_S_DEV_DEAD && blkserv_device_data_fresh(u->dev)) {
 		/* Resuming would serve other data under a file system that
 		 * caches the old one: corruption.  A new device is safe. */
-		blkserv_error(u->dev, "ublk: the backend's data is new (the previous daemon's was not handed "
+		blkserv_error(u->dev, "the backend's data is new (the previous daemon's was not handed "
 				      "over): device %u of the previous daemon (pid %d) must not be resumed with it. "
 				      "Deleting it and starting a new device; whatever had it mounted or open gets "
 				      "I/O errors and must be unmounted",
@@ -483,7 +483,7 @@ static int adopt_old_device(struct ublk *u, const struct ublk_state *st)
 		return 0;
 	}
 	if (info.state == UBLK_S_DEV_DEAD || !u->opt.recovery || !(info.flags & UBLK_F_USER_RECOVERY)) {
-		blkserv_notice(u->dev, "ublk: device %u of the previous daemon is %s%s: deleting it", info.dev_id,
+		blkserv_notice(u->dev, "device %u of the previous daemon is %s%s: deleting it", info.dev_id,
 			       ublk_state_name(info.state), u->opt.recovery ? "" : " and recovery is off");
 		stop_and_delete(u, info.dev_id);
 		remove_state(u);
@@ -491,7 +491,7 @@ static int adopt_old_device(struct ublk *u, const struct ublk_state *st)
 	}
 	if (!fits)
 		return -EEXIST; /* logged by check_old_device */
-	blkserv_notice(u->dev, "ublk: device %u of the previous daemon (pid %d) is %s: recovering it",
+	blkserv_notice(u->dev, "device %u of the previous daemon (pid %d) is %s: recovering it",
 		       info.dev_id, st->pid, ublk_state_name(info.state));
 	return recover(u, &info);
 }
@@ -504,7 +504,7 @@ static int try_recover(struct ublk *u)
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0) {
-		(void)blkserv_warning_errno(u->dev, r, "ublk: state file %s is unreadable (%m): ignoring it",
+		(void)blkserv_warning_errno(u->dev, r, "state file %s is unreadable (%m): ignoring it",
 					    u->state_path);
 		remove_state(u);
 		return 0;
@@ -520,16 +520,16 @@ static int probe_features(struct ublk *u)
 	int r = ublk_ctrl_get_features(&u->ctrl, &u->features);
 
 	if (r == -EOPNOTSUPP || r == -EINVAL)
-		return blkserv_error_errno(u->dev, -EOPNOTSUPP, "ublk: the kernel does not know GET_FEATURES or "
+		return blkserv_error_errno(u->dev, -EOPNOTSUPP, "the kernel does not know GET_FEATURES or "
 					   "ioctl-encoded commands: the ublk frontend needs Linux 6.5 or later");
 	if (r < 0)
-		return blkserv_error_errno(u->dev, r, "ublk: GET_FEATURES failed: %m%s",
+		return blkserv_error_errno(u->dev, r, "GET_FEATURES failed: %m%s",
 					   r == -EPERM ? " (needs CAP_SYS_ADMIN)" : "");
 	ublk_flags_string(u->features, flags, sizeof(flags));
-	blkserv_info(u->dev, "ublk: ublk_drv features: %s", flags);
+	blkserv_info(u->dev, "ublk_drv features: %s", flags);
 	if (u->opt.recovery && !(u->features & UBLK_F_USER_RECOVERY_REISSUE))
 		return blkserv_error_errno(u->dev, -EOPNOTSUPP,
-					   "ublk: the kernel lacks USER_RECOVERY_REISSUE: set recovery = false");
+					   "the kernel lacks USER_RECOVERY_REISSUE: set recovery = false");
 	return 0;
 }
 
@@ -566,27 +566,27 @@ static void ublk_stop(void *handle, uint32_t flags)
 		 * I/O waits for the next daemon's END_USER_RECOVERY.  Nothing
 		 * here waits for the kernel. */
 		release_queues(u);
-		blkserv_notice(u->dev, "ublk: left %s for the next daemon to recover (device %u, state file %s)",
+		blkserv_notice(u->dev, "left %s for the next daemon to recover (device %u, state file %s)",
 			       u->bdev_path, dev_id, u->state_path);
 	} else {
 		bool in_use = bdev_in_use(dev_id);
 		int r;
 
 		if (flags & BLKSERV_STOP_KEEP_DEVICE)
-			blkserv_notice(u->dev, "ublk: recovery = false: %s cannot be kept for the next daemon: "
+			blkserv_notice(u->dev, "recovery = false: %s cannot be kept for the next daemon: "
 					       "removing it", u->bdev_path);
 		if (in_use)
-			blkserv_warning(u->dev, "ublk: %s is in use (mounted or open): removing it anyway; its "
+			blkserv_warning(u->dev, "%s is in use (mounted or open): removing it anyway; its "
 						"users get I/O errors, and the kernel frees device %u when the last "
 						"one lets go",
 					u->bdev_path, dev_id);
 		else
-			blkserv_info(u->dev, "ublk: removing %s (device %u)", u->bdev_path, dev_id);
+			blkserv_info(u->dev, "removing %s (device %u)", u->bdev_path, dev_id);
 		/* STOP_DEV removes the disk, writing back what a mounted
 		 * file system has cached while our threads still serve. */
 		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_STOP_DEV, dev_id, 0, CTRL_WAIT_MS);
 		if (r < 0 && r != -ENODEV)
-			(void)blkserv_warning_errno(u->dev, r, "ublk: STOP_DEV of device %u: %m", dev_id);
+			(void)blkserv_warning_errno(u->dev, r, "STOP_DEV of device %u: %m", dev_id);
 		/* The driver aborted every command: the threads leave. */
 		release_queues(u);
 		delete_device(u, dev_id, in_use);
