@@ -160,7 +160,8 @@ static size_t plugin_prefix(char *msg, size_t size, const char *plugin, const ch
 	return (size_t)snprintf(msg, size, "%s: ", plugin);
 }
 
-static void log_emit(struct blkserv_device *dev, const char *plugin, int level, int error, const char *fmt,
+BLKSERV_PRINTF(5, 0) static void log_emit(struct blkserv_device *dev, const char *plugin, int level, int error,
+					   const char *fmt,
 		     va_list ap)
 {
 	int saved_errno = errno;

@@ -601,7 +601,7 @@ static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 		return -EINVAL;
 	}
 	if (x->tcp && (split_host_port(x->tcp, &host, &port) < 0 || parse_port(port, &(unsigned){ 0 }) < 0)) {
-		blkserv_error(x->dev, "nbd-export option 'tcp' expects ADDRESS:PORT, [IPV6]:PORT or :PORT "
+		blkserv_error(x->dev, "option 'tcp' expects ADDRESS:PORT, [IPV6]:PORT or :PORT "
 			      "(port 1 to 65535), not '%s'", x->tcp);
 		free(host);
 		free(port);
@@ -611,16 +611,16 @@ static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 	free(port);
 	if (x->client_memory < BLKSERV_MAX_IO_BYTES) {
 		/* One request of the biggest size is always let on anyway. */
-		blkserv_error(x->dev, "nbd-export option 'client_memory' must be at least 32M (one request of "
+		blkserv_error(x->dev, "option 'client_memory' must be at least 32M (one request of "
 			      "the biggest size), not %llu bytes", (unsigned long long)x->client_memory);
 		return -EINVAL;
 	}
 	if (x->max_clients == 0) {
-		blkserv_error(x->dev, "nbd-export option 'max_clients' must be at least 1");
+		blkserv_error(x->dev, "option 'max_clients' must be at least 1");
 		return -EINVAL;
 	}
 	if (x->max_handshakes == 0) {
-		blkserv_error(x->dev, "nbd-export option 'max_handshakes' must be at least 1");
+		blkserv_error(x->dev, "option 'max_handshakes' must be at least 1");
 		return -EINVAL;
 	}
 	return read_tls_options(x, cfg);

@@ -158,7 +158,7 @@ static int parse_control(struct nbd_kdev *k, const char *s)
 	else if (strcmp(s, "ioctl") == 0)
 		k->control = CONTROL_IOCTL;
 	else {
-		blkserv_error(k->dev, "nbd option 'control' expects auto, netlink or ioctl, not '%s'", s);
+		blkserv_error(k->dev, "option 'control' expects auto, netlink or ioctl, not '%s'", s);
 		return -EINVAL;
 	}
 	return 0;
@@ -171,14 +171,14 @@ static int read_options(struct nbd_kdev *k, const struct blkserv_config *cfg)
 
 	(void)blkserv_config_get_uint(cfg, "connections", &n);
 	if (n < 1 || n > MAX_CONNECTIONS) {
-		blkserv_error(k->dev, "nbd option 'connections' must be 1 to %d, not %llu", MAX_CONNECTIONS,
+		blkserv_error(k->dev, "option 'connections' must be 1 to %d, not %llu", MAX_CONNECTIONS,
 			      (unsigned long long)n);
 		return -EINVAL;
 	}
 	k->connections = (unsigned)n;
 	if (blkserv_config_get_uint(cfg, "index", &n) == 0) {
 		if (n > INT32_MAX) {
-			blkserv_error(k->dev, "nbd option 'index' %llu is out of range", (unsigned long long)n);
+			blkserv_error(k->dev, "option 'index' %llu is out of range", (unsigned long long)n);
 			return -EINVAL;
 		}
 		k->have_index = true;

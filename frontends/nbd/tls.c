@@ -246,7 +246,7 @@ int nbd_tls_new(struct blkserv_device *dev, const struct nbd_tls_options *o, str
 
 	if (r == -EINVAL) {
 		if (e.option)
-			blkserv_error(dev, "nbd-export option '%s': %s", e.option, e.msg);
+			blkserv_error(dev, "option '%s': %s", e.option, e.msg);
 		else
 			blkserv_error(dev, "%s", e.msg);
 	}
