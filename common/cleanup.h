@@ -48,25 +48,25 @@ static inline void closedirp(DIR **d)
 
 /* func##p(&ptr): func(ptr) unless ptr is NULL, for _cleanup_(func##p) on
  * a pointer to an object that func frees (systemd's macro of that name). */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
-	static inline void func##p(type *p)     \
-	{                                       \
-		if (*p)                         \
-			func(*p);               \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                                        \
+	static inline void func##p(type *p)                                                                            \
+	{                                                                                                              \
+		if (*p)                                                                                                \
+			func(*p);                                                                                      \
 	}
 
 /* Hand a pointer or fd out of a cleanup scope. */
-#define TAKE_PTR(p)                                \
-	({                                         \
-		__typeof__(p) _taken_ = (p);       \
-		(p) = NULL;                        \
-		_taken_;                           \
+#define TAKE_PTR(p)                                                                                                    \
+	({                                                                                                             \
+		__typeof__(p) _taken_ = (p);                                                                           \
+		(p) = NULL;                                                                                            \
+		_taken_;                                                                                               \
 	})
-#define TAKE_FD(fd)                    \
-	({                             \
-		int _taken_fd_ = (fd); \
-		(fd) = -1;             \
-		_taken_fd_;            \
+#define TAKE_FD(fd)                                                                                                    \
+	({                                                                                                             \
+		int _taken_fd_ = (fd);                                                                                 \
+		(fd) = -1;                                                                                             \
+		_taken_fd_;                                                                                            \
 	})
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 /* The struct of type @type whose member @member @ptr points to. */
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* An intended fall-through to the next case label; gcc accepts a comment
  * for -Wimplicit-fallthrough, clang only the attribute. */

@@ -101,8 +101,7 @@ static int suffix_shift(const char *suffix, unsigned *ret_shift)
 		if (toupper((unsigned char)suffix[0]) != table[i].letter)
 			continue;
 		/* Accept "K", "KB", "KiB". */
-		if (suffix[1] == '\0' || strcasecmp(suffix + 1, "B") == 0 ||
-		    strcasecmp(suffix + 1, "iB") == 0) {
+		if (suffix[1] == '\0' || strcasecmp(suffix + 1, "B") == 0 || strcasecmp(suffix + 1, "iB") == 0) {
 			*ret_shift = table[i].shift;
 			return 0;
 		}

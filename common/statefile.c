@@ -31,8 +31,7 @@ int statefile_write(const char *path, const char *text)
 	return r;
 }
 
-int statefile_read(const char *path, int (*set)(void *userdata, const char *key, const char *value),
-		   void *userdata)
+int statefile_read(const char *path, int (*set)(void *userdata, const char *key, const char *value), void *userdata)
 {
 	_cleanup_fclose_ FILE *f = fopen(path, "re");
 	char line[512];

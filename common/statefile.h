@@ -12,7 +12,6 @@ int statefile_write(const char *path, const char *text);
  * and blank lines are skipped.  -errno if @path cannot be opened,
  * -EINVAL for a line without '=' or longer than 511 bytes, or the first
  * negative value @set returns. */
-int statefile_read(const char *path, int (*set)(void *userdata, const char *key, const char *value),
-		   void *userdata);
+int statefile_read(const char *path, int (*set)(void *userdata, const char *key, const char *value), void *userdata);
 
 #endif

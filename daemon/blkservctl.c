@@ -206,7 +206,8 @@ static void print_members(struct json_object *o, const char *prefix, bool colon)
 
 	if (!json_object_is_type(o, json_type_object))
 		return;
-	json_object_object_foreach(o, key, value) {
+	json_object_object_foreach(o, key, value)
+	{
 		if (strcmp(key, "ok") == 0 || strcmp(key, "warnings") == 0)
 			continue;
 		if (colon)
@@ -226,8 +227,8 @@ static void print_stats(struct json_object *answer)
 	struct json_object *stats = member(answer, "stats"), *ops = member(stats, "ops");
 	char b[8][64];
 
-	printf("%-13s %12s %14s %8s %10s %10s %10s %10s\n", "OP", "OPS", "BYTES", "ERRORS", "MEAN_US",
-	       "P50_US", "P99_US", "P99.9_US");
+	printf("%-13s %12s %14s %8s %10s %10s %10s %10s\n", "OP", "OPS", "BYTES", "ERRORS", "MEAN_US", "P50_US",
+	       "P99_US", "P99.9_US");
 	if (json_object_is_type(ops, json_type_object)) {
 		json_object_object_foreach(ops, op, o)
 			printf("%-13s %12s %14s %8s %10s %10s %10s %10s\n", op, field(o, "ops", b[0], 64),
@@ -258,8 +259,7 @@ static size_t print_reports(struct json_object *answer, const char *name, const 
 /* Send {"command": @command, @key: @value} (@key NULL: none); the parsed
  * answer, and the raw one in *ret_reply; NULL (said on stderr unless
  * @quiet) if the daemon cannot be reached or answers nonsense. */
-static struct json_object *call(const char *command, const char *key, const char *value, bool quiet,
-				char **ret_reply)
+static struct json_object *call(const char *command, const char *key, const char *value, bool quiet, char **ret_reply)
 {
 	_cleanup_free_ char *request_line = NULL, *reply = NULL;
 	struct json_object *request = json_object_new_object(), *answer;
@@ -374,8 +374,8 @@ static int run_scrub(const char *name)
 
 	for (bool first = true;; first = false) {
 		_cleanup_free_ char *reply = NULL;
-		struct json_object *answer = call(first && !arg_scrub_status ? "scrub" : "scrub-status", "device", name,
-						  false, &reply);
+		struct json_object *answer =
+			call(first && !arg_scrub_status ? "scrub" : "scrub-status", "device", name, false, &reply);
 		char b[1024], sbuf[32];
 		const char *state, *error;
 
@@ -405,9 +405,9 @@ static int run_scrub(const char *name)
 			else
 				print_scrub(name, sc, false);
 			int status = arg_scrub_status || (arg_no_wait && strcmp(state, "running") == 0) ? EXIT_DONE
-				     : strcmp(state, "clean") == 0                                    ? EXIT_DONE
-				     : strcmp(state, "corrupt") == 0                                  ? 3
-												      : EXIT_ERROR;
+				     : strcmp(state, "clean") == 0                                      ? EXIT_DONE
+				     : strcmp(state, "corrupt") == 0                                    ? 3
+													: EXIT_ERROR;
 			json_object_put(answer);
 			return status;
 		}
@@ -470,12 +470,9 @@ static int upgrade(const char *binary)
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "socket", required_argument, NULL, 's' },
-		{ "status", no_argument, NULL, 'S' },
-		{ "no-wait", no_argument, NULL, 'W' },
-		{ "help", no_argument, NULL, 'h' },
-		{},
+		{ "json", no_argument, NULL, 'j' },   { "socket", required_argument, NULL, 's' },
+		{ "status", no_argument, NULL, 'S' }, { "no-wait", no_argument, NULL, 'W' },
+		{ "help", no_argument, NULL, 'h' },   {},
 	};
 	const struct command *c = NULL;
 	int opt;

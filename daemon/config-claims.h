@@ -14,8 +14,8 @@ struct claim {
 	char *where; /* "device 'a': frontend 'x' option 'y'" */
 	const char *device;
 	int line;
-	bool shared;     /* blkserv_config_claim_shared: only exclusive claims conflict with it */
-	bool have_id;    /* a path that exists: its identity, so hard links conflict too */
+	bool shared;  /* blkserv_config_claim_shared: only exclusive claims conflict with it */
+	bool have_id; /* a path that exists: its identity, so hard links conflict too */
 	dev_t id_dev;
 	ino_t id_ino;
 };

@@ -61,8 +61,7 @@ static void add_error(struct parse_ctx *ctx, const char *file, int line, const c
 		ctx->error = NULL;
 }
 
-static void add_error_fmt(struct parse_ctx *ctx, const char *file, int line, const char *fmt, ...)
-	BLKSERV_PRINTF(4, 5);
+static void add_error_fmt(struct parse_ctx *ctx, const char *file, int line, const char *fmt, ...) BLKSERV_PRINTF(4, 5);
 static void add_error_fmt(struct parse_ctx *ctx, const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -85,8 +84,9 @@ static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 	/* In a plugin section, say whose option it is not. */
 	if (name && (strcmp(name, "frontend") == 0 || strcmp(name, "backend") == 0) && cfg_title(cfg) &&
 	    sscanf(msg, "no such option '%255[^']'", option) == 1)
-		add_error_fmt(current_ctx, file, cfg->line, "%s '%s' has no option '%s' (see: blkservd --help-plugin %s)",
-			      name, cfg_title(cfg), option, cfg_title(cfg));
+		add_error_fmt(current_ctx, file, cfg->line,
+			      "%s '%s' has no option '%s' (see: blkservd --help-plugin %s)", name, cfg_title(cfg),
+			      option, cfg_title(cfg));
 	else if (name && strcmp(name, "faults") == 0 && sscanf(msg, "no such option '%255[^']'", option) == 1)
 		add_error_fmt(current_ctx, file, cfg->line,
 			      "the faults section has no option '%s' (see blkservd.conf(5), FAULT INJECTION)", option);
@@ -124,8 +124,8 @@ static int check_duplicate(cfg_t *sec, cfg_opt_t *opt)
 
 	for (size_t i = 0; i < ctx->nseen; i++)
 		if (ctx->seen[i].opt == opt) {
-			cfg_error(sec, "option '%s' is set twice (first on line %d): set it once",
-				  opt->name, ctx->seen[i].line);
+			cfg_error(sec, "option '%s' is set twice (first on line %d): set it once", opt->name,
+				  ctx->seen[i].line);
 			return -1;
 		}
 	seen = realloc(ctx->seen, (ctx->nseen + 1) * sizeof(*seen));
@@ -167,8 +167,8 @@ static int check_limits(cfg_t *sec, const struct plugin *p, const struct blkserv
 		return 0;
 	option_format_value(o, c->min, lo, sizeof(lo));
 	option_format_value(o, c->max, hi, sizeof(hi));
-	cfg_error(sec, "option '%s' of %s '%s' expects %s from %s to %s, not '%s'", o->name, cfg_name(sec),
-		  p->name, o->type == BLKSERV_OPT_SIZE ? "a size" : "a number", lo, hi, value);
+	cfg_error(sec, "option '%s' of %s '%s' expects %s from %s to %s, not '%s'", o->name, cfg_name(sec), p->name,
+		  o->type == BLKSERV_OPT_SIZE ? "a size" : "a number", lo, hi, value);
 	return -1;
 }
 
@@ -251,13 +251,13 @@ static int parse_plugin_option(cfg_t *sec, cfg_opt_t *opt, const char *value, vo
 	}
 	decl = plugin_find_option(p, opt->name);
 	if (!decl) {
-		cfg_error(sec, "%s '%s' has no option '%s' (see: blkservd --help-plugin %s)",
-			  cfg_name(sec), p->name, opt->name, p->name);
+		cfg_error(sec, "%s '%s' has no option '%s' (see: blkservd --help-plugin %s)", cfg_name(sec), p->name,
+			  opt->name, p->name);
 		return -1;
 	}
 	if (check_value(decl->type, value) < 0) {
-		cfg_error(sec, "option '%s' of %s '%s' expects %s, not '%s'", opt->name, cfg_name(sec),
-			  p->name, type_expectation(decl->type), value);
+		cfg_error(sec, "option '%s' of %s '%s' expects %s, not '%s'", opt->name, cfg_name(sec), p->name,
+			  type_expectation(decl->type), value);
 		return -1;
 	}
 	if (check_limits(sec, p, decl, value) < 0 || check_duplicate(sec, opt) < 0)
@@ -288,8 +288,8 @@ static int validate_size(cfg_t *cfg, cfg_opt_t *opt)
 	const char *s = cfg_opt_getnstr(opt, cfg_opt_size(opt) - 1);
 
 	if (parse_size(s, &v) < 0 || v == 0) {
-		cfg_error(cfg, "option '%s' expects a size in bytes (like 512, 4K, 64M, 1G, 1T), not '%s'",
-			  opt->name, s);
+		cfg_error(cfg, "option '%s' expects a size in bytes (like 512, 4K, 64M, 1G, 1T), not '%s'", opt->name,
+			  s);
 		return -1;
 	}
 	return check_duplicate(cfg, opt);
@@ -315,8 +315,10 @@ static int validate_request_memory(cfg_t *cfg, cfg_opt_t *opt)
 	const char *s = cfg_opt_getnstr(opt, cfg_opt_size(opt) - 1);
 
 	if (parse_size(s, &v) < 0 || v < BLKSERV_MAX_IO_BYTES) {
-		cfg_error(cfg, "option 'request_memory' expects a size of at least 32M (one request of the "
-			  "biggest size), not '%s'", s);
+		cfg_error(cfg,
+			  "option 'request_memory' expects a size of at least 32M (one request of the "
+			  "biggest size), not '%s'",
+			  s);
 		return -1;
 	}
 	return 0;
@@ -365,8 +367,8 @@ static cfg_opt_t *plugin_section_opts(const struct plugin_set *set, enum plugin_
 				dup |= strcmp(opts[j].name, o->name) == 0;
 			if (dup)
 				continue;
-			cfg_opt_t opt = CFG_PTR_CB(o->name, NULL, CFGF_NODEFAULT, parse_plugin_option,
-						   option_value_free);
+			cfg_opt_t opt =
+				CFG_PTR_CB(o->name, NULL, CFGF_NODEFAULT, parse_plugin_option, option_value_free);
 			opts[i++] = opt;
 		}
 	}
@@ -387,8 +389,8 @@ static cfg_opt_t *fault_section_opts(void)
 	if (!opts)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
-		cfg_opt_t opt = CFG_PTR_CB(fault_options[i].name, NULL, CFGF_NODEFAULT, parse_fault_option,
-					   option_value_free);
+		cfg_opt_t opt =
+			CFG_PTR_CB(fault_options[i].name, NULL, CFGF_NODEFAULT, parse_fault_option, option_value_free);
 		opts[i] = opt;
 	}
 	cfg_opt_t end = CFG_END();
@@ -427,16 +429,14 @@ static cfg_t *parse_loose(const char *text)
 	return cfg;
 }
 
-static int load_section_plugin(struct parse_ctx *ctx, cfg_t *dev, const char *kind_name,
-			       enum plugin_kind kind)
+static int load_section_plugin(struct parse_ctx *ctx, cfg_t *dev, const char *kind_name, enum plugin_kind kind)
 {
 	for (unsigned i = 0; i < cfg_size(dev, kind_name); i++) {
 		cfg_t *sec = cfg_getnsec(dev, kind_name, i);
 		_cleanup_free_ char *error = NULL;
 		int r = plugin_set_get(&ctx->config->plugins, kind, cfg_title(sec), NULL, &error);
 		if (r < 0)
-			return fail(ctx, sec->line, "device '%s': %s", cfg_title(dev),
-				    error ? error : strerror(-r));
+			return fail(ctx, sec->line, "device '%s': %s", cfg_title(dev), error ? error : strerror(-r));
 	}
 	return 0;
 }
@@ -499,8 +499,8 @@ int blkserv_config_error(const struct blkserv_config *cfg, const char *option, c
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	where = section_where(cfg, option);
-	add_error_fmt(current_ctx, current_ctx->config->file, option_line(cfg, option), "%s: %s",
-		      where ? where : "", msg);
+	add_error_fmt(current_ctx, current_ctx->config->file, option_line(cfg, option), "%s: %s", where ? where : "",
+		      msg);
 	return -EINVAL;
 }
 
@@ -530,8 +530,7 @@ static int add_claim(const struct blkserv_config *cfg, const char *option, const
 	return 0;
 }
 
-int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource,
-			 const char *key)
+int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource, const char *key)
 {
 	return add_claim(cfg, option, resource, key, false);
 }
@@ -553,15 +552,18 @@ static int check_conflicts(struct parse_ctx *ctx)
 			if (!claims_conflict(a, b))
 				continue;
 			if (a->shared || b->shared)
-				return fail(ctx, b->line, "%s: the %s %s is also used %sby device '%s' (line %d, as %s): "
+				return fail(ctx, b->line,
+					    "%s: the %s %s is also used %sby device '%s' (line %d, as %s): "
 					    "a device that writes it cannot share it with another device",
 					    b->where, b->resource, b->key, a->shared ? "read-only " : "", a->device,
 					    a->line, a->key);
 			/* Another spelling of the same file: say which. */
 			bool alias = a->key[0] == '/' && strcmp(a->key, b->key) != 0;
-			return fail(ctx, b->line, "%s: the %s %s is already used by device '%s' (line %d%s%s): "
-				    "two devices cannot share it", b->where, b->resource, b->key, a->device, a->line,
-				    alias ? ", as " : "", alias ? a->key : "");
+			return fail(ctx, b->line,
+				    "%s: the %s %s is already used by device '%s' (line %d%s%s): "
+				    "two devices cannot share it",
+				    b->where, b->resource, b->key, a->device, a->line, alias ? ", as " : "",
+				    alias ? a->key : "");
 		}
 	}
 	return 0;
@@ -605,32 +607,30 @@ static bool device_name_is_valid(const char *name)
 	if (len == 0 || len > MAX_DEVICE_NAME || name[0] == '.' || name[0] == '-')
 		return false;
 	for (const char *p = name; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '-' || *p == '_' || *p == '.'))
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+		      *p == '_' || *p == '.'))
 			return false;
 	return true;
 }
 
 /* Collect a plugin section's values and check required options. */
-static int read_plugin_section(struct parse_ctx *ctx, cfg_t *dev, const char *kind_name,
-			       enum plugin_kind kind, struct plugin **ret_plugin,
-			       struct blkserv_config *ret_cfg)
+static int read_plugin_section(struct parse_ctx *ctx, cfg_t *dev, const char *kind_name, enum plugin_kind kind,
+			       struct plugin **ret_plugin, struct blkserv_config *ret_cfg)
 {
 	unsigned n = cfg_size(dev, kind_name);
 	cfg_t *sec;
 	struct plugin *p;
 
 	if (n == 0)
-		return fail(ctx, dev->line, "device '%s' has no %s section (like: %s \"NAME\" { ... })",
-			    cfg_title(dev), kind_name, kind_name);
+		return fail(ctx, dev->line, "device '%s' has no %s section (like: %s \"NAME\" { ... })", cfg_title(dev),
+			    kind_name, kind_name);
 	if (n > 1)
-		return fail(ctx, cfg_getnsec(dev, kind_name, 1)->line, "device '%s' has %u %s sections; it needs exactly one",
-			    cfg_title(dev), n, kind_name);
+		return fail(ctx, cfg_getnsec(dev, kind_name, 1)->line,
+			    "device '%s' has %u %s sections; it needs exactly one", cfg_title(dev), n, kind_name);
 	sec = cfg_getnsec(dev, kind_name, 0);
 	p = plugin_set_find(&ctx->config->plugins, kind, cfg_title(sec));
 	if (!p)
-		return fail(ctx, sec->line, "device '%s': unknown %s '%s'", cfg_title(dev), kind_name,
-			    cfg_title(sec));
+		return fail(ctx, sec->line, "device '%s': unknown %s '%s'", cfg_title(dev), kind_name, cfg_title(sec));
 
 	const struct blkserv_option *opts = plugin_options(p);
 	size_t nopts = 0;
@@ -695,8 +695,8 @@ static int read_faults(struct parse_ctx *ctx, cfg_t *dev, struct device_config *
 	if (n == 0)
 		return 0;
 	if (n > 1)
-		return fail(ctx, cfg_getnsec(dev, "faults", 1)->line, "device '%s' has %u faults sections; it may have one",
-			    cfg_title(dev), n);
+		return fail(ctx, cfg_getnsec(dev, "faults", 1)->line,
+			    "device '%s' has %u faults sections; it may have one", cfg_title(dev), n);
 	sec = cfg_getnsec(dev, "faults", 0);
 	d->faults.enabled = true;
 	for (const struct blkserv_option *o = fault_options; o->name; o++) {
@@ -731,8 +731,8 @@ static int read_device(struct parse_ctx *ctx, cfg_t *dev, struct device_config *
 	d->block_size = (uint32_t)bs;
 	d->read_only = cfg_getbool(dev, "read_only");
 	if (d->size % d->block_size)
-		return fail(ctx, dev->line, "device '%s': size %llu is not a multiple of block_size %u",
-			    d->name, (unsigned long long)d->size, d->block_size);
+		return fail(ctx, dev->line, "device '%s': size %llu is not a multiple of block_size %u", d->name,
+			    (unsigned long long)d->size, d->block_size);
 	d->frontend_cfg.device = d;
 	d->backend_cfg.device = d;
 	r = read_plugin_section(ctx, dev, "frontend", PLUGIN_FRONTEND, &d->frontend, &d->frontend_cfg);
@@ -890,8 +890,7 @@ static int check_config_file(struct parse_ctx *ctx)
 	return 0;
 }
 
-int config_load(const char *file, const char *plugin_dir_override, struct config **ret,
-		char **ret_error)
+int config_load(const char *file, const char *plugin_dir_override, struct config **ret, char **ret_error)
 {
 	struct parse_ctx ctx = {};
 	_cleanup_(config_freep) struct config *c = calloc(1, sizeof(*c));

@@ -56,8 +56,7 @@ struct config {
 };
 
 /* Parse @file.  @plugin_dir_override (NULL: none) replaces plugin_dir. */
-int config_load(const char *file, const char *plugin_dir_override, struct config **ret,
-		char **ret_error);
+int config_load(const char *file, const char *plugin_dir_override, struct config **ret, char **ret_error);
 void config_free(struct config *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct config *, config_free);
 /* The plugin_dir a config file sets, read loosely (NULL if none). */

@@ -214,9 +214,12 @@ static struct json_object *caps_array(struct blkserv_device *dev)
 		uint64_t cap;
 		const char *name;
 	} caps[] = {
-		{ BLKSERV_CAP_FLUSH, "flush" }, { BLKSERV_CAP_FUA, "fua" },
-		{ BLKSERV_CAP_TRIM, "trim" },   { BLKSERV_CAP_WRITE_ZEROES, "write_zeroes" },
-		{ BLKSERV_CAP_ROTATIONAL, "rotational" }, { BLKSERV_CAP_READ_ONLY, "read_only" },
+		{ BLKSERV_CAP_FLUSH, "flush" },
+		{ BLKSERV_CAP_FUA, "fua" },
+		{ BLKSERV_CAP_TRIM, "trim" },
+		{ BLKSERV_CAP_WRITE_ZEROES, "write_zeroes" },
+		{ BLKSERV_CAP_ROTATIONAL, "rotational" },
+		{ BLKSERV_CAP_READ_ONLY, "read_only" },
 	};
 	struct json_object *a = json_object_new_array();
 
@@ -392,8 +395,9 @@ static int scrub_command(struct control_request *req, bool start)
 		return fail(req, "backend %s cannot scrub", device_backend_name(dev));
 	if (r < 0)
 		return fail(req, "cannot scrub %s: %s", device_name(dev),
-			    r == -EBUSY ? "a scrub is already running"
-			    : r == -ENODEV ? "the device is not running" : strerror(-r));
+			    r == -EBUSY    ? "a scrub is already running"
+			    : r == -ENODEV ? "the device is not running"
+					   : strerror(-r));
 	device_scrub_status(dev, &st);
 	o = json_object_new_object();
 	put(o, "state", json_object_new_string(scrub_state_name(st.state)));
@@ -422,14 +426,10 @@ static const struct control_command {
 	bool takes_device; /* "device" is required (and refused when false) */
 	int (*run)(struct control_request *req);
 } commands[] = {
-	{ "list", false, cmd_list },
-	{ "status", true, cmd_status },
-	{ "stats", true, cmd_stats },
-	{ "reload", false, cmd_reload },
-	{ "scrub", true, cmd_scrub },
-	{ "scrub-status", true, cmd_scrub_status },
-	{ "version", false, cmd_version },
-	{ "upgrade", false, cmd_upgrade },
+	{ "list", false, cmd_list },       { "status", true, cmd_status },
+	{ "stats", true, cmd_stats },      { "reload", false, cmd_reload },
+	{ "scrub", true, cmd_scrub },      { "scrub-status", true, cmd_scrub_status },
+	{ "version", false, cmd_version }, { "upgrade", false, cmd_upgrade },
 };
 
 static struct blkserv_device *find(const struct control_ops *ops, const char *name)
@@ -481,7 +481,8 @@ static int dispatch(struct control_request *req)
 	if (!c)
 		return fail(req, "unknown command '%.64s'", json_object_get_string(command));
 	if (json_object_object_get_ex(req->request, "device", &device) != c->takes_device)
-		return fail(req, c->takes_device ? "command '%s' needs a \"device\"" : "command '%s' takes no \"device\"",
+		return fail(req,
+			    c->takes_device ? "command '%s' needs a \"device\"" : "command '%s' takes no \"device\"",
 			    c->name);
 	if (device) {
 		if (!json_object_is_type(device, json_type_string))
@@ -593,7 +594,8 @@ static void answer(int fd, const struct control_ops *ops, char *line, ssize_t n)
 		put(req.answer, "error", string_new(req.error ? req.error : strerror(-r)));
 	}
 	if (req.answer)
-		text = json_object_to_json_string_ext(req.answer, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		text = json_object_to_json_string_ext(req.answer,
+						      JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (!text)
 		text = "{\"ok\":false,\"error\":\"out of memory\"}";
 	if (write_full(fd, text, strlen(text)) == 0)

@@ -209,8 +209,8 @@ static void notify_status(struct daemon *d, const char *prefix)
 			       d->ndevices == 1 ? "" : "s");
 	for (size_t i = 0; i < d->ndevices && len < sizeof(status); i++) {
 		struct blkserv_device *dev = d->devices[i];
-		len += (size_t)snprintf(status + len, sizeof(status) - len, "%s %s (%s %s, %s)",
-					i ? "," : ":", device_name(dev), device_frontend_name(dev),
+		len += (size_t)snprintf(status + len, sizeof(status) - len, "%s %s (%s %s, %s)", i ? "," : ":",
+					device_name(dev), device_frontend_name(dev),
 					dev->kernel_name[0] ? dev->kernel_name : "-", device_backend_name(dev));
 	}
 	(void)sd_notify(0, status);
@@ -335,8 +335,8 @@ static int reload(struct daemon *d, struct json_object *answer, char **ret_error
 	notify_status(d, "READY=1\n");
 	if (failed == 0)
 		return 0;
-	if (ret_error && asprintf(ret_error, "%zu device%s of the new config failed to start (the others run)",
-				  failed, failed == 1 ? "" : "s") < 0)
+	if (ret_error && asprintf(ret_error, "%zu device%s of the new config failed to start (the others run)", failed,
+				  failed == 1 ? "" : "s") < 0)
 		*ret_error = NULL;
 	return -EIO;
 }
@@ -598,14 +598,16 @@ int daemon_run(const char *config_file, const char *plugin_dir_override, int log
 	if (r >= 0) {
 		notify_status(&d, "READY=1\n");
 		log_info("ready: %zu device%s%s", d.ndevices, d.ndevices == 1 ? "" : "s",
-			 upgrade_generation() ? (upgrade_failure() ? " (the upgrade was undone)" : " (upgraded in place)")
-					      : "");
+			 upgrade_generation()
+				 ? (upgrade_failure() ? " (the upgrade was undone)" : " (upgraded in place)")
+				 : "");
 		do
 			r = event_loop(&d);
 		while (r >= 0 && d.upgrade_binary && upgrade(&d) >= 0);
 		(void)sd_notify(0, "STOPPING=1\nSTATUS=Stopping devices");
 		if (stop_all_devices(&d, final_stop_mode()) < 0 && r >= 0)
-			r = log_error_errno(EIO, "a device could not make its data durable at stop: exiting with failure");
+			r = log_error_errno(EIO,
+					    "a device could not make its data durable at stop: exiting with failure");
 	} else {
 		(void)sd_notifyf(0, "STATUS=Failed to start: %s\nERRNO=%d", strerror(-r), -r);
 	}

@@ -12,8 +12,8 @@
 #include "queue.h"
 #include "scrub.h"
 
-static int load_plugin(struct blkserv_device *dev, const char *dir, enum plugin_kind kind,
-		       const char *name, struct plugin **ret)
+static int load_plugin(struct blkserv_device *dev, const char *dir, enum plugin_kind kind, const char *name,
+		       struct plugin **ret)
 {
 	char *error = NULL;
 	int r = plugin_load(dir, kind, name, ret, &error);
@@ -149,8 +149,7 @@ int device_open_backend(struct blkserv_device *dev)
 
 	r = b->open(dev, &dev->config->backend_cfg, dev->config->size, &dev->backend_handle);
 	if (r < 0)
-		return log_errno(dev, BLKSERV_LOG_ERR, r, "backend '%s' failed to open: %m",
-				 dev->backend->name);
+		return log_errno(dev, BLKSERV_LOG_ERR, r, "backend '%s' failed to open: %m", dev->backend->name);
 	r = b->get_size(dev->backend_handle, &dev->size);
 	if (r >= 0 && (dev->size == 0 || dev->size % dev->block_size))
 		r = log_errno(dev, BLKSERV_LOG_ERR, EINVAL,
@@ -236,7 +235,9 @@ int device_stop(struct blkserv_device *dev, uint32_t flags)
 		(void)b->preserve(dev->backend_handle);
 	r = device_close_backend(dev);
 	dev->state = DEVICE_STOPPED;
-	log_full(dev, BLKSERV_LOG_INFO, 0, (flags & BLKSERV_STOP_KEEP_DEVICE) ? "stopped, its kernel device kept for the next process" : "stopped");
+	log_full(dev, BLKSERV_LOG_INFO, 0,
+		 (flags & BLKSERV_STOP_KEEP_DEVICE) ? "stopped, its kernel device kept for the next process"
+						    : "stopped");
 	return r;
 }
 

@@ -18,7 +18,7 @@ enum device_state {
 struct blkserv_device {
 	char *name;
 	struct device_config *config; /* owned by the device (a copy) */
-	struct plugin *frontend; /* owned: each device holds its own reference */
+	struct plugin *frontend;      /* owned: each device holds its own reference */
 	struct plugin *backend;
 	void *frontend_handle;
 	void *backend_handle;
@@ -39,7 +39,7 @@ struct blkserv_device {
 	struct blkserv_queue *queues;
 	struct io_stats retired_stats; /* of queues already freed */
 
-	struct device_scrub *scrub; /* scrub.c; NULL: never scrubbed */
+	struct device_scrub *scrub;    /* scrub.c; NULL: never scrubbed */
 	atomic_bool bad_return_logged; /* queue.c: a backend returned a value no callback may */
 };
 

@@ -17,7 +17,8 @@ const struct blkserv_option fault_options[] = {
 	{ "write_error_every", BLKSERV_OPT_UINT, NULL, "every Nth write fails with EIO", 0 },
 	{ "write_error_offset", BLKSERV_OPT_SIZE, NULL, "writes touching [offset, offset + length) fail with EIO", 0 },
 	{ "write_error_length", BLKSERV_OPT_SIZE, NULL, "length of the write error range (default: to the end)", 0 },
-	{ "write_error_after", BLKSERV_OPT_UINT, NULL, "the first N writes succeed, every later one fails with EIO", 0 },
+	{ "write_error_after", BLKSERV_OPT_UINT, NULL, "the first N writes succeed, every later one fails with EIO",
+	  0 },
 	{ "flush_error_after", BLKSERV_OPT_UINT, NULL,
 	  "the first N flushes succeed; the next one and every later one fail with EIO (sticky)", 0 },
 	{ "enospc_after", BLKSERV_OPT_SIZE, NULL, "writes fail with ENOSPC once this many bytes were written", 0 },
@@ -42,13 +43,16 @@ struct option_rule {
 	size_t field; /* offsetof(struct fault_config, ...) */
 };
 
-#define RULE(name, rule) { #name, rule, offsetof(struct fault_config, name) }
+#define RULE(name, rule)                                                                                               \
+	{                                                                                                              \
+#name, rule, offsetof(struct fault_config, name)                                                       \
+	}
 static const struct option_rule rules[] = {
-	RULE(read_error_every, RULE_POSITIVE),  RULE(read_error_offset, RULE_OFFSET),
-	RULE(read_error_length, RULE_LENGTH),   RULE(write_error_every, RULE_POSITIVE),
-	RULE(write_error_offset, RULE_OFFSET),  RULE(write_error_length, RULE_LENGTH),
-	RULE(write_error_after, RULE_COUNT),    RULE(flush_error_after, RULE_COUNT),
-	RULE(enospc_after, RULE_OFFSET),        RULE(delay_ms, RULE_DELAY),
+	RULE(read_error_every, RULE_POSITIVE), RULE(read_error_offset, RULE_OFFSET),
+	RULE(read_error_length, RULE_LENGTH),  RULE(write_error_every, RULE_POSITIVE),
+	RULE(write_error_offset, RULE_OFFSET), RULE(write_error_length, RULE_LENGTH),
+	RULE(write_error_after, RULE_COUNT),   RULE(flush_error_after, RULE_COUNT),
+	RULE(enospc_after, RULE_OFFSET),       RULE(delay_ms, RULE_DELAY),
 	RULE(delay_every, RULE_POSITIVE),
 };
 
@@ -161,10 +165,14 @@ void faults_free(struct faults *f)
 }
 
 static const char *const kind_names[FAULT__MAX] = {
-	[FAULT_READ_EVERY] = "read_error_every",   [FAULT_READ_RANGE] = "read_error_offset/length",
-	[FAULT_WRITE_EVERY] = "write_error_every", [FAULT_WRITE_RANGE] = "write_error_offset/length",
-	[FAULT_WRITE_AFTER] = "write_error_after", [FAULT_ENOSPC] = "enospc_after",
-	[FAULT_FLUSH] = "flush_error_after",       [FAULT_FUA_AFTER_FLUSH] = "FUA after a failed flush",
+	[FAULT_READ_EVERY] = "read_error_every",
+	[FAULT_READ_RANGE] = "read_error_offset/length",
+	[FAULT_WRITE_EVERY] = "write_error_every",
+	[FAULT_WRITE_RANGE] = "write_error_offset/length",
+	[FAULT_WRITE_AFTER] = "write_error_after",
+	[FAULT_ENOSPC] = "enospc_after",
+	[FAULT_FLUSH] = "flush_error_after",
+	[FAULT_FUA_AFTER_FLUSH] = "FUA after a failed flush",
 	[FAULT_DELAY] = "delay_ms",
 };
 

@@ -21,7 +21,7 @@
 
 #include "blkserv/blkserv-plugin.h"
 
-#define FAULT_OFF UINT64_MAX  /* an option not written */
+#define FAULT_OFF UINT64_MAX /* an option not written */
 #define FAULT_MAX_DELAY_MS 60000
 #define FAULT_TRIGGER_MAX 256
 

@@ -60,8 +60,8 @@ int log_level_from_string(const char *s)
 		const char *name;
 		int level;
 	} table[] = {
-		{ "err", LOG_ERR },         { "error", LOG_ERR }, { "warning", LOG_WARNING },
-		{ "notice", LOG_NOTICE },   { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+		{ "err", LOG_ERR },       { "error", LOG_ERR }, { "warning", LOG_WARNING },
+		{ "notice", LOG_NOTICE }, { "info", LOG_INFO }, { "debug", LOG_DEBUG },
 	};
 
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
@@ -74,12 +74,11 @@ static void log_to_journal(struct blkserv_device *dev, int level, const char *ms
 {
 	if (dev)
 		(void)sd_journal_send("MESSAGE=%s: %s", device_name(dev), msg, "PRIORITY=%d", level,
-				      "SYSLOG_IDENTIFIER=blkservd", "BLKSERV_DEVICE=%s",
-				      device_name(dev), "BLKSERV_FRONTEND=%s", device_frontend_name(dev),
-				      "BLKSERV_BACKEND=%s", device_backend_name(dev), NULL);
+				      "SYSLOG_IDENTIFIER=blkservd", "BLKSERV_DEVICE=%s", device_name(dev),
+				      "BLKSERV_FRONTEND=%s", device_frontend_name(dev), "BLKSERV_BACKEND=%s",
+				      device_backend_name(dev), NULL);
 	else
-		(void)sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", level,
-				      "SYSLOG_IDENTIFIER=blkservd", NULL);
+		(void)sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", level, "SYSLOG_IDENTIFIER=blkservd", NULL);
 }
 
 /* Error messages this thread logs between log_capture_begin and _end. */
@@ -160,9 +159,8 @@ static size_t plugin_prefix(char *msg, size_t size, const char *plugin, const ch
 	return (size_t)snprintf(msg, size, "%s: ", plugin);
 }
 
-BLKSERV_PRINTF(5, 0) static void log_emit(struct blkserv_device *dev, const char *plugin, int level, int error,
-					   const char *fmt,
-		     va_list ap)
+BLKSERV_PRINTF(5, 0)
+static void log_emit(struct blkserv_device *dev, const char *plugin, int level, int error, const char *fmt, va_list ap)
 {
 	int saved_errno = errno;
 	char msg[2048];

@@ -10,7 +10,7 @@
 #include "blkserv/blkserv-plugin.h"
 
 enum log_target {
-	LOG_TARGET_AUTO,    /* the journal if stderr is connected to it */
+	LOG_TARGET_AUTO, /* the journal if stderr is connected to it */
 	LOG_TARGET_STDERR,
 	LOG_TARGET_JOURNAL,
 };
@@ -21,10 +21,8 @@ int log_get_max_level(void);
 /* "err", "warning", "notice", "info", "debug" → syslog level, or -EINVAL. */
 int log_level_from_string(const char *s);
 
-void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt, va_list ap)
-	BLKSERV_PRINTF(4, 0);
-void log_full(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
-	BLKSERV_PRINTF(4, 5);
+void log_fullv(struct blkserv_device *dev, int level, int error, const char *fmt, va_list ap) BLKSERV_PRINTF(4, 0);
+void log_full(struct blkserv_device *dev, int level, int error, const char *fmt, ...) BLKSERV_PRINTF(4, 5);
 
 /* Log and return -abs(error), systemd style: return log_error_errno(r, "...").
  * The SDK's blkserv_log_errno(), which plugins use too. */

@@ -64,8 +64,8 @@ uint32_t blkserv_config_device_block_size(const struct blkserv_config *cfg)
 
 /* ---- the SDK's option getters ------------------------------------ */
 
-static const char *option_string(const struct blkserv_config *cfg, const char *name,
-				 enum blkserv_option_type type, int *ret_error)
+static const char *option_string(const struct blkserv_config *cfg, const char *name, enum blkserv_option_type type,
+				 int *ret_error)
 {
 	const struct blkserv_option *decl = plugin_find_option(cfg->plugin, name);
 

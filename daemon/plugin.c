@@ -51,16 +51,15 @@ static bool name_is_valid(const char *name)
 }
 
 /* Owned by root or by us, and nobody else may write it. */
-static int check_owner_and_mode(const struct stat *st, const char *what, const char *path,
-				char **ret_error)
+static int check_owner_and_mode(const struct stat *st, const char *what, const char *path, char **ret_error)
 {
 	if (st->st_uid != 0 && st->st_uid != geteuid())
-		return set_error(ret_error, -EPERM, "%s %s is owned by uid %u, not by root: refusing to load it",
-				 what, path, (unsigned)st->st_uid);
+		return set_error(ret_error, -EPERM, "%s %s is owned by uid %u, not by root: refusing to load it", what,
+				 path, (unsigned)st->st_uid);
 	if (st->st_mode & (S_IWGRP | S_IWOTH))
 		return set_error(ret_error, -EPERM,
-				 "%s %s is writable by group or others (mode %04o): refusing to load it",
-				 what, path, (unsigned)(st->st_mode & 07777));
+				 "%s %s is writable by group or others (mode %04o): refusing to load it", what, path,
+				 (unsigned)(st->st_mode & 07777));
 	return 0;
 }
 
@@ -135,8 +134,8 @@ static int check_callbacks(struct plugin *p, char **ret_error)
 	unsigned nmissing = 0;
 
 	for (unsigned i = 0; i < 4; i++) {
-		const char *m = p->kind == PLUGIN_BACKEND ? backend_missing(&p->backend, i)
-							  : frontend_missing(&p->frontend, i);
+		const char *m =
+			p->kind == PLUGIN_BACKEND ? backend_missing(&p->backend, i) : frontend_missing(&p->frontend, i);
 		if (!m)
 			continue;
 		size_t len = strlen(list);
@@ -145,8 +144,8 @@ static int check_callbacks(struct plugin *p, char **ret_error)
 	}
 	if (nmissing == 0)
 		return 0;
-	return set_error(ret_error, -EINVAL, "plugin %s: %s '%s' lacks the required callback%s %s",
-			 p->path, plugin_kind_name(p->kind), p->name, nmissing > 1 ? "s" : "", list);
+	return set_error(ret_error, -EINVAL, "plugin %s: %s '%s' lacks the required callback%s %s", p->path,
+			 plugin_kind_name(p->kind), p->name, nmissing > 1 ? "s" : "", list);
 }
 
 /* A range only for numbers, choices only for strings, and not both. */
@@ -161,8 +160,9 @@ static int check_option_checks(struct plugin *p, char **ret_error)
 					 c->name);
 		if ((c->max && (!number || c->min > c->max)) || (c->choices && o->type != BLKSERV_OPT_STRING) ||
 		    (c->choices && !c->choices[0]))
-			return set_error(ret_error, -EINVAL, "plugin %s: the check of option '%s' does not fit its type %s",
-					 p->path, c->name, option_type_name(o->type));
+			return set_error(ret_error, -EINVAL,
+					 "plugin %s: the check of option '%s' does not fit its type %s", p->path,
+					 c->name, option_type_name(o->type));
 	}
 	return 0;
 }
@@ -176,8 +176,8 @@ static int check_options(struct plugin *p, char **ret_error)
 			return set_error(ret_error, -EINVAL, "plugin %s declares an option with an invalid name '%s'",
 					 p->path, o->name);
 		if (o->type < BLKSERV_OPT_STRING || o->type > BLKSERV_OPT_PATH)
-			return set_error(ret_error, -EINVAL, "plugin %s: option '%s' has unknown type %d",
-					 p->path, o->name, (int)o->type);
+			return set_error(ret_error, -EINVAL, "plugin %s: option '%s' has unknown type %d", p->path,
+					 o->name, (int)o->type);
 	}
 	return check_option_checks(p, ret_error);
 }
@@ -198,22 +198,21 @@ static int adopt_struct(struct plugin *p, const void *init, char **ret_error)
 				 "%u to %u",
 				 p->path, head->abi_version, BLKSERV_ABI_VERSION_MIN, BLKSERV_ABI_VERSION);
 	if (head->struct_size < min)
-		return set_error(ret_error, -EPROTO, "plugin %s: struct_size %llu is too small",
-				 p->path, (unsigned long long)head->struct_size);
+		return set_error(ret_error, -EPROTO, "plugin %s: struct_size %llu is too small", p->path,
+				 (unsigned long long)head->struct_size);
 	p->struct_size = head->struct_size;
 	memcpy(p->kind == PLUGIN_BACKEND ? (void *)&p->backend : (void *)&p->frontend, init,
 	       head->struct_size < ours ? head->struct_size : ours);
 	if (!head->name || strcmp(head->name, p->name) != 0)
-		return set_error(ret_error, -EINVAL, "plugin %s registers the name '%s', expected '%s'",
-				 p->path, head->name ? head->name : "(null)", p->name);
+		return set_error(ret_error, -EINVAL, "plugin %s registers the name '%s', expected '%s'", p->path,
+				 head->name ? head->name : "(null)", p->name);
 	return 0;
 }
 
 static int open_library(struct plugin *p, char **ret_error)
 {
 	const void *(*init)(void);
-	const char *symbol = p->kind == PLUGIN_BACKEND ? BLKSERV_BACKEND_INIT_SYMBOL
-						       : BLKSERV_FRONTEND_INIT_SYMBOL;
+	const char *symbol = p->kind == PLUGIN_BACKEND ? BLKSERV_BACKEND_INIT_SYMBOL : BLKSERV_FRONTEND_INIT_SYMBOL;
 
 	/* By path, not /proc/self/fd/N: the dynamic loader matches already
 	 * loaded objects by name, and fd numbers are reused.  The checks
@@ -229,8 +228,7 @@ static int open_library(struct plugin *p, char **ret_error)
 	return adopt_struct(p, init(), ret_error);
 }
 
-int plugin_load(const char *dir, enum plugin_kind kind, const char *name, struct plugin **ret,
-		char **ret_error)
+int plugin_load(const char *dir, enum plugin_kind kind, const char *name, struct plugin **ret, char **ret_error)
 {
 	_cleanup_close_ int fd = -1;
 	struct plugin *p;
@@ -252,8 +250,8 @@ int plugin_load(const char *dir, enum plugin_kind kind, const char *name, struct
 		return -ENOMEM;
 	}
 	if (access(p->path, F_OK) < 0 && errno == ENOENT) {
-		r = set_error(ret_error, -ENOENT, "no %s plugin '%s': %s does not exist", plugin_kind_name(kind),
-			      name, p->path);
+		r = set_error(ret_error, -ENOENT, "no %s plugin '%s': %s does not exist", plugin_kind_name(kind), name,
+			      p->path);
 		plugin_free(p);
 		return r;
 	}
@@ -346,8 +344,7 @@ static void format_size(uint64_t v, char *buf, size_t len)
 }
 
 /* The text "from MIN to MAX" / "one of a, b, c" of a check, for messages and --help-plugin. */
-void option_check_describe(const struct blkserv_option *o, const struct blkserv_option_check *c, char *buf,
-			   size_t len)
+void option_check_describe(const struct blkserv_option *o, const struct blkserv_option_check *c, char *buf, size_t len)
 {
 	char lo[32], hi[32];
 
@@ -388,8 +385,8 @@ struct plugin *plugin_set_find(const struct plugin_set *set, enum plugin_kind ki
 	return NULL;
 }
 
-int plugin_set_get(struct plugin_set *set, enum plugin_kind kind, const char *name,
-		   struct plugin **ret, char **ret_error)
+int plugin_set_get(struct plugin_set *set, enum plugin_kind kind, const char *name, struct plugin **ret,
+		   char **ret_error)
 {
 	struct plugin *p = plugin_set_find(set, kind, name);
 	int r;

@@ -31,8 +31,7 @@ struct plugin {
 const char *plugin_kind_name(enum plugin_kind kind);
 
 /* Load DIR/blkserv-KIND-NAME.so after the safety checks (see plugin.c). */
-int plugin_load(const char *dir, enum plugin_kind kind, const char *name, struct plugin **ret,
-		char **ret_error);
+int plugin_load(const char *dir, enum plugin_kind kind, const char *name, struct plugin **ret, char **ret_error);
 void plugin_free(struct plugin *p);
 
 const char *plugin_description(const struct plugin *p);
@@ -47,16 +46,15 @@ const char *option_type_name(enum blkserv_option_type type);
 /* @v as written in a config: "64K" for a size, "16" for a number. */
 void option_format_value(const struct blkserv_option *o, uint64_t v, char *buf, size_t len);
 /* "64K..1T" or "off, allow, require": what @c allows of @o ("" when @c is NULL). */
-void option_check_describe(const struct blkserv_option *o, const struct blkserv_option_check *c, char *buf,
-			   size_t len);
+void option_check_describe(const struct blkserv_option *o, const struct blkserv_option_check *c, char *buf, size_t len);
 
 /* A set of loaded plugins, each loaded once. */
 struct plugin_set {
 	char *dir;
 	struct plugin *list;
 };
-int plugin_set_get(struct plugin_set *set, enum plugin_kind kind, const char *name,
-		   struct plugin **ret, char **ret_error);
+int plugin_set_get(struct plugin_set *set, enum plugin_kind kind, const char *name, struct plugin **ret,
+		   char **ret_error);
 struct plugin *plugin_set_find(const struct plugin_set *set, enum plugin_kind kind, const char *name);
 void plugin_set_clear(struct plugin_set *set);
 

@@ -325,8 +325,7 @@ static void arm_eventfd(struct blkserv_queue *q)
 /* The checks every request passes before a backend sees it. */
 int request_validate(const struct blkserv_device *dev, const struct blkserv_request *req)
 {
-	bool is_write = req->op == BLKSERV_OP_WRITE || req->op == BLKSERV_OP_WRITE_ZEROES ||
-			req->op == BLKSERV_OP_TRIM;
+	bool is_write = req->op == BLKSERV_OP_WRITE || req->op == BLKSERV_OP_WRITE_ZEROES || req->op == BLKSERV_OP_TRIM;
 
 	if (req->op >= BLKSERV_OP__MAX || (req->flags & ~BLKSERV_REQ__ALL))
 		return -EINVAL;
@@ -495,8 +494,7 @@ static void queue_unlink(struct blkserv_queue *q)
 	pthread_mutex_unlock(&dev->queues_lock);
 }
 
-int blkserv_queue_new(struct blkserv_device *dev, uint32_t depth, uint32_t ring_flags,
-		      struct blkserv_queue **ret)
+int blkserv_queue_new(struct blkserv_device *dev, uint32_t depth, uint32_t ring_flags, struct blkserv_queue **ret)
 {
 	const struct blkserv_backend *b = &dev->backend->backend;
 	_cleanup_(queue_unmakep) struct blkserv_queue *q = NULL;

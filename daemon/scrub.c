@@ -34,8 +34,8 @@ struct device_scrub {
 const char *scrub_state_name(enum scrub_state s)
 {
 	static const char *const names[] = {
-		[SCRUB_NEVER] = "never", [SCRUB_RUNNING] = "running", [SCRUB_CLEAN] = "clean",
-		[SCRUB_CORRUPT] = "corrupt", [SCRUB_FAILED] = "failed", [SCRUB_CANCELLED] = "cancelled",
+		[SCRUB_NEVER] = "never",     [SCRUB_RUNNING] = "running", [SCRUB_CLEAN] = "clean",
+		[SCRUB_CORRUPT] = "corrupt", [SCRUB_FAILED] = "failed",   [SCRUB_CANCELLED] = "cancelled",
 	};
 
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
@@ -70,8 +70,10 @@ static void *scrub_main(void *arg)
 	lower_priority();
 	r = dev->backend->backend.scrub(dev->backend_handle, &ds->sc);
 	pthread_mutex_lock(&ds->lock);
-	ds->st.state = r == 0 ? SCRUB_CLEAN : r == -EBADMSG ? SCRUB_CORRUPT
-		       : r == -ECANCELED ? SCRUB_CANCELLED : SCRUB_FAILED;
+	ds->st.state = r == 0            ? SCRUB_CLEAN
+		       : r == -EBADMSG   ? SCRUB_CORRUPT
+		       : r == -ECANCELED ? SCRUB_CANCELLED
+					 : SCRUB_FAILED;
 	if (r == -EBADMSG && ds->st.errors == 0)
 		ds->st.errors = 1; /* a backend that reported none through progress */
 	ds->st.error = r == -EBADMSG ? 0 : r;

@@ -13,7 +13,7 @@
 struct blkserv_device;
 
 enum scrub_state {
-	SCRUB_NEVER,     /* no scrub since the device started */
+	SCRUB_NEVER, /* no scrub since the device started */
 	SCRUB_RUNNING,
 	SCRUB_CLEAN,     /* the last scrub verified everything */
 	SCRUB_CORRUPT,   /* it found corruption (errors > 0) */
@@ -24,9 +24,9 @@ enum scrub_state {
 struct scrub_status {
 	enum scrub_state state;
 	uint64_t done_bytes, total_bytes, errors;
-	int error;              /* -errno of a failed scrub */
-	uint64_t started;       /* realtime seconds (0: never) */
-	uint64_t duration_ms;   /* so far, or of the last scrub */
+	int error;            /* -errno of a failed scrub */
+	uint64_t started;     /* realtime seconds (0: never) */
+	uint64_t duration_ms; /* so far, or of the last scrub */
 };
 
 const char *scrub_state_name(enum scrub_state s);

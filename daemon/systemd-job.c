@@ -74,16 +74,16 @@ static int job_type(sd_bus *bus, const char *unit_path, char **ret_type)
 	uint32_t job_id = 0;
 	int r;
 
-	r = sd_bus_get_property(bus, SYSTEMD_DEST, unit_path, "org.freedesktop.systemd1.Unit", "Job", &error,
-				&reply, "(uo)");
+	r = sd_bus_get_property(bus, SYSTEMD_DEST, unit_path, "org.freedesktop.systemd1.Unit", "Job", &error, &reply,
+				"(uo)");
 	if (r >= 0)
 		r = sd_bus_message_read(reply, "(uo)", &job_id, &job_path);
 	if (r >= 0 && job_id == 0) {
 		*ret_type = strdup("");
 	} else if (r >= 0) {
 		sd_bus_error_free(&error);
-		r = sd_bus_get_property_string(bus, SYSTEMD_DEST, job_path, "org.freedesktop.systemd1.Job",
-					       "JobType", &error, ret_type);
+		r = sd_bus_get_property_string(bus, SYSTEMD_DEST, job_path, "org.freedesktop.systemd1.Job", "JobType",
+					       &error, ret_type);
 	}
 	if (r >= 0 && !*ret_type)
 		r = -ENOMEM;

@@ -229,8 +229,7 @@ static int rw_fd(const struct file_request *fr, uint64_t offset, uint64_t len, c
 {
 	const struct file_backend *fb = fr->fq->fb;
 
-	if (fb->direct && is_aligned(offset | len, fb->dio_offset_align) &&
-	    is_aligned((uintptr_t)p, fb->dio_mem_align))
+	if (fb->direct && is_aligned(offset | len, fb->dio_offset_align) && is_aligned((uintptr_t)p, fb->dio_mem_align))
 		return fr->fq->fd;
 	return fr->fq->fd_buffered;
 }

@@ -34,8 +34,7 @@
 #endif
 
 static const struct blkserv_option file_options[] = {
-	{ "path", BLKSERV_OPT_PATH, NULL,
-	  "regular file or block device holding the data (created sparse when missing)",
+	{ "path", BLKSERV_OPT_PATH, NULL, "regular file or block device holding the data (created sparse when missing)",
 	  BLKSERV_OPTION_REQUIRED },
 	{ "direct", BLKSERV_OPT_BOOL, "false", "bypass the page cache (O_DIRECT)", 0 },
 	{ "read_only", BLKSERV_OPT_BOOL, "false", "open the path read-only and serve a read-only device", 0 },
@@ -62,8 +61,7 @@ static int path_type_error(struct file_backend *fb, mode_t mode)
 			   : S_ISSOCK(mode) ? "a socket"
 					    : "not a regular file";
 
-	blkserv_error(fb->dev, "%s is %s: the file backend serves regular files and block devices", fb->path,
-		      what);
+	blkserv_error(fb->dev, "%s is %s: the file backend serves regular files and block devices", fb->path, what);
 	return S_ISDIR(mode) ? -EISDIR : -EINVAL;
 }
 
@@ -95,8 +93,8 @@ static int open_error(struct file_backend *fb, int err, const char *how)
 	case EPERM:
 		blkserv_error(fb->dev, "permission denied: cannot %s %s%s", how, fb->path,
 			      strcmp(how, "access") == 0 ? ""
-			      : fb->read_only	     ? " for reading"
-						     : " for reading and writing");
+			      : fb->read_only            ? " for reading"
+							 : " for reading and writing");
 		break;
 	case EROFS:
 		blkserv_error(fb->dev, "%s is on a read-only file system: cannot %s it (set read_only = true?)",
@@ -190,8 +188,7 @@ static int lock_path(struct file_backend *fb)
 	if (flock(fb->fd, (fb->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
 		return 0;
 	if (errno == EWOULDBLOCK) {
-		blkserv_error(fb->dev, "%s is in use: another blkservd device or process holds a lock on it",
-			      fb->path);
+		blkserv_error(fb->dev, "%s is in use: another blkservd device or process holds a lock on it", fb->path);
 		return -EBUSY;
 	}
 	blkserv_error(fb->dev, "cannot lock %s: %m", fb->path);
@@ -229,8 +226,7 @@ int file_reopen(struct file_backend *fb, bool direct, int *ret_fd)
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (st.st_dev != fb->st_dev || st.st_ino != fb->st_ino) {
-		blkserv_error(fb->dev, "%s was replaced by another file while the device was being served",
-			      fb->path);
+		blkserv_error(fb->dev, "%s was replaced by another file while the device was being served", fb->path);
 		return -ESTALE;
 	}
 	*ret_fd = TAKE_FD(fd);
@@ -262,8 +258,8 @@ static int grow_file(struct file_backend *fb, uint64_t from, uint64_t to)
 			      (unsigned long long)from, (unsigned long long)to);
 		return -errno;
 	}
-	blkserv_notice(fb->dev, "extended %s from %llu to %llu bytes (grow = true)", fb->path,
-		       (unsigned long long)from, (unsigned long long)to);
+	blkserv_notice(fb->dev, "extended %s from %llu to %llu bytes (grow = true)", fb->path, (unsigned long long)from,
+		       (unsigned long long)to);
 	return 0;
 }
 
@@ -320,8 +316,8 @@ static int read_queue_attr(dev_t rdev, const char *attr, uint64_t *ret)
 	for (int parent = 0; parent < 2; parent++) {
 		char p[256];
 
-		snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/%squeue/%s", major(rdev), minor(rdev),
-			 parent ? "../" : "", attr);
+		snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/%squeue/%s", major(rdev), minor(rdev), parent ? "../" : "",
+			 attr);
 		if (parse_uint_file(p, ret) == 0)
 			return 0;
 	}
@@ -388,8 +384,10 @@ static int file_validate(const struct blkserv_config *cfg)
 		return 0; /* required: the daemon reports it */
 	if (stat(path, &st) == 0) {
 		if (S_ISDIR(st.st_mode))
-			return blkserv_config_error(cfg, "path", "%s is a directory: the file backend serves a "
-						    "regular file or a block device", path);
+			return blkserv_config_error(cfg, "path",
+						    "%s is a directory: the file backend serves a "
+						    "regular file or a block device",
+						    path);
 		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 			return blkserv_config_error(cfg, "path", "%s is neither a regular file nor a block device",
 						    path);
@@ -410,7 +408,8 @@ static int read_settings(struct blkserv_device *dev, const struct blkserv_config
 {
 	*s = (struct file_settings){ .size = size };
 	if (blkserv_config_get_string(cfg, "path", &s->path) < 0 || !s->path || s->path[0] != '/') {
-		blkserv_error(dev, "the file backend needs an absolute path option (like path = \"/var/lib/disk.img\")");
+		blkserv_error(dev,
+			      "the file backend needs an absolute path option (like path = \"/var/lib/disk.img\")");
 		return -EINVAL;
 	}
 	(void)blkserv_config_get_bool(cfg, "direct", &s->direct);
@@ -463,8 +462,7 @@ static void file_close(void *handle)
 	free(fb);
 }
 
-static int file_open(struct blkserv_device *dev, const struct blkserv_config *cfg, uint64_t size,
-		     void **ret_handle)
+static int file_open(struct blkserv_device *dev, const struct blkserv_config *cfg, uint64_t size, void **ret_handle)
 {
 	struct file_settings s;
 	struct file_backend *fb;
@@ -492,8 +490,7 @@ static int file_open(struct blkserv_device *dev, const struct blkserv_config *cf
 		return r;
 	}
 	blkserv_info(dev, "serving %s %s, %llu bytes%s%s", fb->is_blockdev ? "block device" : "file", fb->path,
-		     (unsigned long long)fb->size, fb->direct ? ", O_DIRECT" : "",
-		     fb->read_only ? ", read-only" : "");
+		     (unsigned long long)fb->size, fb->direct ? ", O_DIRECT" : "", fb->read_only ? ", read-only" : "");
 	*ret_handle = fb;
 	return 0;
 }
@@ -543,8 +540,10 @@ static int file_sync(void *handle)
 	if (fb->read_only)
 		return 0;
 	if (err < 0)
-		return blkserv_error_errno(fb->dev, err, "device %s: not syncing %s at stop: an earlier fdatasync "
-							 "failed (%m)", blkserv_device_name(fb->dev), fb->path);
+		return blkserv_error_errno(fb->dev, err,
+					   "device %s: not syncing %s at stop: an earlier fdatasync "
+					   "failed (%m)",
+					   blkserv_device_name(fb->dev), fb->path);
 	if (fdatasync(fb->fd) < 0) {
 		err = -errno;
 		file_set_sync_error(fb, err, "fdatasync at stop");
@@ -569,24 +568,24 @@ static int file_get_stats(void *handle, char *buf, size_t len)
 }
 
 static struct blkserv_backend file_backend_plugin = {
-	.name              = FILE_BACKEND_NAME,
-	.description       = "device in a regular file or on a block device, asynchronous through io_uring",
-	.options           = file_options,
+	.name = FILE_BACKEND_NAME,
+	.description = "device in a regular file or on a block device, asynchronous through io_uring",
+	.options = file_options,
 	.request_priv_size = sizeof(struct file_request),
-	.open              = file_open,
-	.close             = file_close,
-	.get_size          = file_get_size,
-	.get_caps          = file_get_caps,
-	.queue_open        = file_queue_open,
-	.queue_close       = file_queue_close,
-	.read              = file_read,
-	.write             = file_write,
-	.flush             = file_flush,
-	.trim              = file_trim,
-	.write_zeroes      = file_write_zeroes,
-	.sync              = file_sync,
-	.get_stats         = file_get_stats,
-	.validate          = file_validate,
+	.open = file_open,
+	.close = file_close,
+	.get_size = file_get_size,
+	.get_caps = file_get_caps,
+	.queue_open = file_queue_open,
+	.queue_close = file_queue_close,
+	.read = file_read,
+	.write = file_write,
+	.flush = file_flush,
+	.trim = file_trim,
+	.write_zeroes = file_write_zeroes,
+	.sync = file_sync,
+	.get_stats = file_get_stats,
+	.validate = file_validate,
 };
 
 BLKSERV_REGISTER_BACKEND(file_backend_plugin)

@@ -21,26 +21,26 @@
 struct file_backend {
 	struct blkserv_device *dev;
 	char *path;
-	int fd;          /* holds the lock; used by sync() at stop */
+	int fd; /* holds the lock; used by sync() at stop */
 	uint64_t size;
-	dev_t st_dev;    /* identity of what we opened, checked on every reopen */
+	dev_t st_dev; /* identity of what we opened, checked on every reopen */
 	ino_t st_ino;
-	dev_t rdev;      /* block devices: the device number */
+	dev_t rdev; /* block devices: the device number */
 
 	bool is_blockdev;
 	bool read_only;
 	bool direct;
-	uint32_t dio_offset_align; /* direct: offset and length alignment */
-	uint32_t dio_mem_align;    /* direct: buffer alignment */
+	uint32_t dio_offset_align;   /* direct: offset and length alignment */
+	uint32_t dio_mem_align;      /* direct: buffer alignment */
 	uint32_t bdev_logical_block; /* block devices: for discard/zeroout rounding */
 
-	bool can_punch;      /* regular file: FALLOC_FL_PUNCH_HOLE works */
-	bool can_discard;    /* block device: BLKDISCARD works */
+	bool can_punch;   /* regular file: FALLOC_FL_PUNCH_HOLE works */
+	bool can_discard; /* block device: BLKDISCARD works */
 	bool rotational;
-	atomic_bool no_zero_range;  /* learnt at first use: ZERO_RANGE is EOPNOTSUPP */
-	atomic_bool no_punch_zero;  /* zeroing by punching fails (EOPNOTSUPP) */
+	atomic_bool no_zero_range; /* learnt at first use: ZERO_RANGE is EOPNOTSUPP */
+	atomic_bool no_punch_zero; /* zeroing by punching fails (EOPNOTSUPP) */
 
-	const void *zeroes;  /* FILE_ZERO_CHUNK bytes, read-only */
+	const void *zeroes; /* FILE_ZERO_CHUNK bytes, read-only */
 
 	/* A failed fdatasync (0: none).  Shared by every queue: once set, every
 	 * flush and FUA write fails until the device is restarted. */
@@ -58,16 +58,16 @@ struct file_queue;
 
 /* Per-request state, in the request's private area (no allocation). */
 struct file_request {
-	struct blkserv_event ev;     /* first: the CQE finds the request */
+	struct blkserv_event ev; /* first: the CQE finds the request */
 	struct blkserv_request *req;
 	struct file_queue *fq;
-	char *buf;           /* reads land / writes come from here: the frontend's
-			      * buffer, a bounce buffer, or the zero chunk */
-	size_t bounce_size;  /* > 0: buf is a bounce buffer of this size */
-	uint64_t done;       /* bytes finished so far (short I/O continues here) */
-	int falloc_mode;     /* the fallocate running */
-	uint16_t retries;    /* -EAGAIN/-EINTR resubmissions */
-	bool zeroing;        /* writing zeros: buf is the zero chunk, it does not advance */
+	char *buf;          /* reads land / writes come from here: the frontend's
+			     * buffer, a bounce buffer, or the zero chunk */
+	size_t bounce_size; /* > 0: buf is a bounce buffer of this size */
+	uint64_t done;      /* bytes finished so far (short I/O continues here) */
+	int falloc_mode;    /* the fallocate running */
+	uint16_t retries;   /* -EAGAIN/-EINTR resubmissions */
+	bool zeroing;       /* writing zeros: buf is the zero chunk, it does not advance */
 };
 
 /* file-io.c: the data path. */

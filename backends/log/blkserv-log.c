@@ -49,8 +49,10 @@ static int open_dir(const char *dir)
 		return -1;
 	}
 	if (flock(fd, LOCK_SH | LOCK_NB) < 0)
-		fprintf(stderr, "blkserv-log: warning: %s is in use by a running daemon; "
-				"its newest records may still be changing\n", dir);
+		fprintf(stderr,
+			"blkserv-log: warning: %s is in use by a running daemon; "
+			"its newest records may still be changing\n",
+			dir);
 	return fd;
 }
 
@@ -71,9 +73,9 @@ static void print_stats(struct log_store *s, const struct recover_result *rr)
 	printf("device_size=%" PRIu64 "\nblock_size=%u\nsegments=%zu\nlog_bytes=%" PRIu64 "\nlive_bytes=%" PRIu64
 	       "\ngarbage_bytes=%" PRIu64 "\nextents=%" PRIu64 "\nnext_seq=%" PRIu64 "\ncheckpoint_segment=%" PRIu64
 	       "\nreplayed_bytes=%" PRIu64 "\nspace_amplification=%.3f\n",
-	       s->device_size, s->block_size, s->nsegs, s->total_bytes, s->live_bytes,
-	       s->total_bytes - s->live_bytes, emap_count(&s->map), s->next_seq, s->ckpt_seg,
-	       rr->replayed_bytes, s->live_bytes ? (double)s->total_bytes / (double)s->live_bytes : 0.0);
+	       s->device_size, s->block_size, s->nsegs, s->total_bytes, s->live_bytes, s->total_bytes - s->live_bytes,
+	       emap_count(&s->map), s->next_seq, s->ckpt_seg, rr->replayed_bytes,
+	       s->live_bytes ? (double)s->total_bytes / (double)s->live_bytes : 0.0);
 }
 
 int main(int argc, char **argv)
@@ -107,9 +109,8 @@ int main(int argc, char **argv)
 	if (stats)
 		print_stats(&s, &rr);
 	printf("%s: %s: %zu segment(s), %" PRIu64 " records verified (%" PRIu64 " bytes)%s\n", argv[2],
-	       rr.torn_tail ? "sound, with a torn tail" : "sound", s.nsegs,
-	       rr.verified_records + rr.replayed_records, rr.verified_bytes + rr.replayed_bytes,
-	       rr.torn_tail ? " (the daemon cuts it at its next start)" : "");
+	       rr.torn_tail ? "sound, with a torn tail" : "sound", s.nsegs, rr.verified_records + rr.replayed_records,
+	       rr.verified_bytes + rr.replayed_bytes, rr.torn_tail ? " (the daemon cuts it at its next start)" : "");
 	close(s.dirfd);
 	store_free(&s);
 	return 0;

@@ -134,7 +134,9 @@ static int copy_piece_locked(struct logdev *ld, const struct extent *p, const un
 			stop = start + ld->max_record;
 		if (still_live(x, p, start)) {
 			struct append a = { .type = p->foff == EXTENT_ZERO ? LOG_REC_ZERO : LOG_REC_WRITE,
-					    .offset = start, .length = stop - start, .compaction = true };
+					    .offset = start,
+					    .length = stop - start,
+					    .compaction = true };
 			if (a.type == LOG_REC_WRITE) {
 				a.payload = buf + (start - p->off);
 				a.payload_len = a.length;
@@ -233,14 +235,17 @@ static int read_source(struct logdev *ld, const struct victim *v, const struct e
 	r = found ? log_read_verified(v->fd, v->id, ld->s.device_size, &ent, payload, len, *buf, &why) : -EBADMSG;
 	if (r == -EBADMSG) {
 		char what[200];
-		snprintf(what, sizeof(what), "compaction keeps segment %" PRIu64 " as it is (device offset %" PRIu64
-			 "+%" PRIu64 " keeps failing reads with EIO until it is written again)", v->id, e->off, e->len);
+		snprintf(what, sizeof(what),
+			 "compaction keeps segment %" PRIu64 " as it is (device offset %" PRIu64 "+%" PRIu64
+			 " keeps failing reads with EIO until it is written again)",
+			 v->id, e->off, e->len);
 		log_report_bad(ld, v->id, found ? ent.pos : e->foff, why, what);
 		return r;
 	}
 	if (r < 0)
-		return blkserv_error_errno(ld->dev, r, "compaction cannot read segment %" PRIu64 " of %s at offset %"
-					   PRIu64 ": %m", v->id, ld->s.dir, e->foff);
+		return blkserv_error_errno(ld->dev, r,
+					   "compaction cannot read segment %" PRIu64 " of %s at offset %" PRIu64 ": %m",
+					   v->id, ld->s.dir, e->foff);
 	*ret_at = e->foff - payload;
 	return 0;
 }
@@ -311,8 +316,8 @@ static void delete_victims(struct logdev *ld, const struct victim *v, size_t n)
 		if (v[i].kept)
 			continue;
 		if (v[i].id >= ld->ckpt_seg || referenced(ld, v[i].id)) {
-			blkserv_warning(ld->dev, "compaction: segment %" PRIu64 " of %s is still needed; kept",
-					v[i].id, ld->s.dir);
+			blkserv_warning(ld->dev, "compaction: segment %" PRIu64 " of %s is still needed; kept", v[i].id,
+					ld->s.dir);
 			continue;
 		}
 		log_seg_name(v[i].id, name);

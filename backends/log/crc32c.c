@@ -138,7 +138,7 @@ static inline uint64_t load64(const unsigned char *p)
 
 /* Three streams of @block bytes each, as long as 3 blocks remain. */
 __attribute__((target("sse4.2"))) static uint64_t crc_3way(uint64_t c0, const unsigned char **pp, size_t *plen,
-							    size_t block, uint32_t t[4][256])
+							   size_t block, uint32_t t[4][256])
 {
 	const unsigned char *p = *pp;
 	size_t len = *plen;

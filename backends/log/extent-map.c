@@ -194,8 +194,8 @@ static void remove_at(struct extent_map *m, struct emap_iter *it)
 
 /* The new range lies strictly inside @old (which starts before it and ends
  * after it): keep @old's head, insert the new extent and @old's tail. */
-static void split_around(struct extent_map *m, struct emap_iter *it, struct extent *old,
-			 const struct extent *e, emap_dead_fn dead, void *ctx)
+static void split_around(struct extent_map *m, struct emap_iter *it, struct extent *old, const struct extent *e,
+			 emap_dead_fn dead, void *ctx)
 {
 	struct extent mid = *old, tail = *old;
 

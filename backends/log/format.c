@@ -54,7 +54,7 @@ uint64_t log_get64(const unsigned char *p)
 const char *log_rec_type_name(unsigned type)
 {
 	static const char *const names[LOG_REC__MAX] = {
-		[LOG_REC_WRITE] = "write", [LOG_REC_TRIM] = "trim", [LOG_REC_ZERO] = "zero",
+		[LOG_REC_WRITE] = "write",           [LOG_REC_TRIM] = "trim", [LOG_REC_ZERO] = "zero",
 		[LOG_REC_CHECKPOINT] = "checkpoint", [LOG_REC_SYNC] = "sync",
 	};
 
@@ -70,8 +70,7 @@ int log_seg_parse_name(const char *name, uint64_t *ret_id)
 {
 	uint64_t id = 0;
 
-	if (strlen(name) != LOG_SEG_NAME_LEN - 1 || strncmp(name, "seg-", 4) != 0 ||
-	    strcmp(name + 20, ".log") != 0)
+	if (strlen(name) != LOG_SEG_NAME_LEN - 1 || strncmp(name, "seg-", 4) != 0 || strcmp(name + 20, ".log") != 0)
 		return -EINVAL;
 	for (int i = 4; i < 20; i++) {
 		char c = name[i];
@@ -105,8 +104,7 @@ void log_seg_header_encode(const struct log_seg_header *h, unsigned char buf[LOG
 	log_put32(buf + LOG_SEG_HEADER_SIZE - 4, crc32c(0, buf, LOG_SEG_HEADER_SIZE - 4));
 }
 
-int log_seg_header_decode(const unsigned char buf[LOG_SEG_HEADER_SIZE], struct log_seg_header *h,
-			  const char **why)
+int log_seg_header_decode(const unsigned char buf[LOG_SEG_HEADER_SIZE], struct log_seg_header *h, const char **why)
 {
 	if (memcmp(buf, LOG_SEG_MAGIC, 8) != 0) {
 		*why = "bad segment magic";

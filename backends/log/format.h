@@ -89,8 +89,7 @@ int log_seg_parse_name(const char *name, uint64_t *ret_id);
 
 void log_seg_header_encode(const struct log_seg_header *h, unsigned char buf[LOG_SEG_HEADER_SIZE]);
 /* 0, or -EBADMSG with *why set. */
-int log_seg_header_decode(const unsigned char buf[LOG_SEG_HEADER_SIZE], struct log_seg_header *h,
-			  const char **why);
+int log_seg_header_decode(const unsigned char buf[LOG_SEG_HEADER_SIZE], struct log_seg_header *h, const char **why);
 
 /* Encode @r; @payload_crc is crc32c(0, payload, payload_len). */
 void log_rec_encode(const struct log_rec *r, uint32_t payload_crc, unsigned char buf[LOG_REC_HEADER_SIZE]);

@@ -39,18 +39,28 @@ static const struct blkserv_option log_options[] = {
 	{ "dir", BLKSERV_OPT_PATH, NULL, "directory of the log's segment files (created if missing)",
 	  BLKSERV_OPTION_REQUIRED },
 	{ "segment_size", BLKSERV_OPT_SIZE, "64M", "size at which a segment is sealed and a new one started", 0 },
-	{ "max_size", BLKSERV_OPT_SIZE, "0", "limit on the log's total size (0: none); writes past it fail "
-	  "with ENOSPC", 0 },
+	{ "max_size", BLKSERV_OPT_SIZE, "0",
+	  "limit on the log's total size (0: none); writes past it fail "
+	  "with ENOSPC",
+	  0 },
 	{ "compact_threshold", BLKSERV_OPT_UINT, "50", "compact when garbage exceeds this percentage of the log", 0 },
 	{ "compaction", BLKSERV_OPT_BOOL, "true", "reclaim garbage in the background", 0 },
-	{ "checkpoint_interval", BLKSERV_OPT_SIZE, "256M", "write a checkpoint of the index after this many "
-	  "bytes were appended", 0 },
-	{ "recover_truncate", BLKSERV_OPT_BOOL, "false", "at start, cut the log at a corrupt record instead of "
-	  "refusing to start (loses what follows it)", 0 },
-	{ "max_record_size", BLKSERV_OPT_SIZE, "64K", "split larger writes into records of this size (0: one "
-	  "record per write); bounds what a small read must read and checksum", 0 },
-	{ "verify_on_start", BLKSERV_OPT_BOOL, "false", "at start, verify every record of every segment, not "
-	  "only those after the checkpoint", 0 },
+	{ "checkpoint_interval", BLKSERV_OPT_SIZE, "256M",
+	  "write a checkpoint of the index after this many "
+	  "bytes were appended",
+	  0 },
+	{ "recover_truncate", BLKSERV_OPT_BOOL, "false",
+	  "at start, cut the log at a corrupt record instead of "
+	  "refusing to start (loses what follows it)",
+	  0 },
+	{ "max_record_size", BLKSERV_OPT_SIZE, "64K",
+	  "split larger writes into records of this size (0: one "
+	  "record per write); bounds what a small read must read and checksum",
+	  0 },
+	{ "verify_on_start", BLKSERV_OPT_BOOL, "false",
+	  "at start, verify every record of every segment, not "
+	  "only those after the checkpoint",
+	  0 },
 	BLKSERV_OPTION_END,
 };
 
@@ -135,8 +145,10 @@ static int read_options(struct logdev *ld, const struct blkserv_config *cfg, con
 	}
 	ld->max_record = max_record_of(cfg, ld->segment_size);
 	if (!max_record_ok(ld->max_record, ld->segment_size)) {
-		blkserv_error(ld->dev, "max_record_size %" PRIu64 " is out of range (0, or a multiple of 4K from 4K "
-			      "to a quarter of segment_size)", ld->max_record);
+		blkserv_error(ld->dev,
+			      "max_record_size %" PRIu64 " is out of range (0, or a multiple of 4K from 4K "
+			      "to a quarter of segment_size)",
+			      ld->max_record);
 		return -EINVAL;
 	}
 	if (pct < 1 || pct > 99) {
@@ -200,7 +212,8 @@ static void report_recovery(struct logdev *ld)
 		blkserv_info(ld->dev, "log %s: a new log (%" PRIu64 " bytes)", ld->s.dir, ld->s.device_size);
 		return;
 	}
-	blkserv_info(ld->dev, "log %s: %zu segment(s), %" PRIu64 " bytes, %" PRIu64 " extents; replayed %" PRIu64
+	blkserv_info(ld->dev,
+		     "log %s: %zu segment(s), %" PRIu64 " bytes, %" PRIu64 " extents; replayed %" PRIu64
 		     " record(s) (%" PRIu64 " bytes) %s%" PRIu64 " in %.1f ms%s",
 		     ld->s.dir, ld->s.nsegs, ld->s.total_bytes, emap_count(&ld->s.map), rr->replayed_records,
 		     rr->replayed_bytes, rr->from_checkpoint ? "after the checkpoint in segment " : "from segment ",
@@ -225,8 +238,10 @@ static int adopt_log(struct logdev *ld, uint64_t size)
 		return 0;
 	}
 	if (size && size != ld->s.device_size) {
-		blkserv_error(ld->dev, "the log in %s holds a device of %" PRIu64 " bytes, but size is %" PRIu64
-			      " in the config", ld->s.dir, ld->s.device_size, size);
+		blkserv_error(ld->dev,
+			      "the log in %s holds a device of %" PRIu64 " bytes, but size is %" PRIu64
+			      " in the config",
+			      ld->s.dir, ld->s.device_size, size);
 		return -EINVAL;
 	}
 	ld->next_seg_id = store_last_seg(&ld->s)->id + 1;
@@ -444,9 +459,11 @@ static int append_split(struct logdev *ld, struct blkserv_request *req)
 	pthread_mutex_lock(&ld->append_lock);
 	for (uint64_t i = 0; r >= 0 && i < n; i++) {
 		uint64_t off = i * ld->max_record;
-		struct append a = { .type = LOG_REC_WRITE, .offset = req->offset + off,
+		struct append a = { .type = LOG_REC_WRITE,
+				    .offset = req->offset + off,
 				    .length = i + 1 < n ? ld->max_record : req->length - off,
-				    .payload = (const char *)req->buf + off, .payload_crc = crcs[i] };
+				    .payload = (const char *)req->buf + off,
+				    .payload_crc = crcs[i] };
 		a.payload_len = a.length;
 		r = log_append_locked(ld, &a, &seq);
 	}
@@ -531,10 +548,10 @@ static int log_get_stats(void *handle, char *buf, size_t len)
 		 "\nnext_seq=%" PRIu64 "\nsynced_seq=%" PRIu64 "\nsync_failed=%d\nrecovery_ms=%.3f"
 		 "\nrecovery_replayed_bytes=%" PRIu64 "\n",
 		 ld->s.total_bytes, ld->s.nsegs, ld->s.live_bytes, log_garbage_locked(ld), ld->ckpt_bytes,
-		 emap_count(&ld->s.map), client, disk, client ? (double)disk / (double)client : 0.0,
-		 ld->compactions, ld->compacted_bytes, ld->deleted_segments, ld->checkpoints, ld->s.next_seq,
-		 atomic_load(&ld->synced_seq), atomic_load(&ld->failed) ? 1 : 0,
-		 (double)ld->recovery.duration_ns / 1e6, ld->recovery.replayed_bytes);
+		 emap_count(&ld->s.map), client, disk, client ? (double)disk / (double)client : 0.0, ld->compactions,
+		 ld->compacted_bytes, ld->deleted_segments, ld->checkpoints, ld->s.next_seq,
+		 atomic_load(&ld->synced_seq), atomic_load(&ld->failed) ? 1 : 0, (double)ld->recovery.duration_ns / 1e6,
+		 ld->recovery.replayed_bytes);
 	pthread_mutex_unlock(&ld->append_lock);
 	size_t used = strlen(buf);
 	return log_verify_stats(ld, buf + used, len - used);

@@ -36,9 +36,9 @@ struct log_bad {
 
 struct log_scrub_stats {
 	bool running;
-	int last_result;          /* 0 none yet, else LOG_SCRUB_* */
+	int last_result; /* 0 none yet, else LOG_SCRUB_* */
 	uint64_t runs, errors, garbage_errors, records, bytes;
-	uint64_t last_end;        /* realtime seconds */
+	uint64_t last_end; /* realtime seconds */
 	uint64_t duration_ns;
 };
 
@@ -50,14 +50,14 @@ struct logdev {
 
 	/* Options. */
 	uint64_t segment_size;
-	uint64_t max_record;      /* split writes into records of at most this (0: never) */
-	uint64_t max_size;        /* 0: no limit */
-	uint64_t ckpt_interval;   /* bytes appended between checkpoints */
-	uint64_t compact_pct;     /* compact when garbage exceeds this % of the log */
+	uint64_t max_record;    /* split writes into records of at most this (0: never) */
+	uint64_t max_size;      /* 0: no limit */
+	uint64_t ckpt_interval; /* bytes appended between checkpoints */
+	uint64_t compact_pct;   /* compact when garbage exceeds this % of the log */
 	bool compaction;
 	bool recover_truncate;
 	bool verify_on_start;
-	uint64_t fault_fsync;     /* test hook: fail the Nth fdatasync */
+	uint64_t fault_fsync; /* test hook: fail the Nth fdatasync */
 	_Atomic uint64_t fsyncs;
 
 	pthread_mutex_t sync_lock;
@@ -69,14 +69,14 @@ struct logdev {
 	_Atomic uint64_t last_client_seq; /* newest record a flush must cover */
 	_Atomic bool failed;              /* an fdatasync failed: read-only until restart */
 	uint64_t next_seg_id;
-	uint64_t since_ckpt;      /* bytes appended since the last checkpoint */
-	uint64_t kick_pos;        /* writeback started up to here in the last segment */
-	uint64_t ckpt_seg;        /* segment of the newest durable checkpoint */
-	uint64_t ckpt_bytes;      /* its size: needed, so not garbage */
+	uint64_t since_ckpt; /* bytes appended since the last checkpoint */
+	uint64_t kick_pos;   /* writeback started up to here in the last segment */
+	uint64_t ckpt_seg;   /* segment of the newest durable checkpoint */
+	uint64_t ckpt_bytes; /* its size: needed, so not garbage */
 
 	/* Counters, under append_lock. */
-	uint64_t client_bytes;    /* WRITE payload from clients */
-	uint64_t disk_bytes;      /* everything appended: headers, payload, checkpoints */
+	uint64_t client_bytes; /* WRITE payload from clients */
+	uint64_t disk_bytes;   /* everything appended: headers, payload, checkpoints */
 	uint64_t compactions, compacted_bytes, deleted_segments, checkpoints;
 	struct recover_result recovery;
 
@@ -86,11 +86,11 @@ struct logdev {
 	 * bad_lock: the corrupt records seen so far and what counts them. */
 	pthread_mutex_t scan_lock;
 	pthread_mutex_t bad_lock;
-	struct log_bad *bad;      /* corrupt records found, each logged once */
+	struct log_bad *bad; /* corrupt records found, each logged once */
 	size_t nbad, bad_cap;
 	uint64_t checksum_errors; /* distinct corrupt records found */
 	_Atomic uint64_t checksum_failed_reads;
-	uint64_t msg_window_ns;   /* rate limit of the messages */
+	uint64_t msg_window_ns; /* rate limit of the messages */
 	unsigned msg_count;
 	uint64_t msg_suppressed;
 	struct log_scrub_stats scrub; /* under bad_lock */
@@ -101,19 +101,19 @@ struct logdev {
 	pthread_mutex_t bg_lock;
 	pthread_cond_t bg_cv;
 	bool bg_stop, bg_kick;
-	uint64_t bg_passes;       /* under append_lock: background passes done */
-	bool bg_freed;            /* under append_lock: the last pass deleted segments */
+	uint64_t bg_passes; /* under append_lock: background passes done */
+	bool bg_freed;      /* under append_lock: the last pass deleted segments */
 };
 
 /* What to append. */
 struct append {
-	uint16_t type;            /* LOG_REC_* */
-	uint64_t offset, length;  /* device range (WRITE/TRIM/ZERO) */
+	uint16_t type;           /* LOG_REC_* */
+	uint64_t offset, length; /* device range (WRITE/TRIM/ZERO) */
 	const void *payload;
 	uint64_t payload_len;
-	uint32_t payload_crc;     /* crc32c(0, payload, payload_len) */
-	bool compaction;          /* may use the space reserved for compaction */
-	bool no_rotate;           /* fail with -ENOSPC rather than start a segment */
+	uint32_t payload_crc; /* crc32c(0, payload, payload_len) */
+	bool compaction;      /* may use the space reserved for compaction */
+	bool no_rotate;       /* fail with -ENOSPC rather than start a segment */
 };
 
 /* writer.c */

@@ -25,7 +25,7 @@ struct recovery {
 	struct recover_result *res;
 	unsigned char *buf; /* payloads */
 	size_t cap;
-	uint64_t ckpt_end;  /* where the records after the loaded checkpoint start */
+	uint64_t ckpt_end; /* where the records after the loaded checkpoint start */
 };
 
 static int grow(unsigned char **buf, size_t *cap, uint64_t len)
@@ -127,8 +127,7 @@ static int cut_at(struct recovery *rc, size_t i, uint64_t pos)
 
 /* A record at @pos whose header and payload checksums hold (no other
  * checks: this looks for records beyond a damaged one). */
-static bool valid_candidate(struct recovery *rc, int fd, uint64_t id, uint64_t size, uint64_t pos,
-			    struct log_rec *rec)
+static bool valid_candidate(struct recovery *rc, int fd, uint64_t id, uint64_t size, uint64_t pos, struct log_rec *rec)
 {
 	unsigned char hdr[LOG_REC_HEADER_SIZE];
 	const char *why;
@@ -143,8 +142,8 @@ static bool valid_candidate(struct recovery *rc, int fd, uint64_t id, uint64_t s
 }
 
 struct evidence {
-	uint64_t min_seq;     /* lowest seq of a valid record seen */
-	uint64_t max_synced;  /* highest synced_seq of a valid record seen */
+	uint64_t min_seq;    /* lowest seq of a valid record seen */
+	uint64_t max_synced; /* highest synced_seq of a valid record seen */
 };
 
 /* Look at every valid record in [from, size) of a segment file. */
@@ -214,8 +213,8 @@ static int torn_tail(struct recovery *rc, size_t i, uint64_t pos, const char *wh
 	rc->res->torn_off = pos;
 	rc->res->torn_bytes = seg->size - pos;
 	store_msg(rc->s, LOG_WARNING,
-		  "%s: torn tail at offset %" PRIu64 " (%s): %s %" PRIu64 " bytes written after the last flush",
-		  path, pos, why, rc->o->read_only ? "recovery will cut" : "cutting", seg->size - pos);
+		  "%s: torn tail at offset %" PRIu64 " (%s): %s %" PRIu64 " bytes written after the last flush", path,
+		  pos, why, rc->o->read_only ? "recovery will cut" : "cutting", seg->size - pos);
 	return cut_at(rc, i, pos);
 }
 
@@ -343,8 +342,10 @@ static int open_one(struct recovery *rc, uint64_t id, bool last)
 	if (r < 0) {
 		close(seg.fd);
 		if (r == -EBADMSG)
-			store_msg(s, LOG_ERR, "%s: bad segment header at offset 0 (segment %" PRIu64 "): %s; "
-				  "refusing to open the log", path, id, why);
+			store_msg(s, LOG_ERR,
+				  "%s: bad segment header at offset 0 (segment %" PRIu64 "): %s; "
+				  "refusing to open the log",
+				  path, id, why);
 		return r;
 	}
 	if (s->nsegs == 0) {
@@ -438,8 +439,10 @@ static int verify_segment(struct recovery *rc, size_t i)
 		}
 		if (r == -EBADMSG) {
 			seg_path(s, seg->id, path, sizeof(path));
-			store_msg(s, LOG_ERR, "%s: corrupt record at offset %" PRIu64 " (segment %" PRIu64 ", seq %"
-				  PRIu64 "): %s, in a sealed segment", path, pos, seg->id, seq, why);
+			store_msg(s, LOG_ERR,
+				  "%s: corrupt record at offset %" PRIu64 " (segment %" PRIu64 ", seq %" PRIu64
+				  "): %s, in a sealed segment",
+				  path, pos, seg->id, seq, why);
 		}
 		if (r < 0)
 			return r;
@@ -460,7 +463,8 @@ static int replay_segment(struct recovery *rc, size_t i, uint64_t pos)
 	struct log_segment *seg = &s->segs[i];
 
 	if (pos == LOG_SEG_HEADER_SIZE && seg->first_seq != s->next_seq) {
-		int r = bad_record(rc, i, 0, s->next_seq, "segment starts at an unexpected sequence number "
+		int r = bad_record(rc, i, 0, s->next_seq,
+				   "segment starts at an unexpected sequence number "
 				   "(a segment is missing)");
 		return r < 0 ? r : 0;
 	}
@@ -514,8 +518,10 @@ static int find_start(struct recovery *rc, size_t *ret_i, uint64_t *ret_pos)
 	if (s->nsegs && s->segs[0].first_seq != 1) {
 		char path[4096];
 		seg_path(s, s->segs[0].id, path, sizeof(path));
-		store_msg(s, LOG_ERR, "%s: the log starts at sequence number %" PRIu64 " but has no checkpoint: "
-			  "older segments are missing; refusing to open the log", path, s->segs[0].first_seq);
+		store_msg(s, LOG_ERR,
+			  "%s: the log starts at sequence number %" PRIu64 " but has no checkpoint: "
+			  "older segments are missing; refusing to open the log",
+			  path, s->segs[0].first_seq);
 		return -EBADMSG;
 	}
 	if (s->nsegs)

@@ -30,12 +30,12 @@ struct recover_result {
 	uint64_t replayed_bytes;
 	uint64_t verified_records; /* by verify_all */
 	uint64_t verified_bytes;
-	uint64_t start_seg;        /* first segment replayed */
+	uint64_t start_seg; /* first segment replayed */
 	bool from_checkpoint;
-	uint64_t ckpt_bytes;       /* size of the checkpoint record loaded */
-	bool torn_tail;            /* a torn tail was (or would be) cut */
+	uint64_t ckpt_bytes; /* size of the checkpoint record loaded */
+	bool torn_tail;      /* a torn tail was (or would be) cut */
 	uint64_t torn_seg, torn_off, torn_bytes;
-	bool cut_corruption;       /* corruption was cut (recover_truncate) */
+	bool cut_corruption; /* corruption was cut (recover_truncate) */
 	uint64_t duration_ns;
 };
 

@@ -229,8 +229,8 @@ int store_ckpt_encode(struct log_store *s, unsigned char **ret, uint64_t *ret_le
 /* Is @e a well-formed extent of a checkpoint written into segment @ckpt_seg? */
 static bool ckpt_extent_ok(struct log_store *s, const struct extent *e, uint64_t prev_end, uint64_t ckpt_seg)
 {
-	return e->len > 0 && e->off >= prev_end && e->off <= s->device_size &&
-	       e->len <= s->device_size - e->off && e->seg < ckpt_seg;
+	return e->len > 0 && e->off >= prev_end && e->off <= s->device_size && e->len <= s->device_size - e->off &&
+	       e->seg < ckpt_seg;
 }
 
 /* Does @e point at bytes that exist? */
@@ -240,20 +240,21 @@ static const char *ckpt_extent_missing(struct log_store *s, const struct extent 
 
 	if (!seg)
 		return "its segment is missing";
-	if (e->foff != EXTENT_ZERO && (e->foff < LOG_SEG_HEADER_SIZE || e->foff > seg->size ||
-				       e->len > seg->size - e->foff))
+	if (e->foff != EXTENT_ZERO &&
+	    (e->foff < LOG_SEG_HEADER_SIZE || e->foff > seg->size || e->len > seg->size - e->foff))
 		return "it points past the end of its segment";
 	return NULL;
 }
 
-int store_ckpt_load(struct log_store *s, const unsigned char *p, uint64_t count, uint64_t ckpt_seg,
-		    bool drop_missing)
+int store_ckpt_load(struct log_store *s, const unsigned char *p, uint64_t count, uint64_t ckpt_seg, bool drop_missing)
 {
 	uint64_t prev_end = 0, dropped = 0;
 
 	if (log_get64(p) != count) {
-		store_msg(s, 3, "checkpoint in segment %" PRIu64 ": it lists %" PRIu64 " extents but its record "
-			  "header says %" PRIu64, ckpt_seg, log_get64(p), count);
+		store_msg(s, 3,
+			  "checkpoint in segment %" PRIu64 ": it lists %" PRIu64 " extents but its record "
+			  "header says %" PRIu64,
+			  ckpt_seg, log_get64(p), count);
 		return -EBADMSG;
 	}
 	p += LOG_CKPT_HEAD_SIZE;
@@ -263,15 +264,19 @@ int store_ckpt_load(struct log_store *s, const unsigned char *p, uint64_t count,
 		int r;
 
 		if (!ckpt_extent_ok(s, &e, prev_end, ckpt_seg)) {
-			store_msg(s, 3, "checkpoint in segment %" PRIu64 ": extent %" PRIu64 " (device offset %" PRIu64
-				  ") is out of order or out of range", ckpt_seg, i, e.off);
+			store_msg(s, 3,
+				  "checkpoint in segment %" PRIu64 ": extent %" PRIu64 " (device offset %" PRIu64
+				  ") is out of order or out of range",
+				  ckpt_seg, i, e.off);
 			return -EBADMSG;
 		}
 		prev_end = e.off + e.len;
 		why = ckpt_extent_missing(s, &e);
 		if (why && !drop_missing) {
-			store_msg(s, 3, "checkpoint in segment %" PRIu64 ": extent at device offset %" PRIu64
-				  " is in segment %" PRIu64 ", but %s", ckpt_seg, e.off, e.seg, why);
+			store_msg(s, 3,
+				  "checkpoint in segment %" PRIu64 ": extent at device offset %" PRIu64
+				  " is in segment %" PRIu64 ", but %s",
+				  ckpt_seg, e.off, e.seg, why);
 			return -EBADMSG;
 		}
 		if (why) {
@@ -284,8 +289,10 @@ int store_ckpt_load(struct log_store *s, const unsigned char *p, uint64_t count,
 		map_set(s, &e);
 	}
 	if (dropped)
-		store_msg(s, 3, "checkpoint in segment %" PRIu64 ": %" PRIu64 " bytes of data were in missing "
-			  "segments and now read as zeros (recover_truncate)", ckpt_seg, dropped);
+		store_msg(s, 3,
+			  "checkpoint in segment %" PRIu64 ": %" PRIu64 " bytes of data were in missing "
+			  "segments and now read as zeros (recover_truncate)",
+			  ckpt_seg, dropped);
 	s->ckpt_seg = ckpt_seg;
 	return 0;
 }

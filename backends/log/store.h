@@ -29,7 +29,7 @@ struct log_segment {
 	struct log_rec_ent *recs;
 	size_t nrecs, recs_cap;
 	_Atomic bool recs_known;
-	bool bad;           /* holds a corrupt live record: compaction keeps it */
+	bool bad; /* holds a corrupt live record: compaction keeps it */
 };
 
 /* A WRITE record: header at @pos, @len payload bytes.  LOG_RECENT_BADHDR
@@ -56,10 +56,10 @@ struct log_store {
 	size_t nsegs, cap;
 	struct extent_map map;
 
-	uint64_t next_seq;     /* seq of the next record */
-	uint64_t live_bytes;   /* sum of segs[].live */
-	uint64_t total_bytes;  /* sum of segs[].size */
-	uint64_t ckpt_seg;     /* segment whose checkpoint the state came from (0: none) */
+	uint64_t next_seq;    /* seq of the next record */
+	uint64_t live_bytes;  /* sum of segs[].live */
+	uint64_t total_bytes; /* sum of segs[].size */
+	uint64_t ckpt_seg;    /* segment whose checkpoint the state came from (0: none) */
 
 	log_msg_fn msg;
 	void *msg_ctx;
@@ -95,7 +95,6 @@ int store_ckpt_encode(struct log_store *s, unsigned char **ret, uint64_t *ret_le
 /* Replace the index by a checkpoint payload.  Extents that point into a
  * missing segment or past its end: -EBADMSG with a message, or, with
  * @drop_missing, dropped (read as zeros) with a loud message. */
-int store_ckpt_load(struct log_store *s, const unsigned char *p, uint64_t count, uint64_t ckpt_seg,
-		    bool drop_missing);
+int store_ckpt_load(struct log_store *s, const unsigned char *p, uint64_t count, uint64_t ckpt_seg, bool drop_missing);
 
 #endif

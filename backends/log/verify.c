@@ -29,7 +29,7 @@
 #include "logdev.h"
 
 #define MSG_WINDOW_NS (10ull * 1000000000ull)
-#define MSG_PER_WINDOW 20   /* corruption messages per 10 s, then a count */
+#define MSG_PER_WINDOW 20 /* corruption messages per 10 s, then a count */
 #define MAX_BAD_REMEMBERED 65536
 #define SCRUB_PROGRESS_BYTES (4ull << 20)
 #define SCRUB_MAX_LINES 100 /* per-record lines of one scrub, then only the summary */
@@ -84,8 +84,9 @@ void log_report_bad(struct logdev *ld, uint64_t seg, uint64_t pos, const char *w
 		ld->checksum_errors++;
 		log_seg_name(seg, name);
 		if (msg_allowed(ld))
-			blkserv_error(ld->dev, "log %s/%s: corrupt record at offset %" PRIu64 " (segment %" PRIu64
-				      "): %s; %s", ld->s.dir, name, pos, seg, why, what);
+			blkserv_error(ld->dev,
+				      "log %s/%s: corrupt record at offset %" PRIu64 " (segment %" PRIu64 "): %s; %s",
+				      ld->s.dir, name, pos, seg, why, what);
 	}
 	pthread_mutex_unlock(&ld->bad_lock);
 }
@@ -182,7 +183,8 @@ static int scan_segment(struct logdev *ld, struct log_segment *seg)
 		uint64_t next = resync(seg->fd, seg->id, seg->size, ld->s.device_size, pos);
 		if (next - pos > LOG_REC_HEADER_SIZE)
 			store_rec_push(seg, pos, (next - pos - LOG_REC_HEADER_SIZE) | LOG_RECENT_BADHDR);
-		log_report_bad(ld, seg->id, pos, why, "found while indexing the segment; reads of the data "
+		log_report_bad(ld, seg->id, pos, why,
+			       "found while indexing the segment; reads of the data "
 			       "there fail with EIO");
 		pos = next;
 	}
@@ -213,8 +215,9 @@ int log_recs_build(struct logdev *ld, uint64_t seg_id)
 		close(tmp.fd);
 	}
 	if (r < 0) {
-		(void)blkserv_error_errno(ld->dev, r, "log %s: cannot read the record headers of segment %" PRIu64
-					  ": %m", ld->s.dir, seg_id);
+		(void)blkserv_error_errno(ld->dev, r,
+					  "log %s: cannot read the record headers of segment %" PRIu64 ": %m",
+					  ld->s.dir, seg_id);
 	} else if (tmp.fd >= 0) {
 		/* Nobody reads a list before recs_known says it is complete,
 		 * and scan_lock keeps other installers out: shared is enough. */
@@ -229,8 +232,8 @@ int log_recs_build(struct logdev *ld, uint64_t seg_id)
 			atomic_store_explicit(&seg->recs_known, true, memory_order_release);
 		}
 		pthread_rwlock_unlock(&ld->index_lock);
-		blkserv_debug(ld->dev, "log %s: indexed the %zu records of segment %" PRIu64 " in %.1f ms",
-			      ld->s.dir, tmp.nrecs, seg_id, (double)(now_ns() - t0) / 1e6);
+		blkserv_debug(ld->dev, "log %s: indexed the %zu records of segment %" PRIu64 " in %.1f ms", ld->s.dir,
+			      tmp.nrecs, seg_id, (double)(now_ns() - t0) / 1e6);
 	}
 	free(tmp.recs);
 	pthread_mutex_unlock(&ld->scan_lock);
@@ -337,8 +340,7 @@ static bool range_live(struct logdev *ld, uint64_t id, uint64_t from, uint64_t t
 	return live;
 }
 
-static void scrub_bad(struct scrub_run *sr, const struct scrub_seg *ss, uint64_t pos, uint64_t end,
-		      const char *why)
+static void scrub_bad(struct scrub_run *sr, const struct scrub_seg *ss, uint64_t pos, uint64_t end, const char *why)
 {
 	struct logdev *ld = sr->ld;
 	bool live = ss->replayed || range_live(ld, ss->id, pos, end);
@@ -348,9 +350,11 @@ static void scrub_bad(struct scrub_run *sr, const struct scrub_seg *ss, uint64_t
 	if (!live) {
 		sr->garbage++;
 		if (sr->lines++ < SCRUB_MAX_LINES)
-			blkserv_warning(ld->dev, "scrub of %s: %s: corrupt record at offset %" PRIu64 " (segment %"
-					PRIu64 "): %s; no data refers to it any more (garbage): nothing lost, but "
-					"check the disk", ld->s.dir, name, pos, ss->id, why);
+			blkserv_warning(ld->dev,
+					"scrub of %s: %s: corrupt record at offset %" PRIu64 " (segment %" PRIu64
+					"): %s; no data refers to it any more (garbage): nothing lost, but "
+					"check the disk",
+					ld->s.dir, name, pos, ss->id, why);
 		return;
 	}
 	if (sr->errors++ == 0) {
@@ -358,8 +362,9 @@ static void scrub_bad(struct scrub_run *sr, const struct scrub_seg *ss, uint64_t
 		sr->first_pos = pos;
 	}
 	if (sr->lines++ < SCRUB_MAX_LINES)
-		blkserv_error(ld->dev, "scrub of %s: %s: corrupt record at offset %" PRIu64 " (segment %" PRIu64
-			      "): %s", ld->s.dir, name, pos, ss->id, why);
+		blkserv_error(ld->dev,
+			      "scrub of %s: %s: corrupt record at offset %" PRIu64 " (segment %" PRIu64 "): %s",
+			      ld->s.dir, name, pos, ss->id, why);
 	log_report_bad(ld, ss->id, pos, why, "found by scrub");
 	pthread_mutex_lock(&ld->append_lock);
 	struct log_segment *seg = store_seg(&ld->s, ss->id);
@@ -451,7 +456,9 @@ static int scrub_open_seg(struct logdev *ld, uint64_t id, struct scrub_seg *ret)
 	if (!seg) {
 		r = -ENOENT;
 	} else {
-		*ret = (struct scrub_seg){ .id = id, .size = seg->size, .replayed = id >= ld->ckpt_seg,
+		*ret = (struct scrub_seg){ .id = id,
+					   .size = seg->size,
+					   .replayed = id >= ld->ckpt_seg,
 					   .fd = fcntl(seg->fd, F_DUPFD_CLOEXEC, 3) };
 		if (ret->fd < 0)
 			r = -errno;
@@ -472,8 +479,10 @@ static void scrub_finish(struct scrub_run *sr, int r, uint64_t t0, size_t nsegs)
 	pthread_mutex_lock(&ld->bad_lock);
 	st->running = false;
 	st->runs++;
-	st->last_result = r == -ECANCELED ? LOG_SCRUB_CANCELLED : r < 0 ? LOG_SCRUB_FAILED
-			  : sr->errors ? LOG_SCRUB_CORRUPT : LOG_SCRUB_CLEAN;
+	st->last_result = r == -ECANCELED ? LOG_SCRUB_CANCELLED
+			  : r < 0         ? LOG_SCRUB_FAILED
+			  : sr->errors    ? LOG_SCRUB_CORRUPT
+					  : LOG_SCRUB_CLEAN;
 	st->errors = sr->errors;
 	st->garbage_errors = sr->garbage;
 	st->records = sr->records;
@@ -489,13 +498,17 @@ static void scrub_finish(struct scrub_run *sr, int r, uint64_t t0, size_t nsegs)
 		(void)blkserv_error_errno(ld->dev, r, "scrub of %s failed after %" PRIu64 " bytes: %m", ld->s.dir,
 					  sr->done);
 	else if (sr->errors)
-		blkserv_error(ld->dev, "scrub of %s: %" PRIu64 " corrupt record(s) with live data (first: %s offset %"
-			      PRIu64 "), %" PRIu64 " in garbage; %" PRIu64 " records, %" PRIu64 " bytes in %zu "
-			      "segment(s) read in %.1f s", ld->s.dir, sr->errors, name, sr->first_pos, sr->garbage,
-			      sr->records, sr->done, nsegs, secs);
+		blkserv_error(ld->dev,
+			      "scrub of %s: %" PRIu64 " corrupt record(s) with live data (first: %s offset %" PRIu64
+			      "), %" PRIu64 " in garbage; %" PRIu64 " records, %" PRIu64 " bytes in %zu "
+			      "segment(s) read in %.1f s",
+			      ld->s.dir, sr->errors, name, sr->first_pos, sr->garbage, sr->records, sr->done, nsegs,
+			      secs);
 	else
-		blkserv_info(ld->dev, "scrub of %s: clean: %" PRIu64 " records, %" PRIu64 " bytes in %zu segment(s) "
-			     "verified in %.1f s%s", ld->s.dir, sr->records, sr->done, nsegs, secs,
+		blkserv_info(ld->dev,
+			     "scrub of %s: clean: %" PRIu64 " records, %" PRIu64 " bytes in %zu segment(s) "
+			     "verified in %.1f s%s",
+			     ld->s.dir, sr->records, sr->done, nsegs, secs,
 			     sr->garbage ? " (but corrupt garbage was found: check the disk)" : "");
 }
 
@@ -566,12 +579,12 @@ int log_verify_stats(struct logdev *ld, char *buf, size_t len)
 	pthread_mutex_lock(&ld->bad_lock);
 	snprintf(buf, len,
 		 "checksum_errors=%" PRIu64 "\nchecksum_failed_reads=%" PRIu64 "\nscrub_running=%d\n"
-		 "scrub_last_result=%s\nscrub_runs=%" PRIu64 "\nscrub_errors=%" PRIu64 "\nscrub_garbage_errors=%"
-		 PRIu64 "\nscrub_records=%" PRIu64 "\nscrub_bytes=%" PRIu64 "\nscrub_last_end=%" PRIu64
+		 "scrub_last_result=%s\nscrub_runs=%" PRIu64 "\nscrub_errors=%" PRIu64 "\nscrub_garbage_errors=%" PRIu64
+		 "\nscrub_records=%" PRIu64 "\nscrub_bytes=%" PRIu64 "\nscrub_last_end=%" PRIu64
 		 "\nscrub_duration_ms=%.1f\n",
 		 ld->checksum_errors, atomic_load(&ld->checksum_failed_reads), st->running ? 1 : 0,
-		 scrub_result_name(st->last_result), st->runs, st->errors, st->garbage_errors, st->records,
-		 st->bytes, st->last_end, (double)st->duration_ns / 1e6);
+		 scrub_result_name(st->last_result), st->runs, st->errors, st->garbage_errors, st->records, st->bytes,
+		 st->last_end, (double)st->duration_ns / 1e6);
 	pthread_mutex_unlock(&ld->bad_lock);
 	return 0;
 }

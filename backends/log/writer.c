@@ -73,8 +73,11 @@ static void seq_max(_Atomic uint64_t *v, uint64_t seq)
 static int create_segment(struct logdev *ld, uint32_t flags, struct log_segment *ret)
 {
 	struct log_seg_header h = {
-		.version = LOG_FORMAT_VERSION, .flags = flags, .id = ld->next_seg_id,
-		.first_seq = ld->s.next_seq, .device_size = ld->s.device_size,
+		.version = LOG_FORMAT_VERSION,
+		.flags = flags,
+		.id = ld->next_seg_id,
+		.first_seq = ld->s.next_seq,
+		.device_size = ld->s.device_size,
 		.block_size = ld->s.block_size,
 	};
 	unsigned char buf[LOG_SEG_HEADER_SIZE];
@@ -97,8 +100,12 @@ static int create_segment(struct logdev *ld, uint32_t flags, struct log_segment 
 		(void)unlinkat(ld->s.dirfd, name, 0);
 		return r;
 	}
-	*ret = (struct log_segment){ .id = h.id, .fd = fd, .size = LOG_SEG_HEADER_SIZE,
-				     .first_seq = h.first_seq, .flags = flags, .recs_known = true };
+	*ret = (struct log_segment){ .id = h.id,
+				     .fd = fd,
+				     .size = LOG_SEG_HEADER_SIZE,
+				     .first_seq = h.first_seq,
+				     .flags = flags,
+				     .recs_known = true };
 	return 0;
 }
 
@@ -207,8 +214,7 @@ static void kick_writeback(struct logdev *ld, struct log_segment *seg)
 {
 	if (seg->size - ld->kick_pos < KICK_BYTES)
 		return;
-	(void)sync_file_range(seg->fd, (off_t)ld->kick_pos, (off_t)(seg->size - ld->kick_pos),
-			      SYNC_FILE_RANGE_WRITE);
+	(void)sync_file_range(seg->fd, (off_t)ld->kick_pos, (off_t)(seg->size - ld->kick_pos), SYNC_FILE_RANGE_WRITE);
 	ld->kick_pos = seg->size;
 }
 
@@ -232,8 +238,7 @@ static int reserve_index(struct logdev *ld, bool write)
 }
 
 /* The record is on the page cache: apply it to the index and counters. */
-static void appended(struct logdev *ld, const struct append *a, struct log_segment *seg, uint64_t pos,
-		     uint64_t seq)
+static void appended(struct logdev *ld, const struct append *a, struct log_segment *seg, uint64_t pos, uint64_t seq)
 {
 	uint64_t len = LOG_REC_HEADER_SIZE + a->payload_len;
 
@@ -284,8 +289,12 @@ int log_append_locked(struct logdev *ld, const struct append *a, uint64_t *ret_s
 	if (r < 0)
 		return r;
 	seg = store_last_seg(&ld->s);
-	rec = (struct log_rec){ .type = a->type, .seq = ld->s.next_seq, .offset = a->offset,
-				.length = a->length, .payload_len = a->payload_len, .segment = seg->id,
+	rec = (struct log_rec){ .type = a->type,
+				.seq = ld->s.next_seq,
+				.offset = a->offset,
+				.length = a->length,
+				.payload_len = a->payload_len,
+				.segment = seg->id,
 				.synced_seq = atomic_load(&ld->synced_seq) };
 	log_rec_encode(&rec, a->payload_crc, hdr);
 	r = pwritev_full(seg->fd, iov, a->payload_len ? 2 : 1, seg->size);
@@ -331,8 +340,9 @@ static int dup_last_fd(struct logdev *ld, uint64_t *ret_seq)
  * damaged log can then tell lost flushed data from a torn tail. */
 static void append_sync_marker(struct logdev *ld)
 {
-	struct append a = { .type = LOG_REC_SYNC, .payload_crc = crc32c(0, NULL, 0), .no_rotate = true,
-			    .compaction = true };
+	struct append a = {
+		.type = LOG_REC_SYNC, .payload_crc = crc32c(0, NULL, 0), .no_rotate = true, .compaction = true
+	};
 
 	(void)log_append(ld, &a, NULL);
 }

@@ -82,8 +82,7 @@ static int adopt_stored_memfd(struct blkserv_device *dev, uint64_t size)
 	return fd;
 }
 
-static int ramdisk_open(struct blkserv_device *dev, const struct blkserv_config *cfg, uint64_t size,
-			void **ret_handle)
+static int ramdisk_open(struct blkserv_device *dev, const struct blkserv_config *cfg, uint64_t size, void **ret_handle)
 {
 	struct ramdisk *rd;
 	int r;
@@ -309,7 +308,8 @@ static int ramdisk_validate(const struct blkserv_config *cfg)
 	uint64_t size = blkserv_config_device_size(cfg);
 
 	if (size == 0)
-		return blkserv_config_error(cfg, NULL, "the ramdisk backend needs the device's size option "
+		return blkserv_config_error(cfg, NULL,
+					    "the ramdisk backend needs the device's size option "
 					    "(like size = 1G)");
 	if (size > (uint64_t)INT64_MAX)
 		return blkserv_config_error(cfg, NULL, "size %llu is too large", (unsigned long long)size);
@@ -317,25 +317,25 @@ static int ramdisk_validate(const struct blkserv_config *cfg)
 }
 
 static struct blkserv_backend ramdisk_backend = {
-	.name         = "ramdisk",
-	.description  = "device in memory (a sparse memfd, kept across restarts under systemd)",
-	.options      = NULL,
+	.name = "ramdisk",
+	.description = "device in memory (a sparse memfd, kept across restarts under systemd)",
+	.options = NULL,
 	.request_priv_size = sizeof(struct ramdisk_io),
-	.open         = ramdisk_open,
-	.close        = ramdisk_close,
-	.get_size     = ramdisk_get_size,
-	.get_caps     = ramdisk_get_caps,
-	.queue_open   = ramdisk_queue_open,
-	.queue_close  = ramdisk_queue_close,
-	.read         = ramdisk_read,
-	.write        = ramdisk_write,
-	.flush        = ramdisk_flush,
-	.trim         = ramdisk_trim,
+	.open = ramdisk_open,
+	.close = ramdisk_close,
+	.get_size = ramdisk_get_size,
+	.get_caps = ramdisk_get_caps,
+	.queue_open = ramdisk_queue_open,
+	.queue_close = ramdisk_queue_close,
+	.read = ramdisk_read,
+	.write = ramdisk_write,
+	.flush = ramdisk_flush,
+	.trim = ramdisk_trim,
 	.write_zeroes = ramdisk_write_zeroes,
-	.get_stats    = ramdisk_get_stats,
-	.preserve     = ramdisk_preserve,
-	.read_map     = ramdisk_read_map,
-	.validate     = ramdisk_validate,
+	.get_stats = ramdisk_get_stats,
+	.preserve = ramdisk_preserve,
+	.read_map = ramdisk_read_map,
+	.validate = ramdisk_validate,
 };
 
 BLKSERV_REGISTER_BACKEND(ramdisk_backend)

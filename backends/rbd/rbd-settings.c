@@ -17,11 +17,9 @@ const struct blkserv_option rbd_backend_options[] = {
 	{ "image", BLKSERV_OPT_STRING, NULL, "RBD image name", BLKSERV_OPTION_REQUIRED },
 	{ "namespace", BLKSERV_OPT_STRING, "", "RBD namespace inside the pool (empty: the default one)", 0 },
 	{ "user", BLKSERV_OPT_STRING, "admin", "Ceph client id to connect as (admin or client.admin)", 0 },
-	{ "keyring", BLKSERV_OPT_PATH, NULL, "keyring file with the user's key (default: what ceph.conf says)",
-	  0 },
+	{ "keyring", BLKSERV_OPT_PATH, NULL, "keyring file with the user's key (default: what ceph.conf says)", 0 },
 	{ "conf", BLKSERV_OPT_PATH, RBD_DEFAULT_CONF, "ceph.conf naming the monitors", 0 },
-	{ "create", BLKSERV_OPT_BOOL, "false", "create the image with the device's size when it does not exist",
-	  0 },
+	{ "create", BLKSERV_OPT_BOOL, "false", "create the image with the device's size when it does not exist", 0 },
 	{ "timeout", BLKSERV_OPT_UINT, "30",
 	  "seconds before a cluster operation fails (connect, monitor and OSD ops), 1-3600", 0 },
 	{ "exclusive", BLKSERV_OPT_BOOL, "true",
@@ -231,7 +229,8 @@ int rbd_backend_validate(const struct blkserv_config *cfg)
 	if (create && read_only)
 		return blkserv_config_error(cfg, "create", "create = true and read_only = true exclude each other");
 	if (create && blkserv_config_device_size(cfg) == 0)
-		return blkserv_config_error(cfg, "create", "create = true needs the device's size option "
+		return blkserv_config_error(cfg, "create",
+					    "create = true needs the device's size option "
 					    "(the new image's size)");
 	(void)blkserv_config_get_string(cfg, "pool", &pool);
 	(void)blkserv_config_get_string(cfg, "namespace", &ns);

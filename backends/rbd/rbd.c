@@ -123,8 +123,7 @@ static int open_pool(struct rbd_backend *rb, const struct rbd_settings *s)
 
 	if (r < 0) {
 		rb->io = NULL;
-		blkserv_error(rb->dev, "rbd %s: %s", rb->spec,
-			      r == -ENOENT ? "the pool does not exist" : strerror(-r));
+		blkserv_error(rb->dev, "rbd %s: %s", rb->spec, r == -ENOENT ? "the pool does not exist" : strerror(-r));
 		return r;
 	}
 	if (!s->ns[0])
@@ -209,8 +208,10 @@ static int check_size(struct rbd_backend *rb, const struct rbd_settings *s)
 		return -EINVAL;
 	}
 	if (rb->size == 0 || rb->size % bs) {
-		blkserv_error(rb->dev, "rbd %s: the image is %" PRIu64 " bytes, not a positive multiple of the "
-			      "device's block_size %u", rb->spec, rb->size, bs);
+		blkserv_error(rb->dev,
+			      "rbd %s: the image is %" PRIu64 " bytes, not a positive multiple of the "
+			      "device's block_size %u",
+			      rb->spec, rb->size, bs);
 		return -EINVAL;
 	}
 	return 0;
@@ -360,8 +361,8 @@ static int rbd_backend_get_caps(void *handle, uint64_t *ret_caps)
 {
 	struct rbd_backend *rb = handle;
 
-	*ret_caps = rb->read_only ? BLKSERV_CAP_READ_ONLY
-				  : BLKSERV_CAP_FLUSH | BLKSERV_CAP_TRIM | BLKSERV_CAP_WRITE_ZEROES;
+	*ret_caps =
+		rb->read_only ? BLKSERV_CAP_READ_ONLY : BLKSERV_CAP_FLUSH | BLKSERV_CAP_TRIM | BLKSERV_CAP_WRITE_ZEROES;
 	return 0;
 }
 
@@ -401,7 +402,8 @@ static int rbd_backend_get_stats(void *handle, char *buf, size_t len)
 
 	if (rb->exclusive)
 		(void)rbd_is_exclusive_lock_owner(rb->image, &owner);
-	snprintf(buf, len, "size=%" PRIu64 "\nexclusive_lock_owner=%d\nflush_failed=%d\nio_errors=%llu\nlast_error=%d\n",
+	snprintf(buf, len,
+		 "size=%" PRIu64 "\nexclusive_lock_owner=%d\nflush_failed=%d\nio_errors=%llu\nlast_error=%d\n",
 		 rb->size, owner, atomic_load(&rb->flush_error) < 0,
 		 (unsigned long long)atomic_load_explicit(&rb->io_errors, memory_order_relaxed),
 		 atomic_load_explicit(&rb->last_error, memory_order_relaxed));
@@ -409,23 +411,23 @@ static int rbd_backend_get_stats(void *handle, char *buf, size_t len)
 }
 
 static struct blkserv_backend rbd_backend_plugin = {
-	.name              = "rbd",
-	.description       = "device in a Ceph RBD image, asynchronous through librbd",
-	.options           = rbd_backend_options,
+	.name = "rbd",
+	.description = "device in a Ceph RBD image, asynchronous through librbd",
+	.options = rbd_backend_options,
 	.request_priv_size = sizeof(struct rbd_request),
-	.open              = rbd_backend_open,
-	.close             = rbd_backend_close,
-	.get_size          = rbd_backend_get_size,
-	.get_caps          = rbd_backend_get_caps,
-	.read              = rbd_io_read,
-	.write             = rbd_io_write,
-	.flush             = rbd_io_flush,
-	.trim              = rbd_io_trim,
-	.write_zeroes      = rbd_io_write_zeroes,
-	.sync              = rbd_backend_sync,
-	.get_stats         = rbd_backend_get_stats,
-	.option_checks     = rbd_backend_option_checks,
-	.validate          = rbd_backend_validate,
+	.open = rbd_backend_open,
+	.close = rbd_backend_close,
+	.get_size = rbd_backend_get_size,
+	.get_caps = rbd_backend_get_caps,
+	.read = rbd_io_read,
+	.write = rbd_io_write,
+	.flush = rbd_io_flush,
+	.trim = rbd_io_trim,
+	.write_zeroes = rbd_io_write_zeroes,
+	.sync = rbd_backend_sync,
+	.get_stats = rbd_backend_get_stats,
+	.option_checks = rbd_backend_option_checks,
+	.validate = rbd_backend_validate,
 };
 
 BLKSERV_REGISTER_BACKEND(rbd_backend_plugin)

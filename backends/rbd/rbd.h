@@ -21,13 +21,13 @@
 /* The backend section, read and checked (strings point into the config). */
 struct rbd_settings {
 	const char *pool;
-	const char *ns;       /* "" or NULL: the pool's default namespace */
+	const char *ns; /* "" or NULL: the pool's default namespace */
 	const char *image;
-	const char *user;     /* client id: "admin" or "client.admin" */
-	const char *keyring;  /* NULL: what ceph.conf says */
+	const char *user;    /* client id: "admin" or "client.admin" */
+	const char *keyring; /* NULL: what ceph.conf says */
 	const char *conf;
-	uint64_t size;        /* the device's configured size; 0: the image's */
-	uint32_t timeout_s;   /* librados/librbd operation timeouts */
+	uint64_t size;      /* the device's configured size; 0: the image's */
+	uint32_t timeout_s; /* librados/librbd operation timeouts */
 	bool create;
 	bool exclusive;
 	bool read_only;
@@ -46,7 +46,7 @@ char *rbd_settings_spec(const struct rbd_settings *s);
 /* One configured image. */
 struct rbd_backend {
 	struct blkserv_device *dev;
-	char *spec;           /* pool[/namespace]/image, for every message */
+	char *spec; /* pool[/namespace]/image, for every message */
 	rados_t cluster;
 	rados_ioctx_t io;
 	rbd_image_t image;

@@ -27,9 +27,10 @@ int dblock_control_open(struct dblock *d)
 	if (fd < 0) {
 		r = -errno;
 		if (r == -ENOENT || r == -ENXIO || r == -ENODEV)
-			blkserv_error(d->dev, "%s not found: the dblock kernel module is not loaded. "
-					      "Load it with 'modprobe dblock' (installed by 'dkms install "
-					      "dblock/1.0.0', see blkservd-dblock(7)) or 'insmod dblock.ko'",
+			blkserv_error(d->dev,
+				      "%s not found: the dblock kernel module is not loaded. "
+				      "Load it with 'modprobe dblock' (installed by 'dkms install "
+				      "dblock/1.0.0', see blkservd-dblock(7)) or 'insmod dblock.ko'",
 				      DBLOCK_CONTROL_PATH);
 		else if (r == -EACCES || r == -EPERM)
 			blkserv_error(d->dev, "no permission to open %s: blkservd must run as root",
@@ -121,20 +122,24 @@ static int explain_create_error(struct dblock *d, int r)
 	switch (r) {
 	case -EEXIST:
 	case -EBUSY:
-		blkserv_error(d->dev, "the name '%s' is taken: /dev/%s or /dev/%s%s exists (another dblock "
-				      "device, one left by a daemon whose state file %s is gone, or another "
-				      "driver's disk); choose another frontend option name, or remove the old "
-				      "device (rmmod dblock removes every unused dblock device)",
+		blkserv_error(d->dev,
+			      "the name '%s' is taken: /dev/%s or /dev/%s%s exists (another dblock "
+			      "device, one left by a daemon whose state file %s is gone, or another "
+			      "driver's disk); choose another frontend option name, or remove the old "
+			      "device (rmmod dblock removes every unused dblock device)",
 			      n, n, n, DBLOCK_CTL_SUFFIX, d->state_path);
 		break;
 	case -ERANGE:
-		blkserv_error(d->dev, "the module refused the limits of /dev/%s: size %llu bytes (4 MiB..12 "
-				      "TiB), timeout %u s (1..1200), queue_depth %u (1..1024)",
+		blkserv_error(d->dev,
+			      "the module refused the limits of /dev/%s: size %llu bytes (4 MiB..12 "
+			      "TiB), timeout %u s (1..1200), queue_depth %u (1..1024)",
 			      n, (unsigned long long)d->size, d->opt.timeout, d->opt.queue_depth);
 		break;
 	case -EINVAL:
-		blkserv_error(d->dev, "the module refused to create /dev/%s: at most %u dblock devices may "
-				      "exist at once, and the name must be valid", n, DBLOCK_MAX_DEVICES);
+		blkserv_error(d->dev,
+			      "the module refused to create /dev/%s: at most %u dblock devices may "
+			      "exist at once, and the name must be valid",
+			      n, DBLOCK_MAX_DEVICES);
 		break;
 	case -EPERM:
 	case -EACCES:
@@ -169,15 +174,17 @@ int dblock_create_device(struct dblock *d)
 	if (r < 0)
 		return r;
 	if (!d->extended && (d->caps & BLKSERV_CAP_READ_ONLY))
-		blkserv_notice(d->dev, "the original ABI cannot make /dev/%s read-only: writes to it will "
-				       "fail with EIO", d->opt.name);
+		blkserv_notice(d->dev,
+			       "the original ABI cannot make /dev/%s read-only: writes to it will "
+			       "fail with EIO",
+			       d->opt.name);
 	r = d->extended ? create_extended(d, wanted) : create_original(d);
 	if (r < 0)
 		return explain_create_error(d, r);
 	d->created = true;
 	dblock_features_string(d->features, features, sizeof(features));
-	blkserv_info(d->dev, "created /dev/%s (handle %u, %s ABI, features: %s, timeout %u s)",
-		     d->opt.name, d->handle_id, d->extended ? "extended" : "original", features, d->opt.timeout);
+	blkserv_info(d->dev, "created /dev/%s (handle %u, %s ABI, features: %s, timeout %u s)", d->opt.name,
+		     d->handle_id, d->extended ? "extended" : "original", features, d->opt.timeout);
 	return 0;
 }
 

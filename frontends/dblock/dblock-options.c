@@ -7,8 +7,8 @@
 #include "cleanup.h"
 #include "dblock.h"
 
-static int get_uint_in(struct blkserv_device *dev, const struct blkserv_config *cfg, const char *name,
-		       uint64_t min, uint64_t max, uint32_t *ret)
+static int get_uint_in(struct blkserv_device *dev, const struct blkserv_config *cfg, const char *name, uint64_t min,
+		       uint64_t max, uint32_t *ret)
 {
 	uint64_t v;
 	int r = blkserv_config_get_uint(cfg, name, &v);
@@ -43,8 +43,9 @@ static int parse_name(struct blkserv_device *dev, const struct blkserv_config *c
 	if (!set)
 		name = blkserv_device_name(dev);
 	if (!kernel_name_is_valid(name)) {
-		blkserv_error(dev, "%s '%s' cannot name a dblock device: it needs 1..%u printable "
-				   "characters without '/' or spaces%s",
+		blkserv_error(dev,
+			      "%s '%s' cannot name a dblock device: it needs 1..%u printable "
+			      "characters without '/' or spaces%s",
 			      set ? "name" : "the device name", name, DBLOCK_MAX_NAME_LENGTH,
 			      set ? "" : " (set the frontend option name)");
 		return -EINVAL;
@@ -53,8 +54,7 @@ static int parse_name(struct blkserv_device *dev, const struct blkserv_config *c
 	return 0;
 }
 
-static int parse_max_io_size(struct blkserv_device *dev, const struct blkserv_config *cfg,
-			     struct dblock_options *o)
+static int parse_max_io_size(struct blkserv_device *dev, const struct blkserv_config *cfg, struct dblock_options *o)
 {
 	uint64_t v;
 	int r = blkserv_config_get_uint(cfg, "max_io_size", &v);
@@ -62,8 +62,7 @@ static int parse_max_io_size(struct blkserv_device *dev, const struct blkserv_co
 	if (r < 0)
 		return r;
 	if (v < DBLOCK_BLOCK_SIZE || v > DBLOCK_MAX_DATA_BYTES || v % DBLOCK_BLOCK_SIZE) {
-		blkserv_error(dev, "max_io_size = %llu must be a multiple of 4K in 4K..1M",
-			      (unsigned long long)v);
+		blkserv_error(dev, "max_io_size = %llu must be a multiple of 4K in 4K..1M", (unsigned long long)v);
 		return -ERANGE;
 	}
 	o->max_io_size = (uint32_t)v;
@@ -77,14 +76,18 @@ static int check_device(struct blkserv_device *dev)
 	uint32_t bs = blkserv_device_block_size(dev);
 
 	if (bs != DBLOCK_BLOCK_SIZE) {
-		blkserv_error(dev, "block_size = %u, but dblock devices have 4096-byte blocks "
-				   "(set block_size = 4096)", bs);
+		blkserv_error(dev,
+			      "block_size = %u, but dblock devices have 4096-byte blocks "
+			      "(set block_size = 4096)",
+			      bs);
 		return -EINVAL;
 	}
 	if (size % DBLOCK_BLOCK_SIZE || size / DBLOCK_BLOCK_SIZE < DBLOCK_MIN_BLOCKS ||
 	    size / DBLOCK_BLOCK_SIZE > DBLOCK_MAX_BLOCKS) {
-		blkserv_error(dev, "the device size %llu bytes is outside the module's limits "
-				   "(4 MiB..12 TiB, in 4 KiB blocks)", (unsigned long long)size);
+		blkserv_error(dev,
+			      "the device size %llu bytes is outside the module's limits "
+			      "(4 MiB..12 TiB, in 4 KiB blocks)",
+			      (unsigned long long)size);
 		return -ERANGE;
 	}
 	return 0;
@@ -174,11 +177,15 @@ int dblock_validate(const struct blkserv_config *cfg)
 		return blkserv_config_error(cfg, "max_io_size", "%llu is not a multiple of 4K",
 					    (unsigned long long)max_io);
 	if (blkserv_config_device_block_size(cfg) != DBLOCK_BLOCK_SIZE)
-		return blkserv_config_error(cfg, NULL, "block_size = %u, but dblock devices have 4096-byte blocks "
-					    "(set block_size = 4096)", blkserv_config_device_block_size(cfg));
+		return blkserv_config_error(cfg, NULL,
+					    "block_size = %u, but dblock devices have 4096-byte blocks "
+					    "(set block_size = 4096)",
+					    blkserv_config_device_block_size(cfg));
 	if (size && (size % DBLOCK_BLOCK_SIZE || size / DBLOCK_BLOCK_SIZE < DBLOCK_MIN_BLOCKS ||
 		     size / DBLOCK_BLOCK_SIZE > DBLOCK_MAX_BLOCKS))
-		return blkserv_config_error(cfg, NULL, "the device size %llu bytes is outside the module's limits "
-					    "(4 MiB..12 TiB, in 4 KiB blocks)", (unsigned long long)size);
+		return blkserv_config_error(cfg, NULL,
+					    "the device size %llu bytes is outside the module's limits "
+					    "(4 MiB..12 TiB, in 4 KiB blocks)",
+					    (unsigned long long)size);
 	return blkserv_config_claim(cfg, set ? "name" : NULL, "dblock name", name);
 }

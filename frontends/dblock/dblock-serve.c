@@ -44,8 +44,10 @@ static int run(struct dblock_thread *t, uint32_t op, uint32_t flags, uint64_t of
 	while (!t->req_done) {
 		r = blkserv_queue_process(t->q, 1, -1);
 		if (r < 0 && r != -EINTR && r != -ETIME && r != -EAGAIN && r != -EBUSY && !t->process_warned) {
-			(void)blkserv_warning_errno(blkserv_queue_device(t->q), r, "thread %u: waiting for a "
-						    "request failed: %m (retrying)", t->index);
+			(void)blkserv_warning_errno(blkserv_queue_device(t->q), r,
+						    "thread %u: waiting for a "
+						    "request failed: %m (retrying)",
+						    t->index);
 			t->process_warned = true;
 		}
 	}
@@ -204,8 +206,10 @@ static void serve_loop(struct dblock_thread *t)
 		if (r == DBLOCK_SERVE_EXIT)
 			return;
 		if (r == -EPROTO && !warned) {
-			blkserv_warning(dev, "thread %u: unknown request operation from the module: "
-					     "left unanswered (it fails at the timeout)", t->index);
+			blkserv_warning(dev,
+					"thread %u: unknown request operation from the module: "
+					"left unanswered (it fails at the timeout)",
+					t->index);
 			warned = true;
 		}
 		blkserv_queue_heartbeat(t->q);
@@ -226,8 +230,8 @@ void *dblock_thread_main(void *arg)
 	if (r >= 0)
 		serve_loop(t);
 	if (!atomic_load(&t->d->stopping) && !atomic_load(&t->failed) && r >= 0) {
-		blkserv_error(t->d->dev, "thread %u: /dev/%s was destroyed behind the daemon's back",
-			      t->index, t->d->opt.name);
+		blkserv_error(t->d->dev, "thread %u: /dev/%s was destroyed behind the daemon's back", t->index,
+			      t->d->opt.name);
 		atomic_store(&t->failed, true);
 	}
 	blkserv_queue_free(t->q);

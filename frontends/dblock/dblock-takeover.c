@@ -118,17 +118,18 @@ static int check_fits(struct dblock *d, const struct dblock_state *st, uint32_t 
 	if (r < 0)
 		return blkserv_error_errno(d->dev, r, "cannot read /sys/block/%s: %m", n);
 	if (sectors * 512 != d->size || lbs != DBLOCK_BLOCK_SIZE) {
-		blkserv_error(d->dev, "/dev/%s of the previous daemon has %llu bytes with block size %llu, "
-				      "the config says %llu with %u: it cannot be taken over with another geometry; "
-				      "restore the config, or remove the device (rmmod dblock removes every unused "
-				      "dblock device)",
+		blkserv_error(d->dev,
+			      "/dev/%s of the previous daemon has %llu bytes with block size %llu, "
+			      "the config says %llu with %u: it cannot be taken over with another geometry; "
+			      "restore the config, or remove the device (rmmod dblock removes every unused "
+			      "dblock device)",
 			      n, (unsigned long long)sectors * 512, (unsigned long long)lbs,
 			      (unsigned long long)d->size, DBLOCK_BLOCK_SIZE);
 		return -EEXIST;
 	}
 	if (read_sysfs(n, "dblock/servers", &servers) >= 0 && servers > 0) {
-		blkserv_error(d->dev, "/dev/%s has %llu server thread(s) waiting: another program serves it",
-			      n, (unsigned long long)servers);
+		blkserv_error(d->dev, "/dev/%s has %llu server thread(s) waiting: another program serves it", n,
+			      (unsigned long long)servers);
 		return -EBUSY;
 	}
 	/* The original module has no features (and no sysfs): it has none. */
@@ -140,9 +141,10 @@ static int check_fits(struct dblock *d, const struct dblock_state *st, uint32_t 
 
 		dblock_features_string(features, have, sizeof(have));
 		dblock_features_string(wanted, want, sizeof(want));
-		blkserv_error(d->dev, "/dev/%s of the previous daemon has the features '%s', this backend "
-				      "and config need '%s': it cannot be taken over; restore the config, or remove "
-				      "the device",
+		blkserv_error(d->dev,
+			      "/dev/%s of the previous daemon has the features '%s', this backend "
+			      "and config need '%s': it cannot be taken over; restore the config, or remove "
+			      "the device",
 			      n, have, want);
 		return -EEXIST;
 	}
@@ -153,10 +155,11 @@ static int check_fits(struct dblock *d, const struct dblock_state *st, uint32_t 
 /* The backend's data is new: the old device must go, loudly. */
 static void remove_stale(struct dblock *d, const struct dblock_state *st)
 {
-	blkserv_error(d->dev, "the backend's data is new (the previous daemon's was not handed over): "
-			      "/dev/%s of the previous daemon (pid %d) must not be resumed with it. Removing it and "
-			      "creating a new one; whatever had it mounted or open gets I/O errors and must be "
-			      "unmounted",
+	blkserv_error(d->dev,
+		      "the backend's data is new (the previous daemon's was not handed over): "
+		      "/dev/%s of the previous daemon (pid %d) must not be resumed with it. Removing it and "
+		      "creating a new one; whatever had it mounted or open gets I/O errors and must be "
+		      "unmounted",
 		      st->name, st->pid);
 	d->handle_id = st->handle_id;
 	d->created = true;
@@ -172,8 +175,9 @@ static int adopt(struct dblock *d, const struct dblock_state *st)
 	int r;
 
 	if (strcmp(st->name, d->opt.name) != 0) {
-		blkserv_warning(d->dev, "the state file %s names /dev/%s, the config now /dev/%s: leaving "
-					"/dev/%s alone (remove it yourself if it is no longer used)",
+		blkserv_warning(d->dev,
+				"the state file %s names /dev/%s, the config now /dev/%s: leaving "
+				"/dev/%s alone (remove it yourself if it is no longer used)",
 				d->state_path, st->name, d->opt.name, st->name);
 		dblock_remove_state(d);
 		return 0;
@@ -202,8 +206,9 @@ static int adopt(struct dblock *d, const struct dblock_state *st)
 	d->features = features;
 	d->created = true;
 	if (read_sysfs(st->name, "dblock/timeout_seconds", &timeout) >= 0 && timeout != d->opt.timeout)
-		blkserv_notice(d->dev, "/dev/%s keeps its timeout of %llu s (the config's %u s applies to a "
-				       "new device)",
+		blkserv_notice(d->dev,
+			       "/dev/%s keeps its timeout of %llu s (the config's %u s applies to a "
+			       "new device)",
 			       st->name, (unsigned long long)timeout, d->opt.timeout);
 	return 1;
 }
@@ -216,14 +221,13 @@ int dblock_try_takeover(struct dblock *d)
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0) {
-		(void)blkserv_warning_errno(d->dev, r, "state file %s is unreadable (%m): ignoring it",
-					    d->state_path);
+		(void)blkserv_warning_errno(d->dev, r, "state file %s is unreadable (%m): ignoring it", d->state_path);
 		dblock_remove_state(d);
 		return 0;
 	}
 	r = adopt(d, &st);
 	if (r > 0)
-		blkserv_notice(d->dev, "taking over /dev/%s (handle %u) from the previous daemon (pid %d)",
-			       st.name, d->handle_id, st.pid);
+		blkserv_notice(d->dev, "taking over /dev/%s (handle %u) from the previous daemon (pid %d)", st.name,
+			       d->handle_id, st.pid);
 	return r;
 }

@@ -157,8 +157,10 @@ static void join_threads(struct dblock *d)
 		if (pthread_timedjoin_np(t->thread, NULL, &deadline) != 0) {
 			/* A module with the original's flaw may not wake it:
 			 * leave it (and what it uses) behind rather than hang. */
-			blkserv_error(d->dev, "server thread %u did not exit within %d s of destroy: "
-					      "leaving it behind", i, JOIN_TIMEOUT_S);
+			blkserv_error(d->dev,
+				      "server thread %u did not exit within %d s of destroy: "
+				      "leaving it behind",
+				      i, JOIN_TIMEOUT_S);
 			pthread_detach(t->thread);
 			t->fd = -1;
 			t->op = NULL;
@@ -203,8 +205,9 @@ static void log_summary(struct dblock *d)
 		sum.fua += c->fua;
 		sum.errors += c->errors;
 	}
-	blkserv_info(d->dev, "/dev/%s served %llu reads, %llu writes (%llu FUA), %llu flushes, %llu trims, "
-			     "%llu write-zeroes; %llu failed",
+	blkserv_info(d->dev,
+		     "/dev/%s served %llu reads, %llu writes (%llu FUA), %llu flushes, %llu trims, "
+		     "%llu write-zeroes; %llu failed",
 		     d->opt.name, (unsigned long long)sum.ops[BLKSERV_OP_READ],
 		     (unsigned long long)sum.ops[BLKSERV_OP_WRITE], (unsigned long long)sum.fua,
 		     (unsigned long long)sum.ops[BLKSERV_OP_FLUSH], (unsigned long long)sum.ops[BLKSERV_OP_TRIM],
@@ -267,8 +270,9 @@ static int keep_device(struct dblock *d, bool served)
 	release_threads(d);
 	d->ctl_fd = safe_close(d->ctl_fd);
 	d->created = false;
-	blkserv_notice(d->dev, "left /dev/%s (handle %u) for the next daemon to take over; its I/O waits "
-			       "up to the device timeout for it",
+	blkserv_notice(d->dev,
+		       "left /dev/%s (handle %u) for the next daemon to take over; its I/O waits "
+		       "up to the device timeout for it",
 		       d->opt.name, d->handle_id);
 	return 0;
 }
@@ -317,8 +321,9 @@ static void dblock_stop(void *handle, uint32_t flags)
 	if (flags & BLKSERV_STOP_KEEP_DEVICE) {
 		if (keep_device(d, true) >= 0)
 			return;
-		blkserv_notice(d->dev, "the module cannot detach server threads (not blkservd's dblock.ko "
-				       "of ABI 2 or later): /dev/%s cannot be kept for the next daemon, removing it",
+		blkserv_notice(d->dev,
+			       "the module cannot detach server threads (not blkservd's dblock.ko "
+			       "of ABI 2 or later): /dev/%s cannot be kept for the next daemon, removing it",
 			       d->opt.name);
 	} else {
 		blkserv_info(d->dev, "removing /dev/%s", d->opt.name);

@@ -19,9 +19,9 @@
 struct dblock_options {
 	char name[DBLOCK_MAX_NAME_LENGTH + 1]; /* /dev/NAME */
 	uint32_t threads;
-	uint32_t timeout;      /* seconds */
+	uint32_t timeout; /* seconds */
 	uint32_t queue_depth;
-	uint32_t max_io_size;  /* bytes, a multiple of 4096, at most 1 MiB */
+	uint32_t max_io_size; /* bytes, a multiple of 4096, at most 1 MiB */
 	bool extensions;
 };
 
@@ -38,9 +38,9 @@ struct dblock_thread {
 	struct dblock *d;
 	unsigned index;
 	pthread_t thread;
-	bool running;             /* pthread_create succeeded, not joined yet */
-	int fd;                   /* /dev/NAME-ctl */
-	struct blkserv_queue *q;  /* made and freed on the thread */
+	bool running;            /* pthread_create succeeded, not joined yet */
+	int fd;                  /* /dev/NAME-ctl */
+	struct blkserv_queue *q; /* made and freed on the thread */
 	struct blkserv_request *req;
 	struct dblock_operation *op; /* + DBLOCK_MAX_DATA_BYTES of data */
 	bool req_done;
@@ -48,7 +48,7 @@ struct dblock_thread {
 	bool process_warned;
 	int setup_result;
 	_Atomic bool exited;
-	_Atomic bool failed;      /* stopped serving before the device went away */
+	_Atomic bool failed; /* stopped serving before the device went away */
 	struct dblock_counters counters;
 };
 
@@ -57,15 +57,15 @@ struct dblock {
 	struct dblock_options opt;
 	uint64_t size;
 	uint64_t caps;
-	int ctl_fd;          /* /dev/dblockctl */
-	bool extended;       /* the module has our extensions and we use them */
+	int ctl_fd;    /* /dev/dblockctl */
+	bool extended; /* the module has our extensions and we use them */
 	uint32_t module_features;
 	uint32_t module_abi; /* DBLOCK_ABI_VERSION of the module; 0: the original */
 	uint32_t features;   /* granted to the device */
 	uint32_t handle_id;
-	bool created;        /* a kernel device exists that we serve (made or taken over) */
-	char *state_path;    /* RUNTIME_DIR/dblock-NAME.state */
-	bool leaked;         /* a thread did not exit: keep what it uses */
+	bool created;     /* a kernel device exists that we serve (made or taken over) */
+	char *state_path; /* RUNTIME_DIR/dblock-NAME.state */
+	bool leaked;      /* a thread did not exit: keep what it uses */
 	_Atomic bool stopping;
 	struct dblock_thread *threads;
 	sem_t ready;
@@ -103,8 +103,8 @@ struct dblock_state {
 	uint32_t handle_id;
 	uint64_t size;
 	uint32_t block_size;
-	uint32_t features;   /* DBLOCK_FEATURE_* granted */
-	int32_t pid;         /* of the daemon that serves it */
+	uint32_t features; /* DBLOCK_FEATURE_* granted */
+	int32_t pid;       /* of the daemon that serves it */
 };
 int dblock_state_path(const char *runtime_dir, const char *name, char **ret);
 /* -ENOENT: no file; -EINVAL: it does not parse or lacks a key. */

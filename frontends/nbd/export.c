@@ -88,8 +88,8 @@ struct nbd_exp {
 
 static const struct blkserv_option export_options[] = {
 	{ "unix", BLKSERV_OPT_PATH, NULL, "listen on this Unix socket path", 0 },
-	{ "tcp", BLKSERV_OPT_STRING, NULL,
-	  "listen on ADDRESS:PORT (\"[::1]:10809\", \":10809\" for every address)", 0 },
+	{ "tcp", BLKSERV_OPT_STRING, NULL, "listen on ADDRESS:PORT (\"[::1]:10809\", \":10809\" for every address)",
+	  0 },
 	{ "read_only", BLKSERV_OPT_BOOL, "false", "export read-only (writes fail with EPERM)", 0 },
 	{ "max_clients", BLKSERV_OPT_UINT, "16", "clients in the transmission phase at once; more are turned away", 0 },
 	{ "max_handshakes", BLKSERV_OPT_UINT, "16",
@@ -98,12 +98,12 @@ static const struct blkserv_option export_options[] = {
 	  "request payloads one client may hold in memory (at least 32M); beyond, it waits", 0 },
 	{ "handshake_timeout", BLKSERV_OPT_UINT, "30",
 	  "seconds a client may take per handshake step before it is dropped", 0 },
-	{ "tls", BLKSERV_OPT_STRING, "off",
-	  "require, allow or off: TLS (NBD_OPT_STARTTLS) must, may or cannot be used", 0 },
+	{ "tls", BLKSERV_OPT_STRING, "off", "require, allow or off: TLS (NBD_OPT_STARTTLS) must, may or cannot be used",
+	  0 },
 	{ "tls_certificate", BLKSERV_OPT_PATH, NULL, "X.509 server certificate chain (PEM)", 0 },
 	{ "tls_key", BLKSERV_OPT_PATH, NULL, "private key of tls_certificate (PEM)", 0 },
-	{ "tls_ca", BLKSERV_OPT_PATH, NULL,
-	  "CA certificates (PEM): clients must present a certificate they signed", 0 },
+	{ "tls_ca", BLKSERV_OPT_PATH, NULL, "CA certificates (PEM): clients must present a certificate they signed",
+	  0 },
 	{ "tls_psk_file", BLKSERV_OPT_PATH, NULL, "pre-shared keys, USERNAME:HEXKEY per line (psktool)", 0 },
 	{ "tls_priority", BLKSERV_OPT_STRING, NBD_TLS_DEFAULT_PRIORITY,
 	  "GnuTLS priority string (PSK key exchanges are added when tls_psk_file is set)", 0 },
@@ -526,11 +526,12 @@ static int export_start(void *handle)
 	}
 	x->listener_started = true;
 	set_kernel_name(x);
-	blkserv_notice(x->dev, "NBD export '%s' listening on%s%s%s%s%s%s", x->info.name,
-		       x->unix_path ? " unix:" : "", x->unix_path ? x->unix_path : "", x->tcp ? " tcp:" : "",
-		       x->tcp ? x->tcp : "", x->read_only ? " (read-only)" : "",
-		       nbd_tls_mode(x->tls) == NBD_TLS_REQUIRE ? " (TLS required)" :
-		       nbd_tls_mode(x->tls) == NBD_TLS_ALLOW ? " (TLS allowed)" : "");
+	blkserv_notice(x->dev, "NBD export '%s' listening on%s%s%s%s%s%s", x->info.name, x->unix_path ? " unix:" : "",
+		       x->unix_path ? x->unix_path : "", x->tcp ? " tcp:" : "", x->tcp ? x->tcp : "",
+		       x->read_only ? " (read-only)" : "",
+		       nbd_tls_mode(x->tls) == NBD_TLS_REQUIRE ? " (TLS required)"
+		       : nbd_tls_mode(x->tls) == NBD_TLS_ALLOW ? " (TLS allowed)"
+							       : "");
 	return 0;
 }
 
@@ -601,8 +602,10 @@ static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 		return -EINVAL;
 	}
 	if (x->tcp && (split_host_port(x->tcp, &host, &port) < 0 || parse_port(port, &(unsigned){ 0 }) < 0)) {
-		blkserv_error(x->dev, "option 'tcp' expects ADDRESS:PORT, [IPV6]:PORT or :PORT "
-			      "(port 1 to 65535), not '%s'", x->tcp);
+		blkserv_error(x->dev,
+			      "option 'tcp' expects ADDRESS:PORT, [IPV6]:PORT or :PORT "
+			      "(port 1 to 65535), not '%s'",
+			      x->tcp);
 		free(host);
 		free(port);
 		return -EINVAL;
@@ -611,8 +614,10 @@ static int read_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 	free(port);
 	if (x->client_memory < BLKSERV_MAX_IO_BYTES) {
 		/* One request of the biggest size is always let on anyway. */
-		blkserv_error(x->dev, "option 'client_memory' must be at least 32M (one request of "
-			      "the biggest size), not %llu bytes", (unsigned long long)x->client_memory);
+		blkserv_error(x->dev,
+			      "option 'client_memory' must be at least 32M (one request of "
+			      "the biggest size), not %llu bytes",
+			      (unsigned long long)x->client_memory);
 		return -EINVAL;
 	}
 	if (x->max_clients == 0) {
@@ -696,8 +701,10 @@ static int validate_tls(const struct blkserv_config *cfg)
 	if (blkserv_config_is_set(cfg, "tls_ca") && !cert)
 		return blkserv_config_error(cfg, "tls_ca", "'tls_ca' needs 'tls_certificate' and 'tls_key'");
 	if (mode && strcmp(mode, "off") != 0 && !cert && !psk)
-		return blkserv_config_error(cfg, "tls", "tls = %s needs 'tls_certificate' and 'tls_key', "
-					    "or 'tls_psk_file'", mode);
+		return blkserv_config_error(cfg, "tls",
+					    "tls = %s needs 'tls_certificate' and 'tls_key', "
+					    "or 'tls_psk_file'",
+					    mode);
 	return validate_tls_files(cfg);
 }
 
@@ -708,7 +715,8 @@ static int export_validate(const struct blkserv_config *cfg)
 	int r;
 
 	if (!unix_path && !tcp)
-		return blkserv_config_error(cfg, NULL, "the nbd-export frontend needs 'unix' (a socket path) or "
+		return blkserv_config_error(cfg, NULL,
+					    "the nbd-export frontend needs 'unix' (a socket path) or "
 					    "'tcp' (ADDRESS:PORT)");
 	if (unix_path && strlen(unix_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return blkserv_config_error(cfg, "unix", "the socket path is longer than %zu bytes",
@@ -794,17 +802,17 @@ static int export_check_idle(void *handle)
 }
 
 static struct blkserv_frontend export_frontend = {
-	.name         = "nbd-export",
-	.description  = "NBD network export on a Unix socket and/or TCP (fixed newstyle), no kernel module",
-	.options      = export_options,
-	.open         = export_open,
-	.start        = export_start,
-	.stop         = export_stop,
-	.close        = export_close,
+	.name = "nbd-export",
+	.description = "NBD network export on a Unix socket and/or TCP (fixed newstyle), no kernel module",
+	.options = export_options,
+	.open = export_open,
+	.start = export_start,
+	.stop = export_stop,
+	.close = export_close,
 	.check_health = export_check_health,
-	.check_idle   = export_check_idle,
+	.check_idle = export_check_idle,
 	.option_checks = export_checks,
-	.validate     = export_validate,
+	.validate = export_validate,
 };
 
 BLKSERV_REGISTER_FRONTEND(export_frontend)

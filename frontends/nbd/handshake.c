@@ -32,7 +32,7 @@ struct hs {
 	bool no_zeroes;
 	bool structured;
 	struct nbd_tls_session *tls; /* after STARTTLS */
-	uint8_t *data; /* the current option's data */
+	uint8_t *data;               /* the current option's data */
 	uint32_t opt;
 	uint32_t len;
 };
@@ -285,8 +285,7 @@ static int refuse_before_tls(struct hs *h, int *ret)
 	if (h->opt == NBD_OPT_STARTTLS || h->opt == NBD_OPT_ABORT)
 		return 0;
 	if (h->opt == NBD_OPT_EXPORT_NAME) {
-		blkserv_info(h->e->dev, "%s: NBD_OPT_EXPORT_NAME without TLS, which is required: closing",
-			     h->peer);
+		blkserv_info(h->e->dev, "%s: NBD_OPT_EXPORT_NAME without TLS, which is required: closing", h->peer);
 		*ret = -ECONNABORTED;
 		return 1;
 	}
@@ -361,8 +360,7 @@ static int greet(struct hs *h)
 	return 0;
 }
 
-int nbd_handshake(int fd, const struct nbd_export *e, const char *peer, unsigned timeout_s,
-		  struct nbd_negotiated *ret)
+int nbd_handshake(int fd, const struct nbd_export *e, const char *peer, unsigned timeout_s, struct nbd_negotiated *ret)
 {
 	_cleanup_free_ uint8_t *data = malloc(OPT_MAX_LEN);
 	struct hs h = { .fd = fd, .e = e, .peer = peer, .data = data };

@@ -39,7 +39,6 @@ struct nbd_negotiated {
  * failed TLS handshake).  -EPROTO: the client broke the protocol (logged).
  * -ETIMEDOUT, or the -errno of the socket.
  */
-int nbd_handshake(int fd, const struct nbd_export *e, const char *peer, unsigned timeout_s,
-		  struct nbd_negotiated *ret);
+int nbd_handshake(int fd, const struct nbd_export *e, const char *peer, unsigned timeout_s, struct nbd_negotiated *ret);
 
 #endif

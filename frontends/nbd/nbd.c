@@ -120,7 +120,8 @@ static const struct blkserv_option nbd_options[] = {
 	  "seconds before the kernel gives up on a request (0: warn and wait forever)", 0 },
 	{ "dead_conn_timeout", BLKSERV_OPT_UINT, "120",
 	  "seconds the kernel holds I/O while every connection is dead (daemon restart or crash) "
-	  "before failing it", 0 },
+	  "before failing it",
+	  0 },
 	{ "control", BLKSERV_OPT_STRING, "auto",
 	  "how to configure the kernel: auto (netlink, else ioctl), netlink or ioctl", 0 },
 	BLKSERV_OPTION_END,
@@ -265,15 +266,16 @@ static void *conn_main(void *arg)
 		if (atomic_load(&k->stopping) || r == NBD_SERVE_DRAINED)
 			break;
 		if (k->via_ioctl || r == NBD_SERVE_DISC) {
-			blkserv_error(k->dev, "%s ended while the device is live (%s): its I/O will fail",
-				      kc->peer, r == NBD_SERVE_DISC ? "the kernel disconnected it" :
-				      r < 0 ? strerror(-r) : "closed by the kernel");
+			blkserv_error(k->dev, "%s ended while the device is live (%s): its I/O will fail", kc->peer,
+				      r == NBD_SERVE_DISC ? "the kernel disconnected it"
+				      : r < 0             ? strerror(-r)
+							  : "closed by the kernel");
 			break;
 		}
-		blkserv_warning(k->dev, "%s of %s ended while the device is live (%s): reconnecting it",
-				kc->peer, k->devpath,
-				r == 0 || r == -EPIPE ? "the kernel closed it: a request outlived its timeout?" :
-				strerror(-r));
+		blkserv_warning(k->dev, "%s of %s ended while the device is live (%s): reconnecting it", kc->peer,
+				k->devpath,
+				r == 0 || r == -EPIPE ? "the kernel closed it: a request outlived its timeout?"
+						      : strerror(-r));
 		r = reconnect_conn(kc);
 		if (r < 0) {
 			if (!atomic_load(&k->stopping))
@@ -331,7 +333,8 @@ static int start_threads(struct nbd_kdev *k)
 		if (r < 0)
 			return blkserv_error_errno(k->dev, r, "cannot start a connection thread: %m%s",
 						   r == -EAGAIN ? " (out of memory, or of locked memory: "
-									  "RLIMIT_MEMLOCK)" : "");
+								  "RLIMIT_MEMLOCK)"
+								: "");
 		kc->started = true;
 	}
 	return 0;
@@ -415,9 +418,8 @@ static bool device_looks_free(unsigned n)
 
 /* ---- netlink ----------------------------------------------------------- */
 
-static const char *nodev_hint =
-	"the nbd kernel module is not loaded (no 'nbd' generic netlink family, no /dev/nbd0): "
-	"run 'modprobe nbd' (and add nbd to /etc/modules-load.d/ to load it at boot)";
+static const char *nodev_hint = "the nbd kernel module is not loaded (no 'nbd' generic netlink family, no /dev/nbd0): "
+				"run 'modprobe nbd' (and add nbd to /etc/modules-load.d/ to load it at boot)";
 
 static void log_connect_error(struct nbd_kdev *k, int r)
 {
@@ -425,11 +427,15 @@ static void log_connect_error(struct nbd_kdev *k, int r)
 		blkserv_error(k->dev, "no permission to configure NBD devices: blkservd needs CAP_SYS_ADMIN "
 				      "(run it as root)");
 	else if (r == -EBUSY && k->have_index)
-		blkserv_error(k->dev, "/dev/nbd%u is already in use: pick another 'index' or leave it out "
-				      "to get a free device", k->index);
+		blkserv_error(k->dev,
+			      "/dev/nbd%u is already in use: pick another 'index' or leave it out "
+			      "to get a free device",
+			      k->index);
 	else if (r == -EINVAL && k->have_index)
-		(void)blkserv_error_errno(k->dev, r, "the kernel refused /dev/nbd%u (index out of range or the device "
-						     "is going away): %m", k->index);
+		(void)blkserv_error_errno(k->dev, r,
+					  "the kernel refused /dev/nbd%u (index out of range or the device "
+					  "is going away): %m",
+					  k->index);
 	else if (r == -ENOENT)
 		blkserv_error(k->dev, "%s", nodev_hint);
 	else
@@ -525,8 +531,8 @@ static void *doit_main(void *arg)
 	if (r >= 0) {
 		r = ioctl(k->nbd_fd, NBD_IOCTL_DO_IT) < 0 ? -errno : 0;
 		if (!atomic_load(&k->stopping))
-			blkserv_error(k->dev, "NBD_DO_IT on %s returned while the device is live: %s",
-				      k->devpath, r < 0 ? strerror(-r) : "disconnected");
+			blkserv_error(k->dev, "NBD_DO_IT on %s returned while the device is live: %s", k->devpath,
+				      r < 0 ? strerror(-r) : "disconnected");
 		(void)ioctl(k->nbd_fd, NBD_IOCTL_CLEAR_QUE);
 	}
 	(void)ioctl(k->nbd_fd, NBD_IOCTL_CLEAR_SOCK);
@@ -672,8 +678,7 @@ static void disconnect_stale_devices(struct nbd_kdev *k)
 		pid_t pid;
 		int r;
 
-		if (strncmp(e->d_name, "nbd", 3) != 0 || parse_uint_dec(e->d_name + 3, &index) < 0 ||
-		    index > UINT_MAX)
+		if (strncmp(e->d_name, "nbd", 3) != 0 || parse_uint_dec(e->d_name + 3, &index) < 0 || index > UINT_MAX)
 			continue;
 		n = (unsigned)index;
 		if (!sysfs_read(n, "backend", backend, sizeof(backend)) ||
@@ -683,8 +688,10 @@ static void disconnect_stale_devices(struct nbd_kdev *k)
 		/* An empty or bad file must not become pid 0, which kill()
 		 * takes as our process group. */
 		if (parse_pid(pidtext, &pid) < 0) {
-			blkserv_warning(k->dev, "/dev/nbd%u is connected as '%s' with server pid '%s', which is not a "
-						"pid: leaving it", n, backend, pidtext);
+			blkserv_warning(k->dev,
+					"/dev/nbd%u is connected as '%s' with server pid '%s', which is not a "
+					"pid: leaving it",
+					n, backend, pidtext);
 			continue;
 		}
 		if (other_daemon_alive(pid)) {
@@ -694,11 +701,15 @@ static void disconnect_stale_devices(struct nbd_kdev *k)
 		}
 		r = nbd_nl_disconnect(n);
 		if (r < 0)
-			(void)blkserv_warning_errno(k->dev, r, "cannot disconnect /dev/nbd%u left by a dead daemon "
-						    "(pid %d): %m", n, (int)pid);
+			(void)blkserv_warning_errno(k->dev, r,
+						    "cannot disconnect /dev/nbd%u left by a dead daemon "
+						    "(pid %d): %m",
+						    n, (int)pid);
 		else
-			blkserv_notice(k->dev, "disconnected /dev/nbd%u, left by a daemon that died (pid %d) without "
-					       "a state file in %s", n, (int)pid, blkserv_runtime_dir());
+			blkserv_notice(k->dev,
+				       "disconnected /dev/nbd%u, left by a daemon that died (pid %d) without "
+				       "a state file in %s",
+				       n, (int)pid, blkserv_runtime_dir());
 	}
 }
 
@@ -722,8 +733,9 @@ static int save_state(struct nbd_kdev *k, enum nbd_handover h)
 	snprintf(s.backend, sizeof(s.backend), "%s", blkserv_device_name(k->dev));
 	r = nbd_state_write(k->state_path, &s);
 	if (r < 0)
-		return blkserv_error_errno(k->dev, r, "cannot write the state file %s: %m; the next daemon will not "
-						      "find %s (the runtime directory must be writable)",
+		return blkserv_error_errno(k->dev, r,
+					   "cannot write the state file %s: %m; the next daemon will not "
+					   "find %s (the runtime directory must be writable)",
 					   k->state_path, k->devpath);
 	return r;
 }
@@ -811,8 +823,8 @@ static const char *takeover_conflict(struct nbd_kdev *k, const struct nbd_state 
 		snprintf(buf, len, "it has %llu bytes with block size %u, the config says %llu with %u",
 			 (unsigned long long)st->size, st->block_size, (unsigned long long)size, bs);
 	else if (st->flags != k->tx_flags)
-		snprintf(buf, len, "it was given transmission flags 0x%04x, the backend now warrants 0x%04x",
-			 st->flags, k->tx_flags);
+		snprintf(buf, len, "it was given transmission flags 0x%04x, the backend now warrants 0x%04x", st->flags,
+			 k->tx_flags);
 	else if (k->have_index && k->index != st->index)
 		snprintf(buf, len, "the config now asks for /dev/nbd%u", k->index);
 	else if (st->connections > MAX_CONNECTIONS)
@@ -908,8 +920,9 @@ static int reconnect_all(struct nbd_kdev *k)
 		if (left == 0)
 			return 0;
 		if (waited_ms >= RECONNECT_WAIT_MS) {
-			blkserv_error(k->dev, "the kernel took %u of %u new connections of %s in %d s: the others "
-					      "are not dead (is another process serving them?)",
+			blkserv_error(k->dev,
+				      "the kernel took %u of %u new connections of %s in %d s: the others "
+				      "are not dead (is another process serving them?)",
 				      k->connections - left, k->connections, k->devpath, RECONNECT_WAIT_MS / 1000);
 			return -EBUSY;
 		}
@@ -979,8 +992,9 @@ static int resume_clean(struct nbd_kdev *k, const struct nbd_state *st, const in
 		int rr = nbd_nl_reconfigure(&a);
 
 		if (rr < 0)
-			(void)blkserv_warning_errno(k->dev, rr, "cannot apply the new timeouts to %s: %m (it keeps "
-								"%llu s and %llu s)",
+			(void)blkserv_warning_errno(k->dev, rr,
+						    "cannot apply the new timeouts to %s: %m (it keeps "
+						    "%llu s and %llu s)",
 						    k->devpath, (unsigned long long)st->timeout,
 						    (unsigned long long)st->dead_conn_timeout);
 	}
@@ -1015,8 +1029,10 @@ static int take_over(struct nbd_kdev *k, const struct nbd_state *st)
 	int r;
 
 	if (st->connections != k->connections)
-		blkserv_notice(k->dev, "taking /dev/nbd%u over with its %u connection(s); the config's %u apply "
-				       "to a new device", st->index, st->connections, k->connections);
+		blkserv_notice(k->dev,
+			       "taking /dev/nbd%u over with its %u connection(s); the config's %u apply "
+			       "to a new device",
+			       st->index, st->connections, k->connections);
 	k->connections = st->connections;
 	k->dev_index = st->index;
 	snprintf(k->devpath, sizeof(k->devpath), "/dev/nbd%u", k->dev_index);
@@ -1044,12 +1060,15 @@ static int take_over(struct nbd_kdev *k, const struct nbd_state *st)
 	}
 	went_live(k);
 	if (clean)
-		blkserv_notice(k->dev, "resumed %s from the previous daemon (pid %d): clean handover, %u "
-				       "connection(s) served on", k->devpath, (int)st->pid, k->connections);
+		blkserv_notice(k->dev,
+			       "resumed %s from the previous daemon (pid %d): clean handover, %u "
+			       "connection(s) served on",
+			       k->devpath, (int)st->pid, k->connections);
 	else
-		blkserv_notice(k->dev, "reconnected %s: the kernel resends what the previous daemon never "
-				       "answered when its %llu s request timeout fires", k->devpath,
-			       (unsigned long long)k->timeout);
+		blkserv_notice(k->dev,
+			       "reconnected %s: the kernel resends what the previous daemon never "
+			       "answered when its %llu s request timeout fires",
+			       k->devpath, (unsigned long long)k->timeout);
 	(void)save_state(k, NBD_HANDOVER_NONE);
 	return 1;
 }
@@ -1075,8 +1094,10 @@ static int adopt_old_device(struct nbd_kdev *k)
 	if (strcmp(st.backend, blkserv_device_name(k->dev)) != 0 ||
 	    !sysfs_read(st.index, "backend", backend, sizeof(backend)) || strcmp(backend, st.backend) != 0 ||
 	    !sysfs_exists(st.index, "pid")) {
-		blkserv_info(k->dev, "/dev/nbd%u of the state file is no longer connected as '%s': connecting a "
-				     "new device", st.index, blkserv_device_name(k->dev));
+		blkserv_info(k->dev,
+			     "/dev/nbd%u of the state file is no longer connected as '%s': connecting a "
+			     "new device",
+			     st.index, blkserv_device_name(k->dev));
 		remove_state(k);
 		disconnect_stale_devices(k);
 		return 0;
@@ -1090,8 +1111,9 @@ static int adopt_old_device(struct nbd_kdev *k)
 		int fds[MAX_CONNECTIONS];
 		unsigned n = st.connections > MAX_CONNECTIONS ? MAX_CONNECTIONS : st.connections;
 
-		blkserv_error(k->dev, "cannot take /dev/nbd%u of the previous daemon over: %s; disconnecting it "
-				      "(a file system still mounted on it gets I/O errors) and connecting a new device",
+		blkserv_error(k->dev,
+			      "cannot take /dev/nbd%u of the previous daemon over: %s; disconnecting it "
+			      "(a file system still mounted on it gets I/O errors) and connecting a new device",
 			      st.index, why);
 		(void)take_stored(k, n, fds);
 		drop_fds(fds, n);
@@ -1153,8 +1175,7 @@ static int nbd_start(void *handle)
 	}
 	went_live(k);
 	blkserv_notice(k->dev, "connected %s (%s, %u connection%s, flags 0x%04x)", k->devpath,
-		       k->via_ioctl ? "ioctl" : "netlink", k->connections, k->connections > 1 ? "s" : "",
-		       k->tx_flags);
+		       k->via_ioctl ? "ioctl" : "netlink", k->connections, k->connections > 1 ? "s" : "", k->tx_flags);
 	if (!k->via_ioctl)
 		(void)save_state(k, NBD_HANDOVER_NONE);
 	return 0;
@@ -1194,8 +1215,8 @@ static bool drain_connections(struct nbd_kdev *k)
 	for (unsigned waited_ms = 0; !all_exited(k) && waited_ms < DRAIN_WAIT_MS; waited_ms += 10)
 		usleep(10 * 1000);
 	if (!all_exited(k)) {
-		blkserv_warning(k->dev, "%s: a connection did not drain in %d s: closing the connections",
-				k->devpath, DRAIN_WAIT_MS / 1000);
+		blkserv_warning(k->dev, "%s: a connection did not drain in %d s: closing the connections", k->devpath,
+				DRAIN_WAIT_MS / 1000);
 		shutdown_connections(k);
 	}
 	join_threads(k);
@@ -1247,9 +1268,10 @@ static void keep_device(struct nbd_kdev *k)
 		blkserv_notice(k->dev, "kept %s for the next daemon: %u connection(s) drained and in the fd store",
 			       k->devpath, k->connections);
 	else
-		blkserv_notice(k->dev, "kept %s for the next daemon: its connections are closed (%s%s); the kernel "
-				       "holds its I/O for up to %llu s (dead_conn_timeout) until the next daemon "
-				       "reconnects it",
+		blkserv_notice(k->dev,
+			       "kept %s for the next daemon: its connections are closed (%s%s); the kernel "
+			       "holds its I/O for up to %llu s (dead_conn_timeout) until the next daemon "
+			       "reconnects it",
 			       k->devpath, drained ? "no fd store: " : "a connection did not drain",
 			       drained ? strerror(-r) : "", (unsigned long long)k->dead_conn_timeout);
 }
@@ -1265,11 +1287,12 @@ static void nbd_stop(void *handle, uint32_t flags)
 		return;
 	}
 	if (flags & BLKSERV_STOP_KEEP_DEVICE)
-		blkserv_notice(k->dev, "an nbd device configured with ioctls cannot be handed to the next daemon: "
-				       "disconnecting %s", k->devpath);
+		blkserv_notice(k->dev,
+			       "an nbd device configured with ioctls cannot be handed to the next daemon: "
+			       "disconnecting %s",
+			       k->devpath);
 	if (nbd_check_idle(k) == -EBUSY)
-		blkserv_warning(k->dev, "%s is still in use (mounted?): I/O it sends from now on fails",
-				k->devpath);
+		blkserv_warning(k->dev, "%s is still in use (mounted?): I/O it sends from now on fails", k->devpath);
 	atomic_store(&k->stopping, true);
 	/* The kernel sends DISC on every connection; the threads finish what
 	 * is in flight and end. */
@@ -1315,17 +1338,17 @@ static int nbd_check_idle(void *handle)
 }
 
 static struct blkserv_frontend nbd_frontend = {
-	.name         = "nbd",
-	.description  = "kernel NBD device /dev/nbdN over socketpairs (netlink, ioctl fallback)",
-	.options      = nbd_options,
-	.open         = nbd_open,
-	.start        = nbd_start,
-	.stop         = nbd_stop,
-	.close        = nbd_close,
+	.name = "nbd",
+	.description = "kernel NBD device /dev/nbdN over socketpairs (netlink, ioctl fallback)",
+	.options = nbd_options,
+	.open = nbd_open,
+	.start = nbd_start,
+	.stop = nbd_stop,
+	.close = nbd_close,
 	.check_health = nbd_check_health,
-	.check_idle   = nbd_check_idle,
+	.check_idle = nbd_check_idle,
 	.option_checks = nbd_checks,
-	.validate     = nbd_validate,
+	.validate = nbd_validate,
 };
 
 BLKSERV_REGISTER_FRONTEND(nbd_frontend)

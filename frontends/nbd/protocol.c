@@ -111,9 +111,9 @@ struct nbd_conn {
 	bool recv_direct; /* ...into the payload's buffer, not the receive buffer */
 	bool big_writes;  /* the last WRITE had a big payload: read headers in small bites */
 	bool cancel_sent;
-	bool rx_open;     /* false after DISC, end of file, a protocol error or a dead socket */
-	bool draining;    /* drain_fd fired: stop reading at the next request boundary */
-	bool recv_exact;  /* the armed RECV asks for no byte beyond the current request */
+	bool rx_open;    /* false after DISC, end of file, a protocol error or a dead socket */
+	bool draining;   /* drain_fd fired: stop reading at the next request boundary */
+	bool recv_exact; /* the armed RECV asks for no byte beyond the current request */
 	bool tx_dead;    /* replies cannot be sent any more */
 	bool ring_warned;
 	int result;
@@ -216,8 +216,7 @@ static bool is_write_cmd(uint16_t cmd)
 }
 
 /* The checks only the NBD layer can make; the host checks range and caps. */
-static int check_request(const struct nbd_conn *c, uint16_t cmd, uint16_t flags, uint64_t offset,
-			 uint32_t length)
+static int check_request(const struct nbd_conn *c, uint16_t cmd, uint16_t flags, uint64_t offset, uint32_t length)
 {
 	uint16_t tx = c->cfg->tx_flags;
 	int allowed = allowed_flags(tx, cmd);
@@ -667,7 +666,7 @@ static bool parse_step(struct nbd_conn *c)
 		if (!admit(c, (const uint8_t *)c->rbuf + c->rstart)) {
 			if (c->nbatch == 0)
 				return false; /* wait for a completion */
-			flush_replies(c); /* replies in the batch hold buffers */
+			flush_replies(c);     /* replies in the batch hold buffers */
 			if (!admit(c, (const uint8_t *)c->rbuf + c->rstart))
 				return false;
 		}

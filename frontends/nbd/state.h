@@ -23,12 +23,12 @@ struct nbd_state {
 	uint32_t connections; /* sockets the kernel device has */
 	uint64_t size;        /* bytes */
 	uint32_t block_size;
-	uint32_t flags;       /* transmission flags given to the kernel */
-	uint64_t timeout;     /* seconds, as given to the kernel */
+	uint32_t flags;   /* transmission flags given to the kernel */
+	uint64_t timeout; /* seconds, as given to the kernel */
 	uint64_t dead_conn_timeout;
-	char backend[128];    /* the kernel's backend identifier: the device name */
+	char backend[128]; /* the kernel's backend identifier: the device name */
 	enum nbd_handover handover;
-	pid_t pid;            /* the daemon that wrote it */
+	pid_t pid; /* the daemon that wrote it */
 };
 
 /* RUNTIME_DIR/nbd-NAME.state into *ret (malloc'd). */

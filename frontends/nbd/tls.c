@@ -201,8 +201,7 @@ static int check_credentials(const struct nbd_tls_options *o, struct tls_err *e)
 		return tls_fail(e, o->certificate ? "tls_certificate" : "tls_key",
 				"'tls_certificate' and 'tls_key' go together: set both or neither");
 	if (!o->certificate && !o->psk_file)
-		return tls_fail(e, "tls", "tls = %s needs 'tls_certificate' and 'tls_key', or 'tls_psk_file'",
-				o->mode);
+		return tls_fail(e, "tls", "tls = %s needs 'tls_certificate' and 'tls_key', or 'tls_psk_file'", o->mode);
 	if (o->ca && !o->certificate)
 		return tls_fail(e, "tls_ca", "'tls_ca' needs 'tls_certificate' and 'tls_key'");
 	return 0;

@@ -23,14 +23,16 @@ static void log_open_error(struct blkserv_device *dev, int err)
 	case ENOENT:
 	case ENODEV:
 	case ENXIO:
-		blkserv_error(dev, "no %s: the ublk_drv kernel module is not loaded "
-				   "(run `modprobe ublk_drv`; ublk needs Linux 6.5+ with CONFIG_BLK_DEV_UBLK)",
+		blkserv_error(dev,
+			      "no %s: the ublk_drv kernel module is not loaded "
+			      "(run `modprobe ublk_drv`; ublk needs Linux 6.5+ with CONFIG_BLK_DEV_UBLK)",
 			      UBLK_CONTROL_PATH);
 		break;
 	case EACCES:
 	case EPERM:
-		blkserv_error(dev, "cannot open %s: permission denied (ublk devices need root, "
-				   "CAP_SYS_ADMIN)",
+		blkserv_error(dev,
+			      "cannot open %s: permission denied (ublk devices need root, "
+			      "CAP_SYS_ADMIN)",
 			      UBLK_CONTROL_PATH);
 		break;
 	default:
@@ -76,8 +78,7 @@ static int wait_result(struct ublk_ctrl *c, int timeout_ms)
 	int r;
 
 	do
-		r = timeout_ms < 0 ? io_uring_wait_cqe(&c->ring, &cqe)
-				   : io_uring_wait_cqe_timeout(&c->ring, &cqe, &ts);
+		r = timeout_ms < 0 ? io_uring_wait_cqe(&c->ring, &cqe) : io_uring_wait_cqe_timeout(&c->ring, &cqe, &ts);
 	while (r == -EINTR);
 	if (r < 0)
 		return r;
@@ -94,8 +95,7 @@ static void reset_ring(struct ublk_ctrl *c)
 	c->ring_ok = io_uring_queue_init(CTRL_RING_ENTRIES, &c->ring, IORING_SETUP_SQE128) >= 0;
 }
 
-int ublk_ctrl_cmd(struct ublk_ctrl *c, uint32_t cmd_op, const struct bs_ublk_ctrl_cmd *cmd,
-		  int timeout_ms)
+int ublk_ctrl_cmd(struct ublk_ctrl *c, uint32_t cmd_op, const struct bs_ublk_ctrl_cmd *cmd, int timeout_ms)
 {
 	struct io_uring_sqe *sqe;
 	int r;
@@ -179,8 +179,7 @@ int ublk_ctrl_get_params(struct ublk_ctrl *c, uint32_t dev_id, struct bs_ublk_pa
 	return r < 0 ? r : 0;
 }
 
-int ublk_ctrl_simple(struct ublk_ctrl *c, uint32_t cmd_op, uint32_t dev_id, uint64_t data,
-		     int timeout_ms)
+int ublk_ctrl_simple(struct ublk_ctrl *c, uint32_t cmd_op, uint32_t dev_id, uint64_t data, int timeout_ms)
 {
 	struct bs_ublk_ctrl_cmd cmd = {
 		.dev_id = dev_id,

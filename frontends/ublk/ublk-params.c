@@ -15,8 +15,8 @@
  * never holds a queue slot for long. */
 #define UBLK_MAX_DISCARD_SECTORS ((1u << 30) >> 9)
 
-static int get_uint(struct blkserv_device *dev, const struct blkserv_config *cfg, const char *name,
-		    uint64_t min, uint64_t max, uint64_t *ret)
+static int get_uint(struct blkserv_device *dev, const struct blkserv_config *cfg, const char *name, uint64_t min,
+		    uint64_t max, uint64_t *ret)
 {
 	int r = blkserv_config_get_uint(cfg, name, ret);
 
@@ -65,8 +65,9 @@ static int parse_max_io(struct blkserv_device *dev, const struct blkserv_config 
 	if (r < 0)
 		return r;
 	if (v % page || (bs && v % bs)) {
-		blkserv_error(dev, "option 'max_io_size' = %llu must be a multiple of the page size (%llu) "
-				   "and of the block size (%u)",
+		blkserv_error(dev,
+			      "option 'max_io_size' = %llu must be a multiple of the page size (%llu) "
+			      "and of the block size (%u)",
 			      (unsigned long long)v, (unsigned long long)page, bs);
 		return -EINVAL;
 	}
@@ -89,8 +90,7 @@ static int parse_id(struct blkserv_device *dev, const struct blkserv_config *cfg
 	return r;
 }
 
-int ublk_options_parse(struct blkserv_device *dev, const struct blkserv_config *cfg,
-		       struct ublk_options *ret)
+int ublk_options_parse(struct blkserv_device *dev, const struct blkserv_config *cfg, struct ublk_options *ret)
 {
 	struct ublk_options o = {};
 	uint64_t v;
@@ -134,7 +134,8 @@ int ublk_validate(const struct blkserv_config *cfg)
 
 	(void)blkserv_config_get_uint(cfg, "max_io_size", &max_io);
 	if (max_io < page || max_io % page || (bs && max_io % bs))
-		return blkserv_config_error(cfg, "max_io_size", "%llu must be a multiple of the page size (%llu) "
+		return blkserv_config_error(cfg, "max_io_size",
+					    "%llu must be a multiple of the page size (%llu) "
 					    "and of the block size (%u)",
 					    (unsigned long long)max_io, (unsigned long long)page, bs);
 	if (blkserv_config_get_uint(cfg, "id", &id) < 0)
@@ -185,8 +186,7 @@ int ublk_build_params(uint64_t size, uint32_t block_size, uint64_t caps, uint32_
 	int bs_shift = shift_of(block_size);
 	struct bs_ublk_params p = {};
 
-	if (bs_shift < 9 || (1L << bs_shift) > page || size == 0 || size % block_size ||
-	    max_io_size < block_size)
+	if (bs_shift < 9 || (1L << bs_shift) > page || size == 0 || size % block_size || max_io_size < block_size)
 		return -EINVAL;
 	p.len = sizeof(p);
 	p.types = UBLK_PARAM_TYPE_BASIC;
@@ -216,10 +216,9 @@ int ublk_build_params(uint64_t size, uint32_t block_size, uint64_t caps, uint32_
 void ublk_flags_string(uint64_t flags, char *buf, size_t len)
 {
 	static const char *const names[] = {
-		"ZERO_COPY", "URING_CMD_COMP_IN_TASK", "NEED_GET_DATA", "USER_RECOVERY",
-		"USER_RECOVERY_REISSUE", "UNPRIVILEGED_DEV", "CMD_IOCTL_ENCODE", "USER_COPY",
-		"ZONED", "USER_RECOVERY_FAIL_IO", "UPDATE_SIZE", "AUTO_BUF_REG",
-		"QUIESCE", "PER_IO_DAEMON", "BUF_REG_OFF_DAEMON",
+		"ZERO_COPY",        "URING_CMD_COMP_IN_TASK", "NEED_GET_DATA", "USER_RECOVERY", "USER_RECOVERY_REISSUE",
+		"UNPRIVILEGED_DEV", "CMD_IOCTL_ENCODE",       "USER_COPY",     "ZONED",         "USER_RECOVERY_FAIL_IO",
+		"UPDATE_SIZE",      "AUTO_BUF_REG",           "QUIESCE",       "PER_IO_DAEMON", "BUF_REG_OFF_DAEMON",
 	};
 	size_t n = 0;
 

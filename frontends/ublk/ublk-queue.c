@@ -60,8 +60,8 @@ static void log_once(struct ublk_queue *uq, const char *what, int tag, int res)
 	if (atomic_exchange(&uq->failed, true))
 		return;
 	(void)blkserv_error_errno(uq->u->dev, res < 0 ? res : EPROTO,
-				  "queue %u tag %d: %s: %m; the queue can no longer serve this tag",
-				  uq->q_id, tag, what);
+				  "queue %u tag %d: %s: %m; the queue can no longer serve this tag", uq->q_id, tag,
+				  what);
 }
 
 /* ---- commands ------------------------------------------------------- */
@@ -195,8 +195,8 @@ static void on_cmd_cqe(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags
 	uq->nr_aborted++;
 	if (res == UBLK_IO_RES_ABORT) /* the device is stopping: do not re-issue */
 		return;
-	log_once(uq, res == UBLK_IO_RES_NEED_GET_DATA ? "unexpected NEED_GET_DATA" : "command rejected",
-		 t->tag, res == UBLK_IO_RES_NEED_GET_DATA ? -EPROTO : res);
+	log_once(uq, res == UBLK_IO_RES_NEED_GET_DATA ? "unexpected NEED_GET_DATA" : "command rejected", t->tag,
+		 res == UBLK_IO_RES_NEED_GET_DATA ? -EPROTO : res);
 }
 
 /* ---- the thread ----------------------------------------------------- */
@@ -204,8 +204,8 @@ static void on_cmd_cqe(struct blkserv_event *ev, int32_t res, uint32_t cqe_flags
 static int map_descriptors(struct ublk_queue *uq)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	size_t len = ((size_t)uq->u->opt.depth * sizeof(struct bs_ublk_io_desc) + (size_t)page - 1) &
-		     ~((size_t)page - 1);
+	size_t len =
+		((size_t)uq->u->opt.depth * sizeof(struct bs_ublk_io_desc) + (size_t)page - 1) & ~((size_t)page - 1);
 	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, uq->u->cdev_fd,
 		       (off_t)ublk_desc_area_offset(uq->q_id, page));
 
@@ -223,8 +223,7 @@ static int alloc_tags(struct ublk_queue *uq)
 
 	/* Page-aligned buffers (O_DIRECT backends); pages appear when used. */
 	uq->bufs_len = (size_t)depth * max_io;
-	uq->bufs = mmap(NULL, uq->bufs_len, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uq->bufs = mmap(NULL, uq->bufs_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (uq->bufs == MAP_FAILED) {
 		uq->bufs = NULL;
 		return -ENOMEM;
@@ -470,8 +469,7 @@ void ublk_queues_log_counts(struct ublk *u)
 
 	line[0] = '\0';
 	for (uint32_t i = 0; i < u->nr_queues && n < sizeof(line); i++)
-		n += (size_t)snprintf(line + n, sizeof(line) - n, " %llu",
-				      (unsigned long long)u->queues[i].nr_served);
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " %llu", (unsigned long long)u->queues[i].nr_served);
 	blkserv_info(u->dev, "requests served per queue:%s", line);
 }
 

@@ -195,7 +195,7 @@ struct bs_ublk_param_zoned {
 };
 
 struct bs_ublk_params {
-	__u32 len; /* sizeof(struct bs_ublk_params), for SET and GET */
+	__u32 len;   /* sizeof(struct bs_ublk_params), for SET and GET */
 	__u32 types; /* UBLK_PARAM_TYPE_* */
 	struct bs_ublk_param_basic basic;
 	struct bs_ublk_param_discard discard;
@@ -305,4 +305,3 @@ static inline __u64 ublk_desc_area_offset(__u16 q_id, long page_size)
 }
 
 #endif
-

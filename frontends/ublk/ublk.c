@@ -47,14 +47,11 @@
 #define OLD_DEL_WAIT_MS 500
 
 static const struct blkserv_option ublk_options[] = {
-	{ "queues", BLKSERV_OPT_UINT, NULL,
-	  "queues, one thread each, 1..64 (default: one per CPU, at most 16)", 0 },
+	{ "queues", BLKSERV_OPT_UINT, NULL, "queues, one thread each, 1..64 (default: one per CPU, at most 16)", 0 },
 	{ "depth", BLKSERV_OPT_UINT, "128", "requests in flight per queue, 1..4096", 0 },
-	{ "max_io_size", BLKSERV_OPT_SIZE, "512K",
-	  "largest request, 4K..32M; each tag has a buffer this big", 0 },
+	{ "max_io_size", BLKSERV_OPT_SIZE, "512K", "largest request, 4K..32M; each tag has a buffer this big", 0 },
 	{ "id", BLKSERV_OPT_UINT, NULL, "device number N of /dev/ublkbN (default: the kernel picks)", 0 },
-	{ "recovery", BLKSERV_OPT_BOOL, "true",
-	  "keep the device through a daemon crash and recover it on restart", 0 },
+	{ "recovery", BLKSERV_OPT_BOOL, "true", "keep the device through a daemon crash and recover it on restart", 0 },
 	BLKSERV_OPTION_END,
 };
 
@@ -77,8 +74,9 @@ static int ublk_open(struct blkserv_device *dev, const struct blkserv_config *cf
 	u->caps = blkserv_device_caps(dev);
 	r = ublk_options_parse(dev, cfg, &u->opt);
 	if (r >= 0 && ublk_build_params(u->size, u->block_size, u->caps, u->opt.max_io_size, &params) < 0) {
-		blkserv_error(dev, "cannot serve %llu bytes with block size %u (block size 512..page size, "
-				   "a power of two; max_io_size at least one block)",
+		blkserv_error(dev,
+			      "cannot serve %llu bytes with block size %u (block size 512..page size, "
+			      "a power of two; max_io_size at least one block)",
 			      (unsigned long long)u->size, u->block_size);
 		r = -EINVAL;
 	}
@@ -219,8 +217,9 @@ static void delete_device(struct ublk *u, uint32_t dev_id, bool in_use)
 		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV, dev_id, 0, DEL_WAIT_MS);
 	if (r == -ETIME) {
 		if (!in_use)
-			blkserv_warning(u->dev, "device %u is still referenced %d s after DEL_DEV: leaving "
-						"the kernel to free it when its last user lets go",
+			blkserv_warning(u->dev,
+					"device %u is still referenced %d s after DEL_DEV: leaving "
+					"the kernel to free it when its last user lets go",
 					dev_id, DEL_WAIT_MS / 1000);
 		r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_DEL_DEV_ASYNC, dev_id, 0, CTRL_QUICK_MS);
 		if (r == -EOPNOTSUPP || r == -EINVAL) {
@@ -242,9 +241,10 @@ static void stop_and_delete(struct ublk *u, uint32_t dev_id)
 	int r;
 
 	if (in_use)
-		blkserv_warning(u->dev, "/dev/ublkb%u is in use (mounted or open): deleting device %u "
-					"anyway; its users get I/O errors and the kernel frees it when the last "
-					"one lets go",
+		blkserv_warning(u->dev,
+				"/dev/ublkb%u is in use (mounted or open): deleting device %u "
+				"anyway; its users get I/O errors and the kernel frees it when the last "
+				"one lets go",
 				dev_id, dev_id);
 	r = ublk_ctrl_simple(&u->ctrl, UBLK_U_CMD_STOP_DEV, dev_id, 0, CTRL_WAIT_MS);
 	if (r < 0 && r != -ENODEV)
@@ -271,23 +271,22 @@ static int add_device(struct ublk *u)
 	};
 	r = ublk_ctrl_add_dev(&u->ctrl, &u->info);
 	if (r == -EEXIST)
-		return blkserv_error_errno(u->dev, r, "ADD_DEV: device id %u is taken (option 'id')",
-					   u->opt.dev_id);
+		return blkserv_error_errno(u->dev, r, "ADD_DEV: device id %u is taken (option 'id')", u->opt.dev_id);
 	if (r < 0)
 		return blkserv_error_errno(u->dev, r, "ADD_DEV failed: %m%s",
 					   r == -EPERM ? " (needs CAP_SYS_ADMIN)" : "");
 	u->have_dev = true;
 	ublk_flags_string(u->info.flags, flags, sizeof(flags));
-	blkserv_info(u->dev, "added device %u: %u queue(s) of depth %u, max I/O %u bytes, flags %s",
-		     u->info.dev_id, u->info.nr_hw_queues, u->info.queue_depth, u->info.max_io_buf_bytes, flags);
+	blkserv_info(u->dev, "added device %u: %u queue(s) of depth %u, max I/O %u bytes, flags %s", u->info.dev_id,
+		     u->info.nr_hw_queues, u->info.queue_depth, u->info.max_io_buf_bytes, flags);
 	if ((u->info.flags & wanted) != wanted) {
 		ublk_flags_string(wanted & ~u->info.flags, flags, sizeof(flags));
 		return blkserv_error_errno(u->dev, -EOPNOTSUPP, "the kernel lacks feature(s) %s%s", flags,
 					   u->opt.recovery ? " (set recovery = false to run without)" : "");
 	}
 	if (u->info.nr_hw_queues < u->opt.queues)
-		blkserv_notice(u->dev, "the kernel limits device %u to %u queue(s) (one per CPU)",
-			       u->info.dev_id, u->info.nr_hw_queues);
+		blkserv_notice(u->dev, "the kernel limits device %u to %u queue(s) (one per CPU)", u->info.dev_id,
+			       u->info.nr_hw_queues);
 	return 0;
 }
 
@@ -355,16 +354,18 @@ static int wait_while_quiescing(struct ublk *u, uint32_t dev_id, struct bs_ublk_
 	for (int waited = 0; info->state == UBLK_S_DEV_LIVE && !pid_alive(info->ublksrv_pid);
 	     waited += RETRY_SLEEP_MS) {
 		if (waited >= RECOVERY_WAIT_MS) {
-			blkserv_error(u->dev, "device %u is still LIVE %d s after its daemon (pid %d) "
-					      "ended: the kernel cannot quiesce it (a request of the old daemon "
-					      "never ended; see the kernel log); not recovering it, since the "
-					      "recovery commands would wait for it forever",
+			blkserv_error(u->dev,
+				      "device %u is still LIVE %d s after its daemon (pid %d) "
+				      "ended: the kernel cannot quiesce it (a request of the old daemon "
+				      "never ended; see the kernel log); not recovering it, since the "
+				      "recovery commands would wait for it forever",
 				      dev_id, RECOVERY_WAIT_MS / 1000, info->ublksrv_pid);
 			return -ETIMEDOUT;
 		}
 		if (waited == 0)
-			blkserv_info(u->dev, "device %u: waiting for the kernel to quiesce it (its daemon, "
-					     "pid %d, is gone)",
+			blkserv_info(u->dev,
+				     "device %u: waiting for the kernel to quiesce it (its daemon, "
+				     "pid %d, is gone)",
 				     dev_id, info->ublksrv_pid);
 		sleep_ms(RETRY_SLEEP_MS);
 		r = ublk_ctrl_get_dev_info(&u->ctrl, dev_id, info);
@@ -375,8 +376,7 @@ static int wait_while_quiescing(struct ublk *u, uint32_t dev_id, struct bs_ublk_
 }
 
 /* The device a previous daemon recorded; *ret_fits: its geometry is ours. */
-static int check_old_device(struct ublk *u, const struct ublk_state *st, struct bs_ublk_dev_info *info,
-			    bool *ret_fits)
+static int check_old_device(struct ublk *u, const struct ublk_state *st, struct bs_ublk_dev_info *info, bool *ret_fits)
 {
 	struct bs_ublk_params p;
 	int r;
@@ -394,9 +394,10 @@ static int check_old_device(struct ublk *u, const struct ublk_state *st, struct 
 		return r;
 	*ret_fits = p.basic.dev_sectors == u->size >> 9 && (1u << p.basic.logical_bs_shift) == u->block_size;
 	if (!*ret_fits && u->opt.recovery && info->state != UBLK_S_DEV_DEAD)
-		blkserv_error(u->dev, "device %u of the previous daemon has %llu bytes with block size %u, "
-				      "the config says %llu with %u: it cannot be recovered with another geometry; "
-				      "restore the config, or set recovery = false once to delete it",
+		blkserv_error(u->dev,
+			      "device %u of the previous daemon has %llu bytes with block size %u, "
+			      "the config says %llu with %u: it cannot be recovered with another geometry; "
+			      "restore the config, or set recovery = false once to delete it",
 			      st->dev_id, (unsigned long long)p.basic.dev_sectors << 9, 1u << p.basic.logical_bs_shift,
 			      (unsigned long long)u->size, u->block_size);
 	return 0;
@@ -418,8 +419,7 @@ static int start_user_recovery(struct ublk *u)
 		sleep_ms(RETRY_SLEEP_MS);
 	}
 	if (r < 0)
-		return blkserv_error_errno(u->dev, r, "START_USER_RECOVERY of device %u failed: %m",
-					   u->info.dev_id);
+		return blkserv_error_errno(u->dev, r, "START_USER_RECOVERY of device %u failed: %m", u->info.dev_id);
 	return r;
 }
 
@@ -430,8 +430,9 @@ static int recover(struct ublk *u, const struct bs_ublk_dev_info *info)
 	u->info = *info;
 	if (info->nr_hw_queues != u->opt.queues || info->queue_depth != u->opt.depth ||
 	    info->max_io_buf_bytes != u->opt.max_io_size)
-		blkserv_notice(u->dev, "recovering device %u with its own %u queue(s) of depth %u and "
-				       "max I/O %u bytes (the config's values apply to a new device)",
+		blkserv_notice(u->dev,
+			       "recovering device %u with its own %u queue(s) of depth %u and "
+			       "max I/O %u bytes (the config's values apply to a new device)",
 			       info->dev_id, info->nr_hw_queues, info->queue_depth, info->max_io_buf_bytes);
 	r = start_user_recovery(u);
 	if (r >= 0)
@@ -465,18 +466,19 @@ static int adopt_old_device(struct ublk *u, const struct ublk_state *st)
 	if (r == -ETIMEDOUT)
 		return r; /* logged by wait_while_quiescing */
 	if (r < 0)
-		return blkserv_error_errno(u->dev, r, "cannot query device %u of the state file %s: %m",
-					   st->dev_id, u->state_path);
+		return blkserv_error_errno(u->dev, r, "cannot query device %u of the state file %s: %m", st->dev_id,
+					   u->state_path);
 	if (info.state == UBLK_S_DEV_LIVE && pid_alive(info.ublksrv_pid))
 		return blkserv_error_errno(u->dev, -EBUSY, "device %u is served by a running process (pid %d)",
 					   info.dev_id, info.ublksrv_pid);
 	if (info.state != UBLK_S_DEV_DEAD && blkserv_device_data_fresh(u->dev)) {
 		/* Resuming would serve other data under a file system that
 		 * caches the old one: corruption.  A new device is safe. */
-		blkserv_error(u->dev, "the backend's data is new (the previous daemon's was not handed "
-				      "over): device %u of the previous daemon (pid %d) must not be resumed with it. "
-				      "Deleting it and starting a new device; whatever had it mounted or open gets "
-				      "I/O errors and must be unmounted",
+		blkserv_error(u->dev,
+			      "the backend's data is new (the previous daemon's was not handed "
+			      "over): device %u of the previous daemon (pid %d) must not be resumed with it. "
+			      "Deleting it and starting a new device; whatever had it mounted or open gets "
+			      "I/O errors and must be unmounted",
 			      info.dev_id, st->pid);
 		stop_and_delete(u, info.dev_id);
 		remove_state(u);
@@ -491,8 +493,8 @@ static int adopt_old_device(struct ublk *u, const struct ublk_state *st)
 	}
 	if (!fits)
 		return -EEXIST; /* logged by check_old_device */
-	blkserv_notice(u->dev, "device %u of the previous daemon (pid %d) is %s: recovering it",
-		       info.dev_id, st->pid, ublk_state_name(info.state));
+	blkserv_notice(u->dev, "device %u of the previous daemon (pid %d) is %s: recovering it", info.dev_id, st->pid,
+		       ublk_state_name(info.state));
 	return recover(u, &info);
 }
 
@@ -504,8 +506,7 @@ static int try_recover(struct ublk *u)
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0) {
-		(void)blkserv_warning_errno(u->dev, r, "state file %s is unreadable (%m): ignoring it",
-					    u->state_path);
+		(void)blkserv_warning_errno(u->dev, r, "state file %s is unreadable (%m): ignoring it", u->state_path);
 		remove_state(u);
 		return 0;
 	}
@@ -520,7 +521,8 @@ static int probe_features(struct ublk *u)
 	int r = ublk_ctrl_get_features(&u->ctrl, &u->features);
 
 	if (r == -EOPNOTSUPP || r == -EINVAL)
-		return blkserv_error_errno(u->dev, -EOPNOTSUPP, "the kernel does not know GET_FEATURES or "
+		return blkserv_error_errno(u->dev, -EOPNOTSUPP,
+					   "the kernel does not know GET_FEATURES or "
 					   "ioctl-encoded commands: the ublk frontend needs Linux 6.5 or later");
 	if (r < 0)
 		return blkserv_error_errno(u->dev, r, "GET_FEATURES failed: %m%s",
@@ -573,12 +575,15 @@ static void ublk_stop(void *handle, uint32_t flags)
 		int r;
 
 		if (flags & BLKSERV_STOP_KEEP_DEVICE)
-			blkserv_notice(u->dev, "recovery = false: %s cannot be kept for the next daemon: "
-					       "removing it", u->bdev_path);
+			blkserv_notice(u->dev,
+				       "recovery = false: %s cannot be kept for the next daemon: "
+				       "removing it",
+				       u->bdev_path);
 		if (in_use)
-			blkserv_warning(u->dev, "%s is in use (mounted or open): removing it anyway; its "
-						"users get I/O errors, and the kernel frees device %u when the last "
-						"one lets go",
+			blkserv_warning(u->dev,
+					"%s is in use (mounted or open): removing it anyway; its "
+					"users get I/O errors, and the kernel frees device %u when the last "
+					"one lets go",
 					u->bdev_path, dev_id);
 		else
 			blkserv_info(u->dev, "removing %s (device %u)", u->bdev_path, dev_id);

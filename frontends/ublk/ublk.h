@@ -41,8 +41,7 @@ struct ublk_options {
 };
 
 /* Read and range-check the options; logs what is wrong, naming the option. */
-int ublk_options_parse(struct blkserv_device *dev, const struct blkserv_config *cfg,
-		       struct ublk_options *ret);
+int ublk_options_parse(struct blkserv_device *dev, const struct blkserv_config *cfg, struct ublk_options *ret);
 /* The plugin's option_checks and validate (see struct blkserv_frontend). */
 extern const struct blkserv_option_check ublk_option_checks[];
 int ublk_validate(const struct blkserv_config *cfg);
@@ -67,16 +66,14 @@ struct ublk_ctrl {
 int ublk_ctrl_open(struct blkserv_device *dev, struct ublk_ctrl *c);
 void ublk_ctrl_close(struct ublk_ctrl *c);
 /* One command, waited for (@timeout_ms < 0: no limit).  Returns the CQE result. */
-int ublk_ctrl_cmd(struct ublk_ctrl *c, uint32_t cmd_op, const struct bs_ublk_ctrl_cmd *cmd,
-		  int timeout_ms);
+int ublk_ctrl_cmd(struct ublk_ctrl *c, uint32_t cmd_op, const struct bs_ublk_ctrl_cmd *cmd, int timeout_ms);
 int ublk_ctrl_get_features(struct ublk_ctrl *c, uint64_t *ret);
 int ublk_ctrl_add_dev(struct ublk_ctrl *c, struct bs_ublk_dev_info *info);
 int ublk_ctrl_get_dev_info(struct ublk_ctrl *c, uint32_t dev_id, struct bs_ublk_dev_info *ret);
 int ublk_ctrl_set_params(struct ublk_ctrl *c, uint32_t dev_id, struct bs_ublk_params *p);
 int ublk_ctrl_get_params(struct ublk_ctrl *c, uint32_t dev_id, struct bs_ublk_params *ret);
 /* A simple command with data[0] = @data (START_DEV, STOP_DEV, DEL_DEV, ...). */
-int ublk_ctrl_simple(struct ublk_ctrl *c, uint32_t cmd_op, uint32_t dev_id, uint64_t data,
-		     int timeout_ms);
+int ublk_ctrl_simple(struct ublk_ctrl *c, uint32_t cmd_op, uint32_t dev_id, uint64_t data, int timeout_ms);
 
 /* ---- recovery state (ublk-state.c) --------------------------------- */
 
@@ -136,11 +133,11 @@ struct ublk {
 	char *state_path;
 
 	struct ublk_ctrl ctrl;
-	uint64_t features; /* GET_FEATURES, 0 if the kernel predates it */
+	uint64_t features;            /* GET_FEATURES, 0 if the kernel predates it */
 	struct bs_ublk_dev_info info; /* as the kernel negotiated it */
-	bool have_dev;     /* a kernel device exists that we own */
-	bool live;         /* START_DEV or END_USER_RECOVERY succeeded */
-	int cdev_fd;       /* /dev/ublkcN */
+	bool have_dev;                /* a kernel device exists that we own */
+	bool live;                    /* START_DEV or END_USER_RECOVERY succeeded */
+	int cdev_fd;                  /* /dev/ublkcN */
 	char bdev_path[64];
 	uint64_t size;
 	uint32_t block_size;

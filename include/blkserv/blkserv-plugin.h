@@ -90,12 +90,10 @@ void blkserv_logv(struct blkserv_device *dev, int level, const char *fmt, va_lis
  * errno is preserved.  Any thread.  A host older than this header lacks it:
  * the plugin then fails to load with an undefined symbol, never misbehaves.
  */
-int blkserv_log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...)
-	BLKSERV_PRINTF(4, 5);
+int blkserv_log_errno(struct blkserv_device *dev, int level, int error, const char *fmt, ...) BLKSERV_PRINTF(4, 5);
 
 #define blkserv_error_errno(dev, error, ...) blkserv_log_errno((dev), BLKSERV_LOG_ERR, (error), __VA_ARGS__)
-#define blkserv_warning_errno(dev, error, ...) \
-	blkserv_log_errno((dev), BLKSERV_LOG_WARNING, (error), __VA_ARGS__)
+#define blkserv_warning_errno(dev, error, ...) blkserv_log_errno((dev), BLKSERV_LOG_WARNING, (error), __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
 /* Options.                                                            */
@@ -109,10 +107,10 @@ int blkserv_log_errno(struct blkserv_device *dev, int level, int error, const ch
  */
 enum blkserv_option_type {
 	BLKSERV_OPT_STRING = 1,
-	BLKSERV_OPT_BOOL,   /* true/false, yes/no, on/off, 1/0 */
-	BLKSERV_OPT_UINT,   /* decimal or 0x hex, fits uint64_t */
-	BLKSERV_OPT_SIZE,   /* bytes with optional suffix: 512, 4K, 1M, 1G, 1T */
-	BLKSERV_OPT_PATH,   /* an absolute path */
+	BLKSERV_OPT_BOOL, /* true/false, yes/no, on/off, 1/0 */
+	BLKSERV_OPT_UINT, /* decimal or 0x hex, fits uint64_t */
+	BLKSERV_OPT_SIZE, /* bytes with optional suffix: 512, 4K, 1M, 1G, 1T */
+	BLKSERV_OPT_PATH, /* an absolute path */
 };
 
 #define BLKSERV_OPTION_REQUIRED (1u << 0)
@@ -125,7 +123,10 @@ struct blkserv_option {
 	uint32_t flags;            /* BLKSERV_OPTION_* */
 };
 /* An option array ends with an entry whose name is NULL. */
-#define BLKSERV_OPTION_END { NULL, 0, NULL, NULL, 0 }
+#define BLKSERV_OPTION_END                                                                                             \
+	{                                                                                                              \
+		NULL, 0, NULL, NULL, 0                                                                                 \
+	}
 
 /*
  * The allowed values of declared options (the plugin's option_checks
@@ -135,12 +136,15 @@ struct blkserv_option {
  * tables built against older headers keep their layout.
  */
 struct blkserv_option_check {
-	const char *name;            /* a declared option of the same plugin */
-	uint64_t min, max;           /* UINT, SIZE: min..max inclusive (used when max != 0) */
-	const char *const *choices;  /* STRING: NULL-terminated list of the allowed values */
+	const char *name;           /* a declared option of the same plugin */
+	uint64_t min, max;          /* UINT, SIZE: min..max inclusive (used when max != 0) */
+	const char *const *choices; /* STRING: NULL-terminated list of the allowed values */
 };
 /* An option_checks array ends with an entry whose name is NULL. */
-#define BLKSERV_OPTION_CHECK_END { NULL, 0, 0, NULL }
+#define BLKSERV_OPTION_CHECK_END                                                                                       \
+	{                                                                                                              \
+		NULL, 0, 0, NULL                                                                                       \
+	}
 
 /*
  * Read a validated option of the plugin's own section.  An option not given
@@ -178,8 +182,7 @@ int blkserv_config_error(const struct blkserv_config *cfg, const char *option, c
  * wildcard listener, conflicts with "127.0.0.1:10809").  Returns 0 or
  * -ENOMEM.
  */
-int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource,
-			 const char *key);
+int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource, const char *key);
 /*
  * The same for a resource several devices may use together as long as none
  * claims it exclusively (readers of one file: a writer conflicts with them,
@@ -260,7 +263,7 @@ struct blkserv_request {
 
 	/* Set by the host; read-only for plugins. */
 	struct blkserv_queue *queue;
-	uint32_t tag;        /* index in the queue's request array */
+	uint32_t tag; /* index in the queue's request array */
 	uint32_t reserved32;
 	uint64_t start_ns;   /* for latency statistics */
 	uint64_t host_state; /* host bookkeeping */
@@ -317,8 +320,7 @@ struct blkserv_event {
  * backend's queue_open().  Sets PR_SET_IO_FLUSHER on the thread (logged once
  * when not permitted).  @ring_flags: extra IORING_SETUP_* flags (0 usually).
  */
-int blkserv_queue_new(struct blkserv_device *dev, uint32_t depth, uint32_t ring_flags,
-		      struct blkserv_queue **ret);
+int blkserv_queue_new(struct blkserv_device *dev, uint32_t depth, uint32_t ring_flags, struct blkserv_queue **ret);
 /* Close the backend's queue state and free the queue.  Owning thread; no
  * request in flight (blkserv_queue_inflight() == 0). */
 void blkserv_queue_free(struct blkserv_queue *q);
@@ -432,17 +434,16 @@ struct blkserv_backend {
 	uint32_t abi_version; /* set by BLKSERV_REGISTER_BACKEND */
 	uint32_t reserved0;
 	const char *name;
-	const char *description;                /* one line, for --list-plugins */
-	const struct blkserv_option *options;   /* NULL or BLKSERV_OPTION_END-terminated */
-	uint32_t request_priv_size;             /* bytes of per-request state */
+	const char *description;              /* one line, for --list-plugins */
+	const struct blkserv_option *options; /* NULL or BLKSERV_OPTION_END-terminated */
+	uint32_t request_priv_size;           /* bytes of per-request state */
 	uint32_t reserved1;
 
 	/* Required.  Main thread.  Create an instance for @dev from @cfg.
 	 * @size is the device's configured size (0: not configured; the
 	 * backend then decides, e.g. from its file).  Logs its own error
 	 * and returns -errno. */
-	int (*open)(struct blkserv_device *dev, const struct blkserv_config *cfg, uint64_t size,
-		    void **ret_handle);
+	int (*open)(struct blkserv_device *dev, const struct blkserv_config *cfg, uint64_t size, void **ret_handle);
 	/* Required.  Main thread.  Every queue is closed; release everything. */
 	void (*close)(void *handle);
 	/* Required.  Main thread, after open.  Device size in bytes. */
@@ -559,22 +560,22 @@ struct blkserv_frontend {
 #define BLKSERV_BACKEND_INIT_SYMBOL "blkserv_backend_init"
 #define BLKSERV_FRONTEND_INIT_SYMBOL "blkserv_frontend_init"
 
-#define BLKSERV_REGISTER_BACKEND(plugin)                                          \
-	BLKSERV_PUBLIC const struct blkserv_backend *blkserv_backend_init(void);  \
-	BLKSERV_PUBLIC const struct blkserv_backend *blkserv_backend_init(void)   \
-	{                                                                         \
-		(plugin).struct_size = sizeof(plugin);                            \
-		(plugin).abi_version = BLKSERV_ABI_VERSION;                       \
-		return &(plugin);                                                 \
+#define BLKSERV_REGISTER_BACKEND(plugin)                                                                               \
+	BLKSERV_PUBLIC const struct blkserv_backend *blkserv_backend_init(void);                                       \
+	BLKSERV_PUBLIC const struct blkserv_backend *blkserv_backend_init(void)                                        \
+	{                                                                                                              \
+		(plugin).struct_size = sizeof(plugin);                                                                 \
+		(plugin).abi_version = BLKSERV_ABI_VERSION;                                                            \
+		return &(plugin);                                                                                      \
 	}
 
-#define BLKSERV_REGISTER_FRONTEND(plugin)                                         \
-	BLKSERV_PUBLIC const struct blkserv_frontend *blkserv_frontend_init(void); \
-	BLKSERV_PUBLIC const struct blkserv_frontend *blkserv_frontend_init(void)  \
-	{                                                                         \
-		(plugin).struct_size = sizeof(plugin);                            \
-		(plugin).abi_version = BLKSERV_ABI_VERSION;                       \
-		return &(plugin);                                                 \
+#define BLKSERV_REGISTER_FRONTEND(plugin)                                                                              \
+	BLKSERV_PUBLIC const struct blkserv_frontend *blkserv_frontend_init(void);                                     \
+	BLKSERV_PUBLIC const struct blkserv_frontend *blkserv_frontend_init(void)                                      \
+	{                                                                                                              \
+		(plugin).struct_size = sizeof(plugin);                                                                 \
+		(plugin).abi_version = BLKSERV_ABI_VERSION;                                                            \
+		return &(plugin);                                                                                      \
 	}
 
 #ifdef __cplusplus

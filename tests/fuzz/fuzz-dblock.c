@@ -46,7 +46,8 @@ static void setup(void)
 	if (!f || !plugins)
 		abort();
 	fputs("device \"d0\" {\n  size = 4M\n  block_size = 4096\n"
-	      "  frontend \"dblock\" { }\n  backend \"ramdisk\" { }\n}\n", f);
+	      "  frontend \"dblock\" { }\n  backend \"ramdisk\" { }\n}\n",
+	      f);
 	fclose(f);
 	if (config_load(path, plugins, &c, &error) < 0 || device_new(&c->devices[0], plugins, &dev) < 0 ||
 	    device_open_backend(dev) < 0) {

@@ -95,9 +95,13 @@ static void fix_records(unsigned char *p, size_t len, uint64_t id, unsigned flag
 	while (pos <= len && len - pos >= LOG_REC_HEADER_SIZE && log_get32(p + pos) == LOG_REC_MAGIC) {
 		unsigned char *h = p + pos;
 		struct log_rec r = {
-			.type = log_get16(h + 6), .seq = log_get64(h + 8), .offset = log_get64(h + 16),
-			.length = log_get64(h + 24), .payload_len = log_get64(h + 32),
-			.segment = flags & F_RECORD_ID ? id : log_get64(h + 40), .synced_seq = log_get64(h + 48),
+			.type = log_get16(h + 6),
+			.seq = log_get64(h + 8),
+			.offset = log_get64(h + 16),
+			.length = log_get64(h + 24),
+			.payload_len = log_get64(h + 32),
+			.segment = flags & F_RECORD_ID ? id : log_get64(h + 40),
+			.synced_seq = log_get64(h + 48),
 		};
 		size_t room = len - pos - LOG_REC_HEADER_SIZE;
 		size_t plen = r.payload_len <= room ? (size_t)r.payload_len : room;
@@ -182,9 +186,8 @@ static void check_idempotent(const struct recover_opts *o, const struct log_stor
 
 	again.read_only = true;
 	r = recover(&again, &s, &res, &msgs);
-	if (r < 0 || res.torn_tail || res.cut_corruption || s.next_seq != first->next_seq ||
-	    s.nsegs != first->nsegs || emap_count(&s.map) != emap_count(&first->map) ||
-	    s.live_bytes != first->live_bytes) {
+	if (r < 0 || res.torn_tail || res.cut_corruption || s.next_seq != first->next_seq || s.nsegs != first->nsegs ||
+	    emap_count(&s.map) != emap_count(&first->map) || s.live_bytes != first->live_bytes) {
 		fprintf(stderr, "second recovery differs: r=%d torn=%d cut=%d next_seq %llu/%llu segs %zu/%zu\n", r,
 			res.torn_tail, res.cut_corruption, (unsigned long long)s.next_seq,
 			(unsigned long long)first->next_seq, s.nsegs, first->nsegs);
@@ -210,7 +213,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	clear_dir();
 	flags = data[0];
-	o = (struct recover_opts){ .cut_corruption = flags & F_CUT, .verify_all = flags & F_VERIFY,
+	o = (struct recover_opts){ .cut_corruption = flags & F_CUT,
+				   .verify_all = flags & F_VERIFY,
 				   .read_only = flags & F_READ_ONLY };
 	for (size_t at = 1; at < size && id <= MAX_SEGS; id++) {
 		size_t end = next_piece(data, size, at);
@@ -223,10 +227,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	if (verbose)
-		fprintf(stderr, "flags 0x%02x: %d segment file(s): recovery %d, %zu segment(s), next_seq %llu, "
-			"%llu extents, torn %d, cut %d\n", flags, (int)id - 1, r, s.nsegs,
-			(unsigned long long)s.next_seq, (unsigned long long)emap_count(&s.map), res.torn_tail,
-			res.cut_corruption);
+		fprintf(stderr,
+			"flags 0x%02x: %d segment file(s): recovery %d, %zu segment(s), next_seq %llu, "
+			"%llu extents, torn %d, cut %d\n",
+			flags, (int)id - 1, r, s.nsegs, (unsigned long long)s.next_seq,
+			(unsigned long long)emap_count(&s.map), res.torn_tail, res.cut_corruption);
 	if (r == 0 && !o.read_only)
 		check_idempotent(&o, &s);
 	store_free(&s);

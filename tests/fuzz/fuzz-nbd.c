@@ -58,7 +58,8 @@ static struct blkserv_device *open_device(void)
 		abort();
 	fputs("device \"fuzz\" {\n  size = 1M\n  block_size = 512\n"
 	      "  frontend \"nbd-export\" { unix = \"/nonexistent/x.sock\" }\n"
-	      "  backend \"ramdisk\" { }\n}\n", f);
+	      "  backend \"ramdisk\" { }\n}\n",
+	      f);
 	fclose(f);
 	if (config_load(path, plugins, &c, &error) < 0 || device_new(&c->devices[0], plugins, &d) < 0 ||
 	    device_open_backend(d) < 0) {
@@ -133,8 +134,13 @@ static int serve(int fd, unsigned mode)
 		.peer = "fuzz client",
 	};
 	struct nbd_export e = {
-		.dev = dev, .name = "fuzz", .description = "a fuzzed export", .size = blkserv_device_size(dev),
-		.tx_flags = cfg.tx_flags, .min_block = cfg.min_block, .pref_block = 4096,
+		.dev = dev,
+		.name = "fuzz",
+		.description = "a fuzzed export",
+		.size = blkserv_device_size(dev),
+		.tx_flags = cfg.tx_flags,
+		.min_block = cfg.min_block,
+		.pref_block = 4096,
 		.max_block = BLKSERV_MAX_IO_BYTES,
 	};
 	struct nbd_negotiated neg;

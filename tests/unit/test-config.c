@@ -12,7 +12,7 @@
 #define DEVICE_OK "  frontend \"testfe\" { socket = \"/run/x.sock\" }\n  backend \"ramdisk\" { }\n"
 
 /* A device of six lines: its frontend on the 4th, its backend on the 5th. */
-#define DEV(name, fe, be) \
+#define DEV(name, fe, be)                                                                                              \
 	"device \"" name "\" {\n  size = 64M\n  block_size = 4096\n  frontend " fe "\n  backend " be "\n}\n"
 #define RAM "\"ramdisk\" { }"
 #define TESTFE "\"testfe\" { socket = \"/run/x.sock\" }"
@@ -172,8 +172,8 @@ static const struct bad_config bad_configs[] = {
 	{ "device \"a\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\" }\n  frontend \"testfe\" { socket = \"/y\" }\n"
 	  "  backend \"ramdisk\" { }\n}\n",
 	  4, "duplicate title 'testfe'" },
-	{ "device \"a\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"ramdisk\" {\n    size = 1M\n  }\n}\n", 4,
-	  "backend 'ramdisk' has no option 'size'" },
+	{ "device \"a\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"ramdisk\" {\n    size = 1M\n  }\n}\n",
+	  4, "backend 'ramdisk' has no option 'size'" },
 	{ "device \"\" {\n  size = 1M\n" DEVICE_OK "}\n", 1, "invalid device name ''" },
 	{ "device \"this-name-is-far-too-long-for-a-device-name\" {\n  size = 1M\n" DEVICE_OK "}\n", 1,
 	  "invalid device name" },
@@ -235,7 +235,8 @@ static const struct bad_config bad_configs[] = {
 	{ DEV("a", NBDX("tcp = \":0\""), RAM), 4, "the port of ':0' must be a number from 1 to 65535" },
 	{ DEV("a", NBDX("tcp = \"localhost:nbd\""), RAM), 4, "the port of 'localhost:nbd' must be a number" },
 	{ DEV("a", NBDX("tcp = \"localhost:-1\""), RAM), 4, "the port of 'localhost:-1' must be a number" },
-	{ DEV("a", NBDX("tcp = \"10809\""), RAM), 4, "option 'tcp': expects ADDRESS:PORT, [IPV6]:PORT or :PORT, not '10809'" },
+	{ DEV("a", NBDX("tcp = \"10809\""), RAM), 4,
+	  "option 'tcp': expects ADDRESS:PORT, [IPV6]:PORT or :PORT, not '10809'" },
 	{ DEV("a", NBDX("tcp = \"::1:10809\""), RAM), 4, "option 'tcp': expects ADDRESS:PORT" },
 	{ DEV("a", NBDX("tcp = \"127.0.0.1:\""), RAM), 4, "option 'tcp': expects ADDRESS:PORT" },
 	{ DEV("a", NBDX("read_only = true"), RAM), 4,
@@ -273,8 +274,8 @@ static const struct bad_config bad_configs[] = {
 	{ DEV("a", NBDX("tcp = \"[::]:10809\""), RAM) DEV("b", NBDX("tcp = \"[fe80::1]:10809\""), RAM), 10,
 	  "the TCP address [fe80::1]:10809 is already used by device 'a'" },
 	{ DEV("a", NBDX("unix = \"/run/a.sock\"  tcp = \"[::1]:10809\""), RAM)
-	  DEV("b", NBDX("unix = \"/run/b.sock\"  tcp = \"[::1]:10809\""), RAM), 10,
-	  "the TCP address [::1]:10809 is already used by device 'a'" },
+		  DEV("b", NBDX("unix = \"/run/b.sock\"  tcp = \"[::1]:10809\""), RAM),
+	  10, "the TCP address [::1]:10809 is already used by device 'a'" },
 	{ DEV("a", TESTFE, FILEB("/nonexistent/d.img")) DEV("b", TESTFE, FILEB("/nonexistent//d.img")), 11,
 	  "device 'b': backend 'file' option 'path': the backing file /nonexistent/d.img is already used by device 'a' "
 	  "(line 5)" },
@@ -292,7 +293,8 @@ static const struct bad_config bad_configs[] = {
 	/* Ranges and choices of the plugins' options (each range's ends: test_option_ranges). */
 	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 32K")), 5,
 	  "option 'segment_size' of backend 'log' expects a size from 64K to 1T, not '32K'" },
-	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 2T")), 5, "expects a size from 64K to 1T, not '2T'" },
+	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 2T")), 5,
+	  "expects a size from 64K to 1T, not '2T'" },
 	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "compact_threshold = 0")), 5,
 	  "option 'compact_threshold' of backend 'log' expects a number from 1 to 99, not '0'" },
 	{ DEV("a", TESTFE, LOGB2("/nonexistent/l", "compact_threshold = 100")), 5, "from 1 to 99, not '100'" },
@@ -308,13 +310,16 @@ static const struct bad_config bad_configs[] = {
 	{ DEV("a", "\"nbd\" { connections = 17 }", RAM), 4,
 	  "option 'connections' of frontend 'nbd' expects a number from 1 to 16, not '17'" },
 	{ DEV("a", "\"nbd\" { connections = 0 }", RAM), 4, "expects a number from 1 to 16, not '0'" },
-	{ DEV("a", "\"nbd\" { index = 2147483648 }", RAM), 4, "option 'index' of frontend 'nbd' expects a number from 0" },
+	{ DEV("a", "\"nbd\" { index = 2147483648 }", RAM), 4,
+	  "option 'index' of frontend 'nbd' expects a number from 0" },
 	{ DEV("a", "\"nbd\" { control = \"sometimes\" }", RAM), 4,
 	  "option 'control' of frontend 'nbd' expects one of auto, netlink, ioctl, not 'sometimes'" },
-	{ DEV("a", "\"ublk\" { queues = 65 }", RAM), 4, "option 'queues' of frontend 'ublk' expects a number from 1 to 64" },
+	{ DEV("a", "\"ublk\" { queues = 65 }", RAM), 4,
+	  "option 'queues' of frontend 'ublk' expects a number from 1 to 64" },
 	{ DEV("a", "\"ublk\" { max_io_size = 6K }", RAM), 4,
 	  "frontend 'ublk' option 'max_io_size': 6144 must be a multiple of the page size" },
-	{ DEV("a", "\"dblock\" { threads = 0 }", RAM), 4, "option 'threads' of frontend 'dblock' expects a number from 1 to 64" },
+	{ DEV("a", "\"dblock\" { threads = 0 }", RAM), 4,
+	  "option 'threads' of frontend 'dblock' expects a number from 1 to 64" },
 	{ DEV("a", "\"dblock\" { max_io_size = 10K }", RAM), 4, "option 'max_io_size': 10240 is not a multiple of 4K" },
 	{ DEV("a", "\"dblock\" { name = \"a/b\" }", RAM), 4, "option 'name': name 'a/b' cannot name a dblock device" },
 	{ "device \"a\" {\n  size = 64M\n  frontend \"dblock\" { }\n  backend \"ramdisk\" { }\n}\n", 3,
@@ -325,16 +330,19 @@ static const struct bad_config bad_configs[] = {
 	/* rbd names, checked without the cluster (Ceph's rules: blkservd-rbd(7)). */
 	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"vm@snap\" }"), 5,
 	  "device 'a': backend 'rbd' option 'image': image \"vm@snap\" contains '@', which Ceph does not allow there" },
-	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"a/b\" }"), 5, "option 'image': image \"a/b\" contains '/'" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"a/b\" }"), 5,
+	  "option 'image': image \"a/b\" contains '/'" },
 	{ DEV("a", TESTFE, "\"rbd\" { pool = \"\" image = \"i\" }"), 5, "option 'pool': pool must not be empty" },
 	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p/q\" image = \"i\" }"), 5, "option 'pool': pool \"p/q\" contains '/'" },
 	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"\" }"), 5, "option 'image': image must not be empty" },
 	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" namespace = \"a/b\" image = \"i\" }"), 5, "option 'namespace'" },
 	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"i\" user = \"osd.0\" }"), 5,
 	  "option 'user': user \"osd.0\" is not a client name" },
-	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"i\" user = \"\" }"), 5, "option 'user': user must not be empty" },
-	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"" LONG_NAME LONG_NAME LONG_NAME LONG_NAME LONG_NAME "\" }"), 5,
-	  "option 'image': image is 260 bytes long, more than 255" },
+	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"i\" user = \"\" }"), 5,
+	  "option 'user': user must not be empty" },
+	{ DEV("a", TESTFE,
+	      "\"rbd\" { pool = \"p\" image = \"" LONG_NAME LONG_NAME LONG_NAME LONG_NAME LONG_NAME "\" }"),
+	  5, "option 'image': image is 260 bytes long, more than 255" },
 	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"i\" keyring = \"/nonexistent/k\" }"), 5,
 	  "option 'keyring': /nonexistent/k: No such file or directory" },
 	{ DEV("a", TESTFE, "\"rbd\" { pool = \"p\" image = \"i\" conf = \"/tmp\" }"), 5,
@@ -349,12 +357,14 @@ static const struct bad_config bad_configs[] = {
 	{ DEV("a", TESTFE, FILEB("/dev/null")), 5, "/dev/null is neither a regular file nor a block device" },
 	{ "device \"a\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"file\" { path = \"/nonexistent/f.img\" }\n}\n",
 	  3, "option 'path': /nonexistent/f.img does not exist; set the device's size option to create it" },
-	{ DEV("a", TESTFE, LOGB("/dev/null")), 5, "backend 'log' option 'dir': /dev/null exists and is not a directory" },
+	{ DEV("a", TESTFE, LOGB("/dev/null")), 5,
+	  "backend 'log' option 'dir': /dev/null exists and is not a directory" },
 
 	/* Comments do not shift the line numbers (libconfuse counts them twice). */
 	{ "# one\n# two\nbogus = 1\n", 3, "no such option 'bogus'" },
 	{ "// one\n/* two\n   three */\nbogus = 1\n", 4, "no such option 'bogus'" },
-	{ "log_level = info # why\n\nlog_level = debug // again\n", 3, "option 'log_level' is set twice (first on line 1)" },
+	{ "log_level = info # why\n\nlog_level = debug // again\n", 3,
+	  "option 'log_level' is set twice (first on line 1)" },
 	{ "device \"a\" {\n  # the size\n  size = 1M\n  frontend \"testfe\" {\n    # where\n    socket = \"/x\"\n"
 	  "    # how many\n    count = abc\n  }\n  backend \"ramdisk\" { }\n}\n",
 	  8, "expects a non-negative integer, not 'abc'" },
@@ -369,7 +379,8 @@ static const struct bad_config bad_configs[] = {
 	{ "device \"a\" {\n  size = 1M\n  frontend \"testfe\" { socket = '/x{' }\n  backend \"ramdisk\" { }\n", 1,
 	  "this '{' is never closed" },
 	{ "device \"a\" {\n  size = 1M\n  frontend \"testfe\" { socket = '/x}' label = 'it\\'s {' }\n"
-	  "  backend \"ramdisk\" { }\n}\n}\n", 6, "unexpected closing brace" },
+	  "  backend \"ramdisk\" { }\n}\n}\n",
+	  6, "unexpected closing brace" },
 };
 
 static void test_invalid_configs(void **state)
@@ -429,7 +440,7 @@ static int load_with_option(const struct plugin_base *b, const char *option, con
 }
 
 static void expect_option_value(const struct plugin_base *b, const char *option, const char *value, bool ok,
-			 const char *message)
+				const char *message)
 {
 	char *error = NULL;
 	int r = load_with_option(b, option, value, &error);
@@ -540,18 +551,18 @@ static void test_valid_edge_cases(void **state)
 		/* The same option in two sections is no duplicate. */
 		"device \"a\" {\n  size = 1M\n" DEVICE_OK "}\ndevice \"b\" {\n  size = 1M\n" DEVICE_OK "}\n",
 		/* Different sockets, addresses, ids, names. */
-		DEV("a", NBDX("unix = \"/run/a.sock\"  tcp = \"127.0.0.1:10809\""), RAM)
-		DEV("b", NBDX("unix = \"/run/b.sock\"  tcp = \"127.0.0.2:10809\""), RAM)
-		DEV("c", NBDX("tcp = \"127.0.0.1:10810\""), RAM)
-		DEV("d", NBDX("tcp = \"0.0.0.0:1\""), RAM)
-		DEV("e", NBDX("tcp = \"[::]:1\""), RAM)
-		DEV("f", NBDX("tcp = \"[::1]:65535\"  tls = off  tls_psk_file = \"/nonexistent/p\""), RAM),
+		DEV("a", NBDX("unix = \"/run/a.sock\"  tcp = \"127.0.0.1:10809\""),
+		    RAM) DEV("b", NBDX("unix = \"/run/b.sock\"  tcp = \"127.0.0.2:10809\""),
+			     RAM) DEV("c", NBDX("tcp = \"127.0.0.1:10810\""), RAM)
+			DEV("d", NBDX("tcp = \"0.0.0.0:1\""), RAM) DEV("e", NBDX("tcp = \"[::]:1\""), RAM)
+				DEV("f", NBDX("tcp = \"[::1]:65535\"  tls = off  tls_psk_file = \"/nonexistent/p\""),
+				    RAM),
 		/* A path with "//" inside an unquoted value is one value. */
 		"runtime_dir = /run//blkservd-test\n",
 		/* The smallest segment_size: max_record_size's default fits itself to it. */
 		DEV("a", TESTFE, LOGB2("/nonexistent/l", "segment_size = 64K"))
-		DEV("b", TESTFE, LOGB2("/nonexistent/m", "max_record_size = 0"))
-		DEV("c", TESTFE, LOGB2("/nonexistent/n", "segment_size = 64K  max_record_size = 16K")),
+			DEV("b", TESTFE, LOGB2("/nonexistent/m", "max_record_size = 0"))
+				DEV("c", TESTFE, LOGB2("/nonexistent/n", "segment_size = 64K  max_record_size = 16K")),
 	};
 	char *image = test_write_file("shared.img", "0123456789abcdef"), *readers;
 	struct config *c = NULL;
@@ -568,7 +579,7 @@ static void test_valid_edge_cases(void **state)
 	/* Readers share a file (a shared lock, a shared claim). */
 	assert_true(asprintf(&readers,
 			     DEV("a", TESTFE, "\"file\" { path = \"%s\" read_only = true }")
-			     DEV("b", TESTFE, "\"file\" { path = \"%s\" read_only = true }"),
+				     DEV("b", TESTFE, "\"file\" { path = \"%s\" read_only = true }"),
 			     image, image) > 0);
 	if (test_load_config(readers, &c, &error) < 0)
 		fail_msg("two readers refused: %s", error);
@@ -613,7 +624,7 @@ static char *load_two_files(const char *pa, bool ro_a, const char *pb, bool ro_b
 
 	snprintf(text, sizeof(text),
 		 DEV("a", TESTFE, "\"file\" { path = \"%s\" read_only = %s }")
-		 DEV("b", TESTFE, "\"file\" { path = \"%s\" read_only = %s }"),
+			 DEV("b", TESTFE, "\"file\" { path = \"%s\" read_only = %s }"),
 		 pa, ro_a ? "true" : "false", pb, ro_b ? "true" : "false");
 	if (test_load_config(text, &c, &error) == 0) {
 		config_free(c);
@@ -669,8 +680,7 @@ static void test_claims_by_identity(void **state)
 	expect_refused(load_two_files(file, false, hard, false), "the backing file", "a hard link");
 	/* A writer and a reader: the reader would fail at open (the writer's
 	 * lock), or worse read what the writer is changing. */
-	expect_refused(load_two_files(file, true, file, false), "is also used read-only by device 'a'",
-		       "ro, then rw");
+	expect_refused(load_two_files(file, true, file, false), "is also used read-only by device 'a'", "ro, then rw");
 	expect_refused(load_two_files(file, false, hard, true),
 		       "a device that writes it cannot share it with another device", "rw, then ro of a hard link");
 	expect_refused(load_two_files(sym, true, hard, false), "also used read-only", "ro symlink, rw hard link");
@@ -680,8 +690,9 @@ static void test_claims_by_identity(void **state)
 	assert_null(load_two_files(file, false, other, false));
 	assert_null(load_two_files(file, true, other, false));
 	/* A log directory through a symlink is the same directory. */
-	snprintf(text, sizeof(text), DEV("a", TESTFE, "\"log\" { dir = \"%s\" }")
-		 DEV("b", TESTFE, "\"log\" { dir = \"%s/\" }"), logdir, loglink);
+	snprintf(text, sizeof(text),
+		 DEV("a", TESTFE, "\"log\" { dir = \"%s\" }") DEV("b", TESTFE, "\"log\" { dir = \"%s/\" }"), logdir,
+		 loglink);
 	assert_true(test_load_config(text, &c, &error) < 0);
 	if (!error || !strstr(error, "test.conf:11: device 'b': backend 'log' option 'dir': the log directory") ||
 	    !strstr(error, "is already used by device 'a'"))
@@ -726,8 +737,7 @@ static void test_tls_files(void **state)
 		  "option 'tls_certificate': cannot read /nonexistent/c.pem: No such file or directory" },
 		{ "tls = require tls_certificate = \"%1$s\" tls_key = \"/nonexistent/k.pem\"",
 		  "option 'tls_key': cannot read /nonexistent/k.pem" },
-		{ "tls = allow tls_certificate = \"%6$s\" tls_key = \"%2$s\"",
-		  "/tls is not a regular file" },
+		{ "tls = allow tls_certificate = \"%6$s\" tls_key = \"%2$s\"", "/tls is not a regular file" },
 		{ "tls = require tls_certificate = \"%1$s\" tls_key = \"%3$s\"",
 		  "option 'tls_certificate': cannot load the certificate" },
 		{ "tls = require tls_certificate = \"%1$s\" tls_key = \"%2$s\" tls_ca = \"%4$s\"",
@@ -735,7 +745,8 @@ static void test_tls_files(void **state)
 		{ "tls = require tls_certificate = \"%1$s\" tls_key = \"%2$s\" tls_ca = \"%6$s\"",
 		  "is not a regular file" },
 		{ "tls = require tls_psk_file = \"%5$s\"", "bad.psk:1: expected USERNAME:HEXKEY" },
-		{ "tls = require tls_psk_file = \"/nonexistent/p\"", "option 'tls_psk_file': cannot read /nonexistent/p" },
+		{ "tls = require tls_psk_file = \"/nonexistent/p\"",
+		  "option 'tls_psk_file': cannot read /nonexistent/p" },
 		{ "tls = require tls_psk_file = \"%6$s\"", "/tls is not a regular file" },
 		{ "tls = require tls_psk_file = \"%4$s\" tls_priority = \"NORMAL:+NO-SUCH-THING\"",
 		  "option 'tls_priority': 'NORMAL:+NO-SUCH-THING:+ECDHE-PSK:+DHE-PSK:+PSK' is not valid near" },
@@ -782,16 +793,11 @@ int main(void)
 	tls_path(psk, sizeof(psk), "test.psk");
 	snprintf(nbd_export_required, sizeof(nbd_export_required), "unix = \"/run/t.sock\" tls_psk_file = \"%s\"", psk);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_full),
-		cmocka_unit_test(test_empty_config),
-		cmocka_unit_test(test_shipped_config),
-		cmocka_unit_test(test_invalid_configs),
-		cmocka_unit_test(test_missing_file),
-		cmocka_unit_test(test_option_ranges),
-		cmocka_unit_test(test_not_a_regular_file),
-		cmocka_unit_test(test_valid_edge_cases),
-		cmocka_unit_test(test_device_config_equal),
-		cmocka_unit_test(test_claims_by_identity),
+		cmocka_unit_test(test_valid_full),          cmocka_unit_test(test_empty_config),
+		cmocka_unit_test(test_shipped_config),      cmocka_unit_test(test_invalid_configs),
+		cmocka_unit_test(test_missing_file),        cmocka_unit_test(test_option_ranges),
+		cmocka_unit_test(test_not_a_regular_file),  cmocka_unit_test(test_valid_edge_cases),
+		cmocka_unit_test(test_device_config_equal), cmocka_unit_test(test_claims_by_identity),
 		cmocka_unit_test(test_tls_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

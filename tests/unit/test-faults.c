@@ -124,8 +124,7 @@ static void test_read_range_not_mapped(void **state)
 	assert_int_equal(blkserv_queue_new(dev, 4, 0, &q), 0);
 	req = blkserv_queue_request(q, 0);
 	write_pattern(q, 4 * MiB);
-	assert_int_equal(test_io(q, BLKSERV_OP_READ, BLKSERV_REQ_MAP_OK, 1 * MiB - 32 * KiB, sizeof(buf), buf),
-			 -EIO);
+	assert_int_equal(test_io(q, BLKSERV_OP_READ, BLKSERV_REQ_MAP_OK, 1 * MiB - 32 * KiB, sizeof(buf), buf), -EIO);
 	assert_int_equal(req->map_fd, -1);
 	assert_int_equal(test_io(q, BLKSERV_OP_READ, BLKSERV_REQ_MAP_OK, 2 * MiB, sizeof(buf), buf), 0);
 	assert_int_equal(req->map_fd, -1);
@@ -296,10 +295,10 @@ static void test_delay_does_not_block_queue(void **state)
 
 	assert_int_equal(blkserv_queue_new(dev, 4, 0, &q), 0);
 	fill(a, sizeof(a), 7);
-	submit(q, 0, BLKSERV_OP_WRITE, 0, a, &pa);     /* 1st request: not delayed */
+	submit(q, 0, BLKSERV_OP_WRITE, 0, a, &pa); /* 1st request: not delayed */
 	assert_true(pa.done);
-	submit(q, 1, BLKSERV_OP_WRITE, 4096, a, &pb);  /* 2nd: waits 300 ms */
-	submit(q, 2, BLKSERV_OP_READ, 0, c, &pc);      /* 3rd: served at once */
+	submit(q, 1, BLKSERV_OP_WRITE, 4096, a, &pb); /* 2nd: waits 300 ms */
+	submit(q, 2, BLKSERV_OP_READ, 0, c, &pc);     /* 3rd: served at once */
 	assert_true(pc.done);
 	assert_int_equal(pc.result, 0);
 	assert_false(pb.done);
@@ -404,11 +403,27 @@ static void test_logged_once(void **state)
 	close(saved);
 	close(fd);
 	assert_int_equal(count_lines(path, "blkservd: f0: fault injection is on (for testing only"), 1);
-	assert_int_equal(count_lines(path, "blkservd: f0: fault injection: read of 4096 bytes at offset 0 fails with EIO (read_error_every)"), 1);
-	assert_int_equal(count_lines(path, "blkservd: f0: fault injection: write of 4096 bytes at offset 0 fails with EIO (write_error_every)"), 1);
-	assert_int_equal(count_lines(path, "blkservd: f0: fault injection: flush of 0 bytes at offset 0 fails with EIO (flush_error_after)"), 1);
+	assert_int_equal(
+		count_lines(
+			path,
+			"blkservd: f0: fault injection: read of 4096 bytes at offset 0 fails with EIO (read_error_every)"),
+		1);
+	assert_int_equal(
+		count_lines(
+			path,
+			"blkservd: f0: fault injection: write of 4096 bytes at offset 0 fails with EIO (write_error_every)"),
+		1);
+	assert_int_equal(
+		count_lines(
+			path,
+			"blkservd: f0: fault injection: flush of 0 bytes at offset 0 fails with EIO (flush_error_after)"),
+		1);
 	assert_int_equal(count_lines(path, "fault injection: "), 4);
-	assert_int_equal(count_lines(path, "blkservd: f0: fault injection: 50 errors injected (20 read_error_every, 10 write_error_every, 20 flush_error_after), 0 requests delayed"), 1);
+	assert_int_equal(
+		count_lines(
+			path,
+			"blkservd: f0: fault injection: 50 errors injected (20 read_error_every, 10 write_error_every, 20 flush_error_after), 0 requests delayed"),
+		1);
 	free(path);
 }
 

@@ -40,9 +40,10 @@ const char *test_plugin_dir(void)
 		copy_plugins(env_dir("BLKSERV_TEST_PLUGIN_DIR"), dir);
 		char src[512];
 		const char *fixtures = env_dir("BLKSERV_TEST_FIXTURE_DIR");
-		snprintf(src, sizeof(src),
-			 "%s/blkserv-frontend-testfe.so' '%s/blkserv-backend-asyncmem.so' '%s/blkserv-backend-badret.so",
-			 fixtures, fixtures, fixtures);
+		snprintf(
+			src, sizeof(src),
+			"%s/blkserv-frontend-testfe.so' '%s/blkserv-backend-asyncmem.so' '%s/blkserv-backend-badret.so",
+			fixtures, fixtures, fixtures);
 		char cmd[1024];
 		snprintf(cmd, sizeof(cmd), "cp '%s' '%s'/ && chmod 0755 '%s'/*.so", src, dir, dir);
 		assert_int_equal(system(cmd), 0);
@@ -143,8 +144,7 @@ static void sync_done(struct blkserv_request *req, int result)
 	s->result = result;
 }
 
-int test_io(struct blkserv_queue *q, uint32_t op, uint32_t flags, uint64_t offset, uint64_t length,
-	    void *buf)
+int test_io(struct blkserv_queue *q, uint32_t op, uint32_t flags, uint64_t offset, uint64_t length, void *buf)
 {
 	struct blkserv_request *req = blkserv_queue_request(q, 0);
 	struct sync_io s = {};

@@ -29,7 +29,6 @@ int test_load_config(const char *text, struct config **ret, char **ret_error);
 struct blkserv_device *test_open_backend(const char *text, const char *name);
 void test_close_device(struct blkserv_device *dev);
 /* Submit one request on @q and process the ring until it completes; returns its result. */
-int test_io(struct blkserv_queue *q, uint32_t op, uint32_t flags, uint64_t offset, uint64_t length,
-	    void *buf);
+int test_io(struct blkserv_queue *q, uint32_t op, uint32_t flags, uint64_t offset, uint64_t length, void *buf);
 
 #endif

@@ -136,12 +136,9 @@ static void test_sticky_error(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pread_pwrite_full),
-		cmocka_unit_test(test_iov_full),
-		cmocka_unit_test(test_stream_full),
-		cmocka_unit_test(test_container_of),
-		cmocka_unit_test(test_timespec_from_ms),
-		cmocka_unit_test(test_sticky_error),
+		cmocka_unit_test(test_pread_pwrite_full), cmocka_unit_test(test_iov_full),
+		cmocka_unit_test(test_stream_full),       cmocka_unit_test(test_container_of),
+		cmocka_unit_test(test_timespec_from_ms),  cmocka_unit_test(test_sticky_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

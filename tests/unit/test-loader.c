@@ -18,7 +18,8 @@ static char *dir_with(const char *fixture, const char *as, mode_t mode)
 
 	assert_true(asprintf(&dir, "%s/loader-%u", test_tmpdir(), n++) > 0);
 	assert_int_equal(mkdir(dir, 0755), 0);
-	snprintf(cmd, sizeof(cmd), "cp '%s/blkserv-backend-%s.so' '%s/blkserv-backend-%s.so' && chmod %o '%s/blkserv-backend-%s.so'",
+	snprintf(cmd, sizeof(cmd),
+		 "cp '%s/blkserv-backend-%s.so' '%s/blkserv-backend-%s.so' && chmod %o '%s/blkserv-backend-%s.so'",
 		 test_fixture_dir(), fixture, dir, as, (unsigned)mode, dir, as);
 	assert_int_equal(system(cmd), 0);
 	return dir;
@@ -65,7 +66,8 @@ static void test_wrong_abi_version(void **state)
 	free(dir);
 	/* Below the oldest version this host loads: refused too, with the range. */
 	dir = dir_with("zeroabi", "zeroabi", 0755);
-	expect_refused(dir, "zeroabi", -EPROTO, "blkserv-backend-zeroabi.so", "ABI version 0; this blkservd supports versions 1 to");
+	expect_refused(dir, "zeroabi", -EPROTO, "blkserv-backend-zeroabi.so",
+		       "ABI version 0; this blkservd supports versions 1 to");
 	free(dir);
 }
 
@@ -207,8 +209,8 @@ static void test_executable(void **state)
 {
 	char *dir = dir_with("good", "good", 0755), cmd[2048];
 
-	snprintf(cmd, sizeof(cmd), "cp /bin/true '%s/blkserv-backend-prog.so' && chmod 0755 '%s/blkserv-backend-prog.so'",
-		 dir, dir);
+	snprintf(cmd, sizeof(cmd),
+		 "cp /bin/true '%s/blkserv-backend-prog.so' && chmod 0755 '%s/blkserv-backend-prog.so'", dir, dir);
 	assert_int_equal(system(cmd), 0);
 	expect_refused(dir, "prog", -ENOEXEC, "cannot load plugin", "blkserv-backend-prog.so");
 	free(dir);
@@ -244,7 +246,8 @@ static void test_missing_and_bad_names(void **state)
 {
 	char *dir = dir_with("good", "good", 0755);
 
-	expect_refused(dir, "absent", -ENOENT, "no backend plugin 'absent'", "blkserv-backend-absent.so does not exist");
+	expect_refused(dir, "absent", -ENOENT, "no backend plugin 'absent'",
+		       "blkserv-backend-absent.so does not exist");
 	expect_refused(dir, "../good", -EINVAL, "invalid backend name '../good'", NULL);
 	expect_refused("/nonexistent-dir", "good", -ENOENT, "plugin directory /nonexistent-dir", NULL);
 	free(dir);

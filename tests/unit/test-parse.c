@@ -15,9 +15,18 @@ static void test_size_suffixes(void **state)
 		const char *s;
 		uint64_t v;
 	} ok[] = {
-		{ "0", 0 },          { "512", 512 },        { "4K", 4096 },           { "4k", 4096 },
-		{ "1M", 1 << 20 },   { "1G", 1ull << 30 },  { "1T", 1ull << 40 },     { "2KiB", 2048 },
-		{ "3MB", 3 << 20 },  { "16384", 16384 },    { "1P", 1ull << 50 },     { "1B", 1 },
+		{ "0", 0 },
+		{ "512", 512 },
+		{ "4K", 4096 },
+		{ "4k", 4096 },
+		{ "1M", 1 << 20 },
+		{ "1G", 1ull << 30 },
+		{ "1T", 1ull << 40 },
+		{ "2KiB", 2048 },
+		{ "3MB", 3 << 20 },
+		{ "16384", 16384 },
+		{ "1P", 1ull << 50 },
+		{ "1B", 1 },
 		{ "16383P", 16383ull << 50 },
 	};
 	uint64_t v;
@@ -30,8 +39,9 @@ static void test_size_suffixes(void **state)
 
 static void test_size_rejects(void **state)
 {
-	static const char *const bad[] = { "", "K", "-1", " 1", "1X", "1KX", "1.5G", "0x10", "1 G",
-					   "18446744073709551616", "16384P", "99999999999T" };
+	static const char *const bad[] = { "",       "K",           "-1",   " 1",  "1X",
+					   "1KX",    "1.5G",        "0x10", "1 G", "18446744073709551616",
+					   "16384P", "99999999999T" };
 	uint64_t v = 42;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -70,8 +80,17 @@ static void test_bool(void **state)
 
 static void test_uint_dec(void **state)
 {
-	static const char *const bad[] = { "", " 1", "1 ", "+1", "-1", "0x10", "12a", "1\n", "1.0",
-					   "18446744073709551616", "99999999999999999999999" };
+	static const char *const bad[] = { "",
+					   " 1",
+					   "1 ",
+					   "+1",
+					   "-1",
+					   "0x10",
+					   "12a",
+					   "1\n",
+					   "1.0",
+					   "18446744073709551616",
+					   "99999999999999999999999" };
 	uint64_t v = 42;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -88,8 +107,9 @@ static void test_uint_dec(void **state)
 
 static void test_int_dec(void **state)
 {
-	static const char *const bad[] = { "", "-", "--1", "+1", " -1", "-0x1", "1x",
-					   "9223372036854775808", "-9223372036854775809" };
+	static const char *const bad[] = {
+		"", "-", "--1", "+1", " -1", "-0x1", "1x", "9223372036854775808", "-9223372036854775809"
+	};
 	int64_t v = 42;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -128,8 +148,14 @@ static void write_file(const char *path, const char *text)
 
 static void test_uint_file(void **state)
 {
-	static const char *const bad[] = { "", "\n", "junk\n", "12\n\n", " 12\n", "-1\n",
-					   "18446744073709551616\n", "123456789012345678901234567890123\n" };
+	static const char *const bad[] = { "",
+					   "\n",
+					   "junk\n",
+					   "12\n\n",
+					   " 12\n",
+					   "-1\n",
+					   "18446744073709551616\n",
+					   "123456789012345678901234567890123\n" };
 	char dir[] = "/tmp/test-parse-XXXXXX";
 	char path[64];
 	uint64_t v = 42;
@@ -156,14 +182,10 @@ static void test_uint_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_size_suffixes),
-		cmocka_unit_test(test_size_rejects),
-		cmocka_unit_test(test_uint),
-		cmocka_unit_test(test_bool),
-		cmocka_unit_test(test_uint_dec),
-		cmocka_unit_test(test_int_dec),
-		cmocka_unit_test(test_pid),
-		cmocka_unit_test(test_uint_file),
+		cmocka_unit_test(test_size_suffixes), cmocka_unit_test(test_size_rejects),
+		cmocka_unit_test(test_uint),          cmocka_unit_test(test_bool),
+		cmocka_unit_test(test_uint_dec),      cmocka_unit_test(test_int_dec),
+		cmocka_unit_test(test_pid),           cmocka_unit_test(test_uint_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,8 +9,8 @@
 #include "test-helpers.h"
 #include "log.h"
 
-#define ASYNC_CONFIG                                                              \
-	"device \"am\" {\n  frontend \"testfe\" { socket = \"/x\" }\n"            \
+#define ASYNC_CONFIG                                                                                                   \
+	"device \"am\" {\n  frontend \"testfe\" { socket = \"/x\" }\n"                                                 \
 	"  backend \"asyncmem\" { }\n}\n"
 
 static unsigned stat_value(struct blkserv_device *dev, const char *key)
@@ -65,9 +65,14 @@ static void test_many_in_flight(void **state)
 	for (uint32_t tag = 0; tag < 16; tag++) {
 		struct blkserv_request *req = blkserv_queue_request(q, tag);
 		memset(bufs[tag], (int)tag + 1, 4096);
-		*req = (struct blkserv_request){ .op = BLKSERV_OP_WRITE, .offset = tag * 4096ull,
-						 .length = 4096, .buf = bufs[tag], .done = many_done,
-						 .frontend_data = &m, .queue = q, .tag = tag };
+		*req = (struct blkserv_request){ .op = BLKSERV_OP_WRITE,
+						 .offset = tag * 4096ull,
+						 .length = 4096,
+						 .buf = bufs[tag],
+						 .done = many_done,
+						 .frontend_data = &m,
+						 .queue = q,
+						 .tag = tag };
 		blkserv_submit(req);
 	}
 	assert_int_equal(blkserv_queue_request(q, 16) == NULL, 1);
@@ -163,10 +168,11 @@ static void test_device_start_stop(void **state)
 	struct config *c = NULL;
 	struct blkserv_device *dev;
 	char *error = NULL, *logged;
-	const char *text = "device \"ok\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\" }\n"
-			   "  backend \"ramdisk\" { }\n}\n"
-			   "device \"bad\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\"\n fail_start = true }\n"
-			   "  backend \"ramdisk\" { }\n}\n";
+	const char *text =
+		"device \"ok\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\" }\n"
+		"  backend \"ramdisk\" { }\n}\n"
+		"device \"bad\" {\n  size = 1M\n  frontend \"testfe\" { socket = \"/x\"\n fail_start = true }\n"
+		"  backend \"ramdisk\" { }\n}\n";
 
 	if (test_load_config(text, &c, &error) < 0)
 		fail_msg("config: %s", error);
@@ -197,12 +203,9 @@ static void test_device_start_stop(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_remote_completion),
-		cmocka_unit_test(test_many_in_flight),
-		cmocka_unit_test(test_fua_emulated_by_flush),
-		cmocka_unit_test(test_unknown_op_refused),
-		cmocka_unit_test(test_bad_return_is_eio),
-		cmocka_unit_test(test_device_start_stop),
+		cmocka_unit_test(test_remote_completion),     cmocka_unit_test(test_many_in_flight),
+		cmocka_unit_test(test_fua_emulated_by_flush), cmocka_unit_test(test_unknown_op_refused),
+		cmocka_unit_test(test_bad_return_is_eio),     cmocka_unit_test(test_device_start_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

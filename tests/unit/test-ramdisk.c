@@ -9,8 +9,8 @@
 #include "test-helpers.h"
 
 #define SIZE_1G (1ull << 30)
-#define CONFIG(size, ro)                                                          \
-	"device \"rd\" {\n  size = " size "\n  read_only = " ro "\n"              \
+#define CONFIG(size, ro)                                                                                               \
+	"device \"rd\" {\n  size = " size "\n  read_only = " ro "\n"                                                   \
 	"  frontend \"testfe\" { socket = \"/x\" }\n  backend \"ramdisk\" { }\n}\n"
 
 struct fixture {

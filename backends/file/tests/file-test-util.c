@@ -17,7 +17,6 @@
 #include "test-helpers.h"
 #include "file-test-util.h"
 
-
 /* ---- helpers ------------------------------------------------------------ */
 
 char *xasprintf(const char *fmt, ...)
@@ -36,8 +35,8 @@ char *xasprintf(const char *fmt, ...)
  * line like "size = 4M" or "". */
 char *config(const char *backend, const char *path, const char *size, const char *opts, bool two)
 {
-#define DEVICE_FMT                                                                     \
-	"device \"%s\" {\n  %s\n  frontend \"testfe\" { socket = \"/x\" }\n" \
+#define DEVICE_FMT                                                                                                     \
+	"device \"%s\" {\n  %s\n  frontend \"testfe\" { socket = \"/x\" }\n"                                           \
 	"  backend \"%s\" {\n    path = \"%s\"\n    %s\n  }\n}\n"
 	char *f = xasprintf(DEVICE_FMT, "f", size, backend, path, opts);
 	char *g = two ? xasprintf(DEVICE_FMT, "g", size, backend, path, opts) : strdup("");
@@ -47,7 +46,6 @@ char *config(const char *backend, const char *path, const char *size, const char
 	free(g);
 	return text;
 }
-
 
 struct capture capture_start(void)
 {
@@ -178,7 +176,6 @@ unsigned long long stat_of(struct blkserv_device *dev, const char *key)
 	return strtoull(p + strlen(pat), NULL, 10);
 }
 
-
 void manual_done(struct blkserv_request *req, int result)
 {
 	struct manual_io *m = req->frontend_data;
@@ -187,8 +184,8 @@ void manual_done(struct blkserv_request *req, int result)
 	m->result = result;
 }
 
-void submit_manual(struct blkserv_queue *q, struct manual_io *m, uint32_t op, uint64_t offset,
-			  uint64_t length, void *buf)
+void submit_manual(struct blkserv_queue *q, struct manual_io *m, uint32_t op, uint64_t offset, uint64_t length,
+		   void *buf)
 {
 	struct blkserv_request *req = blkserv_queue_request(q, 1);
 
@@ -218,7 +215,6 @@ int wait_manual(struct blkserv_queue *q, struct manual_io *m)
 }
 
 /* ---- fixture: an 8 MiB file on /tmp (or /dev/shm) ------------------------- */
-
 
 struct fixture *fixture_new(const char *base, const char *opts)
 {
@@ -300,4 +296,3 @@ void check_file_matches(struct fixture *f, uint64_t off, size_t len)
 	assert_memory_equal(f->a, f->b, len);
 	close(fd);
 }
-

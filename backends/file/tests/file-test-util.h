@@ -49,7 +49,8 @@ uint64_t file_size(const char *path);
 uint64_t allocated(const char *path);
 unsigned long long stat_of(struct blkserv_device *dev, const char *key);
 void manual_done(struct blkserv_request *req, int result);
-void submit_manual(struct blkserv_queue *q, struct manual_io *m, uint32_t op, uint64_t offset, uint64_t length, void *buf);
+void submit_manual(struct blkserv_queue *q, struct manual_io *m, uint32_t op, uint64_t offset, uint64_t length,
+		   void *buf);
 void process_once(struct blkserv_queue *q);
 int wait_manual(struct blkserv_queue *q, struct manual_io *m);
 struct fixture *fixture_new(const char *base, const char *opts);

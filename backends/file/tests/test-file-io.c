@@ -93,8 +93,8 @@ static void test_write_zeroes(void **state)
 	assert_true(allocated(f->path) >= before);
 
 	/* Unaligned and FUA. */
-	assert_int_equal(test_io(f->q, BLKSERV_OP_WRITE_ZEROES, BLKSERV_REQ_NO_HOLE | BLKSERV_REQ_FUA,
-				 3 * MiB + 7, 1000, NULL),
+	assert_int_equal(test_io(f->q, BLKSERV_OP_WRITE_ZEROES, BLKSERV_REQ_NO_HOLE | BLKSERV_REQ_FUA, 3 * MiB + 7,
+				 1000, NULL),
 			 0);
 
 	assert_int_equal(test_io(f->q, BLKSERV_OP_READ, 0, 0, 4 * MiB, f->b), 0);

@@ -37,8 +37,10 @@ static void test_create_sparse(void **state)
 static void test_roundtrip(void **state)
 {
 	struct fixture *f = *state;
-	static const struct { uint64_t off, len; } io[] = {
-		{ 0, 512 }, { 4096, 4096 }, { 3 * MiB - 512, MiB }, { 8 * MiB - 4 * MiB, 4 * MiB },
+	static const struct {
+		uint64_t off, len;
+	} io[] = {
+		{ 0, 512 },    { 4096, 4096 },     { 3 * MiB - 512, MiB }, { 8 * MiB - 4 * MiB, 4 * MiB },
 		{ 100, 1000 }, { 8 * MiB - 3, 3 },
 	};
 

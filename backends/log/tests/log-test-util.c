@@ -19,7 +19,6 @@
 #include "test-helpers.h"
 #include "log-test-util.h"
 
-
 /* ---- opening ------------------------------------------------------- */
 
 char *config_text(const char *dir, const char *extra, uint64_t size)
@@ -28,16 +27,18 @@ char *config_text(const char *dir, const char *extra, uint64_t size)
 
 	if (size)
 		snprintf(sz, sizeof(sz), "  size = %" PRIu64 "\n", size);
-	if (asprintf(&text, "device \"lg\" {\n%s  block_size = 512\n"
-			    "  frontend \"testfe\" { socket = \"/x\" }\n"
-			    "  backend \"log\" {\n    dir = \"%s\"\n%s\n  }\n}\n", sz, dir, extra ? extra : "") < 0)
+	if (asprintf(&text,
+		     "device \"lg\" {\n%s  block_size = 512\n"
+		     "  frontend \"testfe\" { socket = \"/x\" }\n"
+		     "  backend \"log\" {\n    dir = \"%s\"\n%s\n  }\n}\n",
+		     sz, dir, extra ? extra : "") < 0)
 		abort();
 	return text;
 }
 
 /* Open; on failure return -errno with what was logged in @errbuf. */
 int try_open(const char *dir, const char *extra, uint64_t size, struct blkserv_device **ret, char *errbuf,
-		    size_t errlen)
+	     size_t errlen)
 {
 	char *text = config_text(dir, extra, size), *error = NULL;
 	char errpath[256];
@@ -103,7 +104,6 @@ uint64_t stat_value(struct blkserv_device *dev, const char *key)
 	return strtoull(p, NULL, 10);
 }
 
-
 unsigned char pattern(uint32_t id, uint32_t off)
 {
 	uint32_t x = id * 2654435761u ^ off * 40503u;
@@ -112,8 +112,6 @@ unsigned char pattern(uint32_t id, uint32_t off)
 }
 
 /* ---- the log's records --------------------------------------------- */
-
-
 
 static uint64_t file_size(const char *dir, uint64_t id)
 {
@@ -163,7 +161,8 @@ void read_layout(const char *dir, struct layout *l)
 			const char *why;
 			assert_int_equal(pread(fd, rh, sizeof(rh), (off_t)pos), sizeof(rh));
 			assert_int_equal(log_rec_decode(rh, &rec, &why), 0);
-			l->r[l->n++] = (struct rec_pos){ l->segs[s], pos, pos + LOG_REC_HEADER_SIZE + rec.payload_len, rec.seq };
+			l->r[l->n++] = (struct rec_pos){ l->segs[s], pos, pos + LOG_REC_HEADER_SIZE + rec.payload_len,
+							 rec.seq };
 			pos += LOG_REC_HEADER_SIZE + rec.payload_len;
 			assert_true(l->n < 4096);
 		}
@@ -195,7 +194,6 @@ void flip_bit(const char *dir, uint64_t id, uint64_t pos, int bit)
 }
 
 /* ---- the data path, compaction, space ------------------------------ */
-
 
 char *fresh_dir(const char *name)
 {

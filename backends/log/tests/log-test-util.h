@@ -31,14 +31,15 @@ struct layout {
 struct dev_model {
 	struct blkserv_device *dev;
 	struct blkserv_queue *q;
-	unsigned char *m;   /* what the device must read back */
+	unsigned char *m; /* what the device must read back */
 	unsigned char *buf;
 	uint64_t size;
 	uint32_t id;
 };
 
 char *config_text(const char *dir, const char *extra, uint64_t size);
-int try_open(const char *dir, const char *extra, uint64_t size, struct blkserv_device **ret, char *errbuf, size_t errlen);
+int try_open(const char *dir, const char *extra, uint64_t size, struct blkserv_device **ret, char *errbuf,
+	     size_t errlen);
 struct blkserv_device *open_log(const char *dir, const char *extra);
 uint64_t stat_value(struct blkserv_device *dev, const char *key);
 unsigned char pattern(uint32_t id, uint32_t off);

@@ -84,9 +84,9 @@ static void test_crc_agree(void **state)
 #define NSEG 6
 
 struct model {
-	uint64_t seg[SPACE];  /* 0: never written */
+	uint64_t seg[SPACE]; /* 0: never written */
 	uint64_t foff[SPACE];
-	int64_t live[NSEG];   /* what dead callbacks left */
+	int64_t live[NSEG]; /* what dead callbacks left */
 };
 
 static void on_dead(void *ctx, const struct extent *p)
@@ -204,8 +204,14 @@ static void test_emap_many(void **state)
 
 static void test_record_bits(void **state)
 {
-	struct log_rec r = { .type = LOG_REC_WRITE, .seq = 77, .offset = 4096, .length = 512, .payload_len = 512,
-			     .segment = 3, .synced_seq = 70 }, d;
+	struct log_rec r = { .type = LOG_REC_WRITE,
+			     .seq = 77,
+			     .offset = 4096,
+			     .length = 512,
+			     .payload_len = 512,
+			     .segment = 3,
+			     .synced_seq = 70 },
+		       d;
 	unsigned char payload[512], hdr[LOG_REC_HEADER_SIZE];
 	const char *why = NULL;
 	uint32_t pcrc;
@@ -247,12 +253,9 @@ static void test_segment_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crc_vectors),
-		cmocka_unit_test(test_crc_agree),
-		cmocka_unit_test(test_emap_model),
-		cmocka_unit_test(test_emap_many),
-		cmocka_unit_test(test_record_bits),
-		cmocka_unit_test(test_segment_names),
+		cmocka_unit_test(test_crc_vectors), cmocka_unit_test(test_crc_agree),
+		cmocka_unit_test(test_emap_model),  cmocka_unit_test(test_emap_many),
+		cmocka_unit_test(test_record_bits), cmocka_unit_test(test_segment_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -41,8 +41,8 @@ enum op_kind { OP_WRITE, OP_WRITE_FUA, OP_TRIM, OP_ZERO, OP_FLUSH, OP_RESTART };
 struct op {
 	enum op_kind kind;
 	uint32_t off, len, id;
-	uint64_t seq;       /* the sequence number of its data record */
-	bool durable;       /* a flush point: everything before it is durable */
+	uint64_t seq; /* the sequence number of its data record */
+	bool durable; /* a flush point: everything before it is durable */
 };
 
 #define MAX_OPS 400
@@ -53,7 +53,6 @@ struct workload {
 	char dir[256];
 	uint64_t final_seq; /* next_seq at the end */
 };
-
 
 static bool has_record(const struct op *o)
 {
@@ -157,7 +156,6 @@ static void run_workload(struct workload *w, int n, unsigned seed)
 
 /* ---- damaging copies ----------------------------------------------- */
 
-
 /* Empty (or create) the directory @dir. */
 static void empty_dir(const char *dir)
 {
@@ -207,7 +205,6 @@ static void cut_log(const char *dir, const struct layout *l, uint64_t id, uint64
 	}
 }
 
-
 static void append_bytes(const char *dir, uint64_t id, const void *p, size_t len)
 {
 	char path[512];
@@ -231,8 +228,7 @@ static uint64_t first_lost_seq(const struct workload *w, const struct layout *l,
 	return w->final_seq;
 }
 
-static void verify_device(struct blkserv_device *dev, const struct workload *w, uint64_t next_seq,
-			  const char *what)
+static void verify_device(struct blkserv_device *dev, const struct workload *w, uint64_t next_seq, const char *what)
 {
 	unsigned char *want = malloc(DEV_SIZE), *got = malloc(DEV_SIZE);
 	struct blkserv_queue *q;
@@ -243,8 +239,8 @@ static void verify_device(struct blkserv_device *dev, const struct workload *w, 
 	blkserv_queue_free(q);
 	for (uint32_t i = 0; i < DEV_SIZE; i++)
 		if (want[i] != got[i])
-			fail_msg("%s: byte %u is %02x, expected %02x (recovered next_seq %" PRIu64 ")", what, i,
-				 got[i], want[i], next_seq);
+			fail_msg("%s: byte %u is %02x, expected %02x (recovered next_seq %" PRIu64 ")", what, i, got[i],
+				 want[i], next_seq);
 	free(want);
 	free(got);
 }
@@ -462,8 +458,9 @@ static void test_flip_durable(void **state)
 			continue;
 		tried++;
 		uint64_t pos = r->pos + (uint64_t)rand() % (r->end - r->pos);
-		snprintf(what, sizeof(what), "bit flipped in durable seq %" PRIu64 " (segment %" PRIu64 " offset %"
-			 PRIu64 ")", r->seq, r->seg, pos);
+		snprintf(what, sizeof(what),
+			 "bit flipped in durable seq %" PRIu64 " (segment %" PRIu64 " offset %" PRIu64 ")", r->seq,
+			 r->seg, pos);
 		copy_log(w->dir, dir, l);
 		flip_bit(dir, r->seg, pos, rand() % 8);
 		expect_refusal(dir, CRASH_OPTS, r->seg, r->pos, what);
@@ -519,7 +516,6 @@ static void test_flip_before_checkpoint(void **state)
 	snprintf(cmd, sizeof(cmd), "'%s' verify '%s' >'%s' 2>&1", getenv("BLKSERV_LOG_TOOL"), w->dir, out);
 	assert_int_equal(system(cmd), 0);
 }
-
 
 int main(void)
 {

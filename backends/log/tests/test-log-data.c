@@ -22,7 +22,6 @@
 #include "test-helpers.h"
 #include "log-test-util.h"
 
-
 static void test_basic(void **state)
 {
 	_cleanup_free_ char *dir = fresh_dir("basic");
@@ -42,7 +41,8 @@ static void test_basic(void **state)
 	assert_int_equal(test_io(d.q, BLKSERV_OP_WRITE, 0, DEV_SIZE, 512, d.buf), -ENOSPC);
 	assert_int_equal(d.dev->backend->backend.get_stats(d.dev->backend_handle, stats, sizeof(stats)), 0);
 	for (const char *k = "live_bytes=\0garbage_bytes=\0segments=\0client_write_bytes=\0disk_write_bytes=\0"
-			     "write_amplification=\0"; *k; k += strlen(k) + 1)
+			     "write_amplification=\0";
+	     *k; k += strlen(k) + 1)
 		if (!strstr(stats, k))
 			fail_msg("no %s in stats:\n%s", k, stats);
 	assert_int_equal(stat_value(d.dev, "client_write_bytes"), 4096 + 8192 + 512);
@@ -81,7 +81,7 @@ static void test_refusals(void **state)
 	assert_true(test_load_config(text, &c, &error) < 0);
 	assert_non_null(error);
 	if (!strstr(error, "test.conf:") || !strstr(error, "option 'segment_size' of backend 'log' expects a size "
-							     "from 64K to 1T, not '4K'"))
+							   "from 64K to 1T, not '4K'"))
 		fail_msg("unexpected config error: %s", error);
 }
 
@@ -93,8 +93,8 @@ static void overwrite_randomly(struct dev_model *d, int n, uint32_t max_blocks)
 		if (off + len > d->size)
 			len = (uint32_t)(d->size - off);
 		if (i % 40 == 7)
-			dm_zero(d, i % 80 == 7 ? BLKSERV_OP_TRIM : BLKSERV_OP_WRITE_ZEROES, off, len * 4 > d->size - off ?
-				(uint32_t)(d->size - off) : len * 4);
+			dm_zero(d, i % 80 == 7 ? BLKSERV_OP_TRIM : BLKSERV_OP_WRITE_ZEROES, off,
+				len * 4 > d->size - off ? (uint32_t)(d->size - off) : len * 4);
 		else
 			assert_int_equal(dm_write(d, off, len, 0), 0);
 	}
@@ -113,7 +113,6 @@ static void wait_for_compaction(struct dev_model *d, uint64_t min_rounds)
 		 stat_value(d->dev, "compactions"), stat_value(d->dev, "garbage_bytes"),
 		 stat_value(d->dev, "log_bytes"));
 }
-
 
 /* Compaction keeps every byte: the device's checksum before and after,
  * with writes going on during it, and after restarts. */
@@ -163,7 +162,8 @@ static void test_compaction_race(void **state)
 	srand(21);
 	dm_open(&d, dir, "segment_size = 64K\ncompact_threshold = 5\n", DEV_SIZE);
 	for (int i = 0; i < 1500; i++)
-		assert_int_equal(dm_write(&d, (uint64_t)(rand() % 24) * 4096, 4096 * (1 + (uint32_t)(rand() % 2)), 0), 0);
+		assert_int_equal(dm_write(&d, (uint64_t)(rand() % 24) * 4096, 4096 * (1 + (uint32_t)(rand() % 2)), 0),
+				 0);
 	dm_verify(&d, "writes racing with compaction");
 	/* Compaction runs in the background: wait for it rather than assume
 	 * it already ran (it had not, once, on a loaded machine). */
@@ -294,16 +294,12 @@ static void test_threads(void **state)
 	dm_free(&d);
 }
 
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_basic),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_compaction),
-		cmocka_unit_test(test_compaction_race),
-		cmocka_unit_test(test_space_limit),
-		cmocka_unit_test(test_sync_failure),
+		cmocka_unit_test(test_basic),       cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_compaction),  cmocka_unit_test(test_compaction_race),
+		cmocka_unit_test(test_space_limit), cmocka_unit_test(test_sync_failure),
 		cmocka_unit_test(test_threads),
 	};
 

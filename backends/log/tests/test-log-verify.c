@@ -174,8 +174,8 @@ static void test_corrupt_data_read(void **state)
 	assert_int_equal(stat_value(d.dev, "recovery_replayed_bytes"), 0); /* nothing replayed: not seen at start */
 	capture_begin();
 	expect_eio(&d, 5 * 4096, 4096, disk);
-	expect_eio(&d, 5 * 4096 + 512, 512, NULL);     /* a part of the record */
-	expect_eio(&d, 3 * 4096, 4 * 4096, NULL);      /* intact blocks around it: the whole read fails */
+	expect_eio(&d, 5 * 4096 + 512, 512, NULL); /* a part of the record */
+	expect_eio(&d, 3 * 4096, 4 * 4096, NULL);  /* intact blocks around it: the whole read fails */
 	_cleanup_free_ char *text = capture_end();
 	expect_named(text, seg, pos, 1, "three reads of one corrupt record");
 	assert_non_null(strstr(text, "record checksum mismatch"));
@@ -300,7 +300,7 @@ static void test_scrub(void **state)
 
 	find_write(dir, 2 * 4096, &s1, &p1);
 	find_write(dir, 11 * 4096, &s2, &p2);
-	{	/* the garbage record of block 9: the first one */
+	{ /* the garbage record of block 9: the first one */
 		_cleanup_free_ struct layout *l = calloc(1, sizeof(*l));
 		read_layout(dir, l);
 		s3 = l->segs[0];
@@ -430,8 +430,8 @@ static void test_compaction_keeps_corruption(void **state)
 	/* Compaction down to 5 % garbage: it must get to segment 1. */
 	dm_open(&d, dir, "segment_size = 64K\ncompact_threshold = 5\ncheckpoint_interval = 512K\n", size);
 	capture_begin();
-	for (int i = 0; i < 600 && (stat_value(d.dev, "deleted_segments") == 0 ||
-				    stat_value(d.dev, "checksum_errors") == 0); i++)
+	for (int i = 0;
+	     i < 600 && (stat_value(d.dev, "deleted_segments") == 0 || stat_value(d.dev, "checksum_errors") == 0); i++)
 		usleep(50000);
 	_cleanup_free_ char *text = capture_end();
 	assert_true(stat_value(d.dev, "deleted_segments") > 0);
@@ -462,7 +462,8 @@ static void test_max_record_size(void **state)
 	/* Out of range: the config is refused (--check-config too), naming
 	 * the line and the option. */
 	for (const char *bad = "max_record_size = 6000\0max_record_size = 2K\0segment_size = 64K\n"
-			       "max_record_size = 32K\0"; *bad; bad += strlen(bad) + 1) {
+			       "max_record_size = 32K\0";
+	     *bad; bad += strlen(bad) + 1) {
 		_cleanup_free_ char *text = config_text(dir, bad, DEV_SIZE), *error = NULL;
 		struct config *c = NULL;
 		assert_true(test_load_config(text, &c, &error) < 0);
@@ -470,8 +471,8 @@ static void test_max_record_size(void **state)
 			fail_msg("%s: unexpected config error: %s", bad, error ? error : "(none)");
 	}
 	dm_open(&d, dir, "max_record_size = 16K", DEV_SIZE);
-	assert_int_equal(dm_write(&d, 0, 65536, BLKSERV_REQ_FUA), 0);      /* 4 records */
-	assert_int_equal(dm_write(&d, 65536 + 512, 20000, 0), 0);          /* 16K + the rest */
+	assert_int_equal(dm_write(&d, 0, 65536, BLKSERV_REQ_FUA), 0); /* 4 records */
+	assert_int_equal(dm_write(&d, 65536 + 512, 20000, 0), 0);     /* 16K + the rest */
 	assert_int_equal(stat_value(d.dev, "extents"), 6);
 	assert_int_equal(stat_value(d.dev, "client_write_bytes"), 65536 + 20000);
 	dm_verify(&d, "split writes");
@@ -522,8 +523,8 @@ static void test_default_split(void **state)
 	flip_bit(dir, seg, pos + LOG_REC_HEADER_SIZE + 65536 - 1, 2);
 	dm_open(&d, dir, "", BIG_SIZE);
 	capture_begin();
-	expect_eio(&d, (1 << 20) + 3 * 65536 + 61440, 4096, NULL);  /* its last block */
-	expect_eio(&d, 1 << 20, 1 << 20, NULL);                     /* the whole write */
+	expect_eio(&d, (1 << 20) + 3 * 65536 + 61440, 4096, NULL); /* its last block */
+	expect_eio(&d, 1 << 20, 1 << 20, NULL);                    /* the whole write */
 	_cleanup_free_ char *text = capture_end();
 	expect_named(text, seg, pos, 1, "a corrupt record of a split write");
 	/* The other records of the same write read back. */
@@ -567,7 +568,7 @@ static void test_old_default_log(void **state)
 	dm_open(&d, dir, "", BIG_SIZE);
 	dm_verify(&d, "an old-default log after a clean stop, opened with the new default");
 	assert_int_equal(stat_value(d.dev, "extents"), 6);
-	write_mib(&d, 2 << 20);                  /* new data: 16 records */
+	write_mib(&d, 2 << 20); /* new data: 16 records */
 	assert_int_equal(stat_value(d.dev, "extents"), 6 - 1 + 16);
 	dm_close(&d, false);
 	dm_open(&d, dir, "max_record_size = 0", BIG_SIZE); /* and back */
@@ -576,7 +577,7 @@ static void test_old_default_log(void **state)
 	/* Compaction copies the old 1 MiB records as 64 KiB ones. */
 	dm_open(&d, dir, compact, BIG_SIZE);
 	for (int i = 0; i < 3; i++)
-		write_mib(&d, 2 << 20);          /* garbage, so the old segment is compacted */
+		write_mib(&d, 2 << 20); /* garbage, so the old segment is compacted */
 	for (int i = 0; i < 100 && stat_value(d.dev, "compactions") == 0; i++)
 		usleep(50 * 1000);
 	assert_true(stat_value(d.dev, "compactions") > 0);
@@ -591,14 +592,10 @@ static void test_old_default_log(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_corrupt_data_read),
-		cmocka_unit_test(test_corrupt_header_read),
-		cmocka_unit_test(test_corrupt_while_running),
-		cmocka_unit_test(test_scrub),
-		cmocka_unit_test(test_scrub_with_writes),
-		cmocka_unit_test(test_compaction_keeps_corruption),
-		cmocka_unit_test(test_max_record_size),
-		cmocka_unit_test(test_default_split),
+		cmocka_unit_test(test_corrupt_data_read),     cmocka_unit_test(test_corrupt_header_read),
+		cmocka_unit_test(test_corrupt_while_running), cmocka_unit_test(test_scrub),
+		cmocka_unit_test(test_scrub_with_writes),     cmocka_unit_test(test_compaction_keeps_corruption),
+		cmocka_unit_test(test_max_record_size),       cmocka_unit_test(test_default_split),
 		cmocka_unit_test(test_old_default_log),
 	};
 

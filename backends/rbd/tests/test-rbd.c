@@ -105,7 +105,7 @@ static void expect_error(const char *size, const char *opts, int err, const char
 	free(text);
 }
 
-#define EXPECT_ERROR(size, opts, err, ...) \
+#define EXPECT_ERROR(size, opts, err, ...)                                                                             \
 	expect_error((size), (opts), (err), (const char *const[]){ __VA_ARGS__, NULL })
 
 /* The config is refused (the validate step, as --check-config does) with
@@ -125,7 +125,7 @@ static void expect_config_error(const char *size, const char *opts, const char *
 	free(text);
 }
 
-#define EXPECT_CONFIG_ERROR(size, opts, ...) \
+#define EXPECT_CONFIG_ERROR(size, opts, ...)                                                                           \
 	expect_config_error((size), (opts), (const char *const[]){ __VA_ARGS__, NULL })
 
 /* A ceph.conf in the test's directory; returns its path (malloc'd). */
@@ -224,8 +224,8 @@ static void test_missing_files(void **state)
 {
 	char *o;
 
-	EXPECT_CONFIG_ERROR("", "pool = \"p\" image = \"i\" conf = \"/nonexistent/ceph.conf\"", "test.conf:",
-			    "option 'conf'", "/nonexistent/ceph.conf: No such file or directory");
+	EXPECT_CONFIG_ERROR("", "pool = \"p\" image = \"i\" conf = \"/nonexistent/ceph.conf\"",
+			    "test.conf:", "option 'conf'", "/nonexistent/ceph.conf: No such file or directory");
 	o = xasprintf("pool = \"p\" image = \"i\" conf = \"%s\" keyring = \"/nonexistent/kr\"", empty_conf());
 	EXPECT_CONFIG_ERROR("", o, "option 'keyring'", "/nonexistent/kr: No such file or directory");
 	free(o);
@@ -267,8 +267,8 @@ static void test_unreachable_cluster(void **state)
 	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(listen(s, 16), 0);
 	assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &salen), 0);
-	conf_text = xasprintf("[global]\nmon_host = v2:127.0.0.1:%u\nauth_client_required = none\n",
-			      ntohs(sa.sin_port));
+	conf_text =
+		xasprintf("[global]\nmon_host = v2:127.0.0.1:%u\nauth_client_required = none\n", ntohs(sa.sin_port));
 	conf = write_ceph_conf("silent.conf", conf_text);
 	o = xasprintf("pool = \"pool1\" namespace = \"ns\" image = \"img\" timeout = 1 conf = \"%s\"", conf);
 	EXPECT_ERROR("", o, -ETIMEDOUT, "pool1/ns/img", "cannot connect", "timeout");
@@ -295,12 +295,12 @@ static const char *cluster_pool(void)
 }
 
 /* First in a test: skip() longjmps past _cleanup_ handlers. */
-#define NEED_CLUSTER()                                                          \
-	do {                                                                    \
-		if (!cluster_conf()) {                                          \
-			fprintf(stderr, "no cluster (BLKSERV_RBD_TEST_CONF unset)\n"); \
-			skip();                                                 \
-		}                                                               \
+#define NEED_CLUSTER()                                                                                                 \
+	do {                                                                                                           \
+		if (!cluster_conf()) {                                                                                 \
+			fprintf(stderr, "no cluster (BLKSERV_RBD_TEST_CONF unset)\n");                                 \
+			skip();                                                                                        \
+		}                                                                                                      \
 	} while (0)
 
 /* A fresh image name for each test. */
@@ -409,7 +409,8 @@ static void test_cluster_io(void **state)
 	 * the bytes around it are intact. */
 	assert_int_equal(test_io(q, BLKSERV_OP_WRITE_ZEROES, 0, 3 * MiB, MiB, NULL), 0);
 	assert_int_equal(test_io(q, BLKSERV_OP_WRITE_ZEROES, BLKSERV_REQ_NO_HOLE | BLKSERV_REQ_FUA, 5 * MiB, 4096,
-				 NULL), 0);
+				 NULL),
+			 0);
 	assert_int_equal(test_io(q, BLKSERV_OP_READ, 0, 2 * MiB, 4 * MiB, b), 0);
 	assert_memory_equal(a, b, MiB);
 	assert_true(all_zero(b + MiB, MiB));
@@ -491,8 +492,7 @@ static void test_cluster_exclusive(void **state)
 	struct blkserv_device *dev, *dev2;
 
 	dev = open_rbd("size = 8M", img, "create = true");
-	o = xasprintf("pool = \"%s\" image = \"%s\" conf = \"%s\" timeout = 20", cluster_pool(), img,
-		      cluster_conf());
+	o = xasprintf("pool = \"%s\" image = \"%s\" conf = \"%s\" timeout = 20", cluster_pool(), img, cluster_conf());
 	EXPECT_ERROR("", o, -EROFS, img, "exclusive lock");
 	/* Read-only openers take no lock. */
 	dev2 = open_rbd("", img, "read_only = true");

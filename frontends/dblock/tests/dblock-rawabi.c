@@ -143,15 +143,15 @@ typedef struct {
 
 static int failures;
 
-#define CHECK(cond, ...)                                        \
-	do {                                                    \
-		if (cond) {                                     \
-			printf("ok: " __VA_ARGS__);             \
-		} else {                                        \
-			printf("FAIL: " __VA_ARGS__);           \
-			failures++;                             \
-		}                                               \
-		printf("\n");                                   \
+#define CHECK(cond, ...)                                                                                               \
+	do {                                                                                                           \
+		if (cond) {                                                                                            \
+			printf("ok: " __VA_ARGS__);                                                                    \
+		} else {                                                                                               \
+			printf("FAIL: " __VA_ARGS__);                                                                  \
+			failures++;                                                                                    \
+		}                                                                                                      \
+		printf("\n");                                                                                          \
 	} while (0)
 
 _Noreturn static void die(const char *what)
@@ -265,8 +265,7 @@ static int cmd_sizes(void)
 	return failures ? 1 : 0;
 }
 
-static void check_create_fails(int ctl, const char *what, const char *name, u32 bs, u64 blocks, u32 timeout,
-			       int want)
+static void check_create_fails(int ctl, const char *what, const char *name, u32 bs, u64 blocks, u32 timeout, int want)
 {
 	int r = create(ctl, name, bs, blocks, timeout, NULL);
 
@@ -339,7 +338,8 @@ static int cmd_limits(void)
 	check_create_fails(ctl, "an empty name", "", 4096, 1024, 30, -EINVAL);
 	r = create(ctl, "limA", 4096, 1024, 1200, &handle);
 	CHECK(r == 0 && handle != 0, "create limA (12 TiB limits accepted at the edges) -> handle %u", handle);
-	CHECK(access("/dev/limA", F_OK) == 0 && access("/dev/limA-ctl", F_OK) == 0, "/dev/limA and /dev/limA-ctl exist");
+	CHECK(access("/dev/limA", F_OK) == 0 && access("/dev/limA-ctl", F_OK) == 0,
+	      "/dev/limA and /dev/limA-ctl exist");
 	check_create_fails(ctl, "a name in use", "limA", 4096, 1024, 30, -EEXIST);
 	r = handle_by_name(ctl, "limA", &h2);
 	CHECK(r == 0 && h2 == handle, "get_handle_id_by_name limA -> %u", h2);
@@ -712,7 +712,8 @@ static void *serve_until_detached(void *arg)
 		}
 		ns->got_read += is_read_of_block(op);
 		memset(op->userspacedatabuffer, 0xa5, op->packet.read_request.total_length_of_all_bio_segments);
-		op->packet.read_response.response_total_length = op->packet.read_request.total_length_of_all_bio_segments;
+		op->packet.read_response.response_total_length =
+			op->packet.read_request.total_length_of_all_bio_segments;
 		op->error = 0;
 		op->header.operation = op->header.operation == DEVICE_OPERATION_KERNEL_READ_REQUEST
 					       ? DEVICE_OPERATION_READ_RESPONSE

@@ -104,8 +104,11 @@ static void test_option_values(void **state)
 {
 	struct dblock_options o;
 
-	assert_int_equal(parse_options("4M", "name = \"vol-1\" threads = 64 timeout = 1200 queue_depth = 1024 "
-					     "max_io_size = 4K extensions = false", &o), 0);
+	assert_int_equal(parse_options("4M",
+				       "name = \"vol-1\" threads = 64 timeout = 1200 queue_depth = 1024 "
+				       "max_io_size = 4K extensions = false",
+				       &o),
+			 0);
 	assert_string_equal(o.name, "vol-1");
 	assert_int_equal(o.threads, 64);
 	assert_int_equal(o.timeout, 1200);
@@ -128,13 +131,16 @@ static void expect_refused(const char *size, const char *frontend_opts, const ch
 
 static void test_option_ranges(void **state)
 {
-	expect_refused("64M", "threads = 0", "option 'threads' of frontend 'dblock' expects a number from 1 to 64, not '0'");
+	expect_refused("64M", "threads = 0",
+		       "option 'threads' of frontend 'dblock' expects a number from 1 to 64, not '0'");
 	expect_refused("64M", "threads = 65", "option 'threads'");
 	expect_refused("64M", "timeout = 0", "option 'timeout' of frontend 'dblock' expects a number from 1 to 1200");
 	expect_refused("64M", "timeout = 1201", "option 'timeout'");
-	expect_refused("64M", "queue_depth = 0", "option 'queue_depth' of frontend 'dblock' expects a number from 1 to 1024");
+	expect_refused("64M", "queue_depth = 0",
+		       "option 'queue_depth' of frontend 'dblock' expects a number from 1 to 1024");
 	expect_refused("64M", "queue_depth = 1025", "option 'queue_depth'");
-	expect_refused("64M", "max_io_size = 2M", "option 'max_io_size' of frontend 'dblock' expects a size from 4K to 1M");
+	expect_refused("64M", "max_io_size = 2M",
+		       "option 'max_io_size' of frontend 'dblock' expects a size from 4K to 1M");
 	expect_refused("64M", "max_io_size = 6K", "option 'max_io_size': 6144 is not a multiple of 4K");
 	expect_refused("64M", "name = \"a/b\"", "option 'name': name 'a/b' cannot name a dblock device");
 	expect_refused("64M", "name = \"a b\"", "cannot name a dblock device");
@@ -165,7 +171,7 @@ static void test_wanted_features(void **state)
 	uint64_t all = BLKSERV_CAP_FLUSH | BLKSERV_CAP_FUA | BLKSERV_CAP_TRIM | BLKSERV_CAP_WRITE_ZEROES;
 
 	assert_int_equal(dblock_wanted_features(all), DBLOCK_FEATURE_FLUSH | DBLOCK_FEATURE_FUA |
-							       DBLOCK_FEATURE_DISCARD | DBLOCK_FEATURE_WRITE_ZEROES);
+							      DBLOCK_FEATURE_DISCARD | DBLOCK_FEATURE_WRITE_ZEROES);
 	/* No FLUSH: no write cache, so no FUA either (write-through instead). */
 	assert_int_equal(dblock_wanted_features(BLKSERV_CAP_WRITE_THROUGH | BLKSERV_CAP_FUA), 0);
 	assert_int_equal(dblock_wanted_features(BLKSERV_CAP_FLUSH), DBLOCK_FEATURE_FLUSH);
@@ -428,11 +434,11 @@ static void test_state_roundtrip(void **state)
 static void test_state_bad_files(void **state)
 {
 	static const char *const bad[] = {
-		"name=db0\nhandle_id=7\nsize=4096\nblock_size=4096\n",               /* no features */
-		"name=db0\nhandle_id=0\nsize=4096\nblock_size=4096\nfeatures=0\n",  /* handle 0 */
-		"name=db0\nhandle_id=x\nsize=4096\nblock_size=4096\nfeatures=0\n",  /* not a number */
+		"name=db0\nhandle_id=7\nsize=4096\nblock_size=4096\n",             /* no features */
+		"name=db0\nhandle_id=0\nsize=4096\nblock_size=4096\nfeatures=0\n", /* handle 0 */
+		"name=db0\nhandle_id=x\nsize=4096\nblock_size=4096\nfeatures=0\n", /* not a number */
 		"name=db0\nhandle_id=7\nsize=4096\nblock_size=4096\nfeatures=4294967296\n",
-		"name=\nhandle_id=7\nsize=4096\nblock_size=4096\nfeatures=0\n",     /* empty name */
+		"name=\nhandle_id=7\nsize=4096\nblock_size=4096\nfeatures=0\n", /* empty name */
 		"name=0123456789abcdef0123456789abcdef\nhandle_id=7\nsize=1\nblock_size=4096\nfeatures=0\n",
 		"garbage\n",
 	};
@@ -507,22 +513,14 @@ static void test_start_without_module(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_abi_layout),
-		cmocka_unit_test(test_option_defaults),
-		cmocka_unit_test(test_option_values),
-		cmocka_unit_test(test_option_ranges),
-		cmocka_unit_test(test_option_block_size),
-		cmocka_unit_test(test_wanted_features),
-		cmocka_unit_test(test_features_string),
-		cmocka_unit_test(test_serve_read_write),
-		cmocka_unit_test(test_serve_split_segments),
-		cmocka_unit_test(test_serve_extensions),
-		cmocka_unit_test(test_serve_bad_requests),
-		cmocka_unit_test(test_serve_notices),
-		cmocka_unit_test(test_serve_async_backend),
-		cmocka_unit_test(test_state_roundtrip),
-		cmocka_unit_test(test_state_bad_files),
-		cmocka_unit_test(test_start_without_module),
+		cmocka_unit_test(test_abi_layout),           cmocka_unit_test(test_option_defaults),
+		cmocka_unit_test(test_option_values),        cmocka_unit_test(test_option_ranges),
+		cmocka_unit_test(test_option_block_size),    cmocka_unit_test(test_wanted_features),
+		cmocka_unit_test(test_features_string),      cmocka_unit_test(test_serve_read_write),
+		cmocka_unit_test(test_serve_split_segments), cmocka_unit_test(test_serve_extensions),
+		cmocka_unit_test(test_serve_bad_requests),   cmocka_unit_test(test_serve_notices),
+		cmocka_unit_test(test_serve_async_backend),  cmocka_unit_test(test_state_roundtrip),
+		cmocka_unit_test(test_state_bad_files),      cmocka_unit_test(test_start_without_module),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

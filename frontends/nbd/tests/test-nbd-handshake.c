@@ -239,7 +239,10 @@ static void test_info_list_unsupported_then_go(void **state)
 	assert_int_equal(recv_reply(f, NBD_OPT_LIST, buf, NULL), NBD_REP_ERR_INVALID);
 	send_opt(f, NBD_OPT_STRUCTURED_REPLY, "x", 1);
 	assert_int_equal(recv_reply(f, NBD_OPT_STRUCTURED_REPLY, buf, NULL), NBD_REP_ERR_INVALID);
-	send_opt(f, NBD_OPT_INFO, "\0\0\0\x09" "disk0\0\0", 11); /* name length too long */
+	send_opt(f, NBD_OPT_INFO,
+		 "\0\0\0\x09"
+		 "disk0\0\0",
+		 11); /* name length too long */
 	assert_int_equal(recv_reply(f, NBD_OPT_INFO, buf, NULL), NBD_REP_ERR_INVALID);
 	send_opt(f, NBD_OPT_GO, "\0\0", 2);
 	assert_int_equal(recv_reply(f, NBD_OPT_GO, buf, NULL), NBD_REP_ERR_INVALID);

@@ -24,9 +24,9 @@
 #include "protocol.h"
 
 #define DEV_SIZE (16u << 20)
-#define CONFIG                                                                   \
-	"device \"nbdt\" {\n  size = 16M\n  block_size = 512\n"                  \
-	"  frontend \"nbd-export\" { unix = \"/nonexistent/x.sock\" }\n"         \
+#define CONFIG                                                                                                         \
+	"device \"nbdt\" {\n  size = 16M\n  block_size = 512\n"                                                        \
+	"  frontend \"nbd-export\" { unix = \"/nonexistent/x.sock\" }\n"                                               \
 	"  backend \"ramdisk\" { }\n}\n"
 
 struct fixture {
@@ -129,8 +129,7 @@ static void disconnect(struct fixture *f)
 	assert_true(peer_closed(f->fd, 1000));
 }
 
-static void do_write(struct fixture *f, uint16_t flags, uint64_t off, uint32_t len, const void *data,
-		     uint32_t error)
+static void do_write(struct fixture *f, uint16_t flags, uint64_t off, uint32_t len, const void *data, uint32_t error)
 {
 	uint64_t cookie = ((uint64_t)rand() << 32) | (uint64_t)rand();
 
@@ -238,9 +237,9 @@ static void test_unknown_commands_and_flags(void **state)
 	do_cmd(f, 0, NBD_CMD_CACHE, 0, 512, NBD_EINVAL);
 	do_cmd(f, 0, NBD_CMD_BLOCK_STATUS, 0, 512, NBD_EINVAL);
 	do_cmd(f, 0, 99, 0, 512, NBD_EINVAL);
-	do_cmd(f, 1u << 9, NBD_CMD_READ, 0, 512, NBD_EINVAL);        /* unknown flag */
+	do_cmd(f, 1u << 9, NBD_CMD_READ, 0, 512, NBD_EINVAL);              /* unknown flag */
 	do_cmd(f, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_TRIM, 0, 512, NBD_EINVAL); /* flag of another command */
-	do_cmd(f, NBD_CMD_FLAG_DF, NBD_CMD_READ, 0, 512, NBD_EINVAL); /* DF not advertised */
+	do_cmd(f, NBD_CMD_FLAG_DF, NBD_CMD_READ, 0, 512, NBD_EINVAL);      /* DF not advertised */
 	do_cmd(f, NBD_CMD_FLAG_FAST_ZERO, NBD_CMD_WRITE_ZEROES, 0, 512, NBD_EINVAL);
 	/* A refused WRITE's payload is drained: the next request parses. */
 	fill(f->a, 4096, 5);
@@ -254,8 +253,7 @@ static void test_unknown_commands_and_flags(void **state)
  * taken for a write, a trim or a write of zeroes. */
 static void test_unknown_command_changes_nothing(void **state)
 {
-	static const uint16_t cmds[] = { NBD_CMD_CACHE, NBD_CMD_BLOCK_STATUS, 8, 9,
-					 99, 0x7fff, 0xffff };
+	static const uint16_t cmds[] = { NBD_CMD_CACHE, NBD_CMD_BLOCK_STATUS, 8, 9, 99, 0x7fff, 0xffff };
 	struct fixture *f = *state;
 
 	start_server(f);
@@ -566,7 +564,7 @@ static void test_mapped_reads(void **state)
 		{ 4096, 64u << 10, true },          /* the smallest mapped size */
 		{ 8192, (64u << 10) - 512, false }, /* just below it */
 		{ 512, 4096, false },
-		{ (8u << 20) - 4096, 1u << 20, true }, /* written, then a hole */
+		{ (8u << 20) - 4096, 1u << 20, true },     /* written, then a hole */
 		{ DEV_SIZE - (2u << 20), 2u << 20, true }, /* a hole up to the end */
 	};
 	enum { N = sizeof(reads) / sizeof(reads[0]) };
@@ -667,15 +665,15 @@ static void test_tx_flags(void **state)
 	uint16_t tx = nbd_tx_flags(f->dev, false);
 
 	/* The ramdisk: flush, FUA, trim, zeroes; not rotational. */
-	assert_int_equal(tx, NBD_FLAG_HAS_FLAGS | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_FLUSH |
-				     NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES);
+	assert_int_equal(tx, NBD_FLAG_HAS_FLAGS | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+				     NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES);
 }
 
 /* ---- an asynchronous backend --------------------------------------------- */
 
 #define ASYNC_DEV_SIZE (1u << 20) /* the asyncmem fixture's */
-#define ASYNC_CONFIG                                                            \
-	"device \"am\" {\n  block_size = 512\n"                                 \
+#define ASYNC_CONFIG                                                                                                   \
+	"device \"am\" {\n  block_size = 512\n"                                                                        \
 	"  frontend \"testfe\" { socket = \"/x\" }\n  backend \"asyncmem\" { }\n}\n"
 
 static int setup_async(void **state)

@@ -14,9 +14,8 @@
 #include "state.h"
 #include "test-helpers.h"
 
-static const char *full =
-	"index=3\nconnections=2\nsize=268435456\nblock_size=4096\nflags=1389\ntimeout=30\n"
-	"dead_conn_timeout=120\nbackend=f0\nhandover=clean\npid=42\n";
+static const char *full = "index=3\nconnections=2\nsize=268435456\nblock_size=4096\nflags=1389\ntimeout=30\n"
+			  "dead_conn_timeout=120\nbackend=f0\nhandover=clean\npid=42\n";
 
 static char *tmp_path(void)
 {
@@ -85,10 +84,10 @@ static void test_refused(void **state)
 {
 	static const char *const bad[] = {
 		"index=x\n", "index=-1\n", "index=4294967296\n", "connections=0\n", "block_size=\n", "pid=\n",
-		"pid=0\n", "pid=abc\n", "handover=maybe\n", "noequals\n", "size=1M\n",
+		"pid=0\n",   "pid=abc\n",  "handover=maybe\n",   "noequals\n",      "size=1M\n",
 	};
-	static const char *const keys[] = { "index=", "connections=", "size=", "block_size=",
-					     "flags=", "backend=", "handover=" };
+	static const char *const keys[] = { "index=", "connections=", "size=",    "block_size=",
+					    "flags=", "backend=",     "handover=" };
 	struct nbd_state st;
 
 	assert_int_equal(nbd_state_read("/nonexistent/nbd-x.state", &st), -ENOENT);

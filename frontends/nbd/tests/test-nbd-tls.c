@@ -59,25 +59,39 @@ static void test_options(void **state)
 	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require" }, NULL), -EINVAL);
 	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "allow", .certificate = notcert }, NULL),
 			 -EINVAL);
-	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .certificate = "/nonexistent/c.pem",
-								.key = "/nonexistent/k.pem" }, NULL), -EINVAL);
-	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .certificate = notcert,
-								.key = notcert }, NULL), -EINVAL);
-	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = good,
-								.ca = notcert }, NULL), -EINVAL);
-	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = "/nonexistent" },
-				     NULL), -EINVAL);
+	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require",
+								.certificate = "/nonexistent/c.pem",
+								.key = "/nonexistent/k.pem" },
+				     NULL),
+			 -EINVAL);
+	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require",
+								.certificate = notcert,
+								.key = notcert },
+				     NULL),
+			 -EINVAL);
+	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = good, .ca = notcert },
+				     NULL),
+			 -EINVAL);
+	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = "/nonexistent" }, NULL),
+			 -EINVAL);
 	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = odd }, NULL), -EINVAL);
 	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = nohex }, NULL), -EINVAL);
-	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = nouser }, NULL), -EINVAL);
+	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = nouser }, NULL),
+			 -EINVAL);
 	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = empty }, NULL), -EINVAL);
-	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = good,
-								.priority = "NORMAL:+NO-SUCH-THING" }, NULL), -EINVAL);
+	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require",
+								.psk_file = good,
+								.priority = "NORMAL:+NO-SUCH-THING" },
+				     NULL),
+			 -EINVAL);
 	/* And the good ones. */
 	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "require", .psk_file = good }, &mode), 0);
 	assert_int_equal(mode, NBD_TLS_REQUIRE);
-	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "allow", .psk_file = good,
-								.priority = "NORMAL" }, &mode), 0);
+	assert_int_equal(try_options(&(struct nbd_tls_options){ .mode = "allow",
+								.psk_file = good,
+								.priority = "NORMAL" },
+				     &mode),
+			 0);
 	assert_int_equal(mode, NBD_TLS_ALLOW);
 	free(good), free(odd), free(nohex), free(nouser), free(empty), free(notcert);
 }
@@ -166,7 +180,6 @@ static int teardown(void **state)
 	free(f);
 	return 0;
 }
-
 
 /* Client I/O: in the clear, or through the client's TLS session. */
 static void cl_write(struct fixture *f, const void *buf, size_t len)

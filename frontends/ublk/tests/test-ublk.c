@@ -104,7 +104,8 @@ static void test_option_ranges(void **state)
 	expect_refused("depth = 4097", "option 'depth'");
 	expect_refused("max_io_size = 64M", "option 'max_io_size' of frontend 'ublk' expects a size from 4K to 32M");
 	expect_refused("max_io_size = 512", "option 'max_io_size'");
-	expect_refused("max_io_size = 6K", "frontend 'ublk' option 'max_io_size': 6144 must be a multiple of the page size");
+	expect_refused("max_io_size = 6K",
+		       "frontend 'ublk' option 'max_io_size': 6144 must be a multiple of the page size");
 	expect_refused("id = 1048576", "option 'id' of frontend 'ublk' expects a number from 0 to 1048575");
 	assert_int_equal(parse_options("id = 1048575", &o), 0);
 }
@@ -134,8 +135,8 @@ static void test_params_no_cache(void **state)
 	struct bs_ublk_params p;
 
 	/* No flush: no volatile cache, so the kernel sends neither FLUSH nor FUA. */
-	assert_int_equal(ublk_build_params(1 << 20, 512, BLKSERV_CAP_WRITE_THROUGH | BLKSERV_CAP_ROTATIONAL,
-					   4096, &p), 0);
+	assert_int_equal(ublk_build_params(1 << 20, 512, BLKSERV_CAP_WRITE_THROUGH | BLKSERV_CAP_ROTATIONAL, 4096, &p),
+			 0);
 	assert_int_equal(p.types, UBLK_PARAM_TYPE_BASIC);
 	assert_int_equal(p.basic.logical_bs_shift, 9);
 	assert_int_equal(p.basic.attrs, UBLK_ATTR_ROTATIONAL);
@@ -268,18 +269,12 @@ static void test_start_without_driver(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_option_defaults),
-		cmocka_unit_test(test_option_values),
-		cmocka_unit_test(test_option_ranges),
-		cmocka_unit_test(test_params_full_caps),
-		cmocka_unit_test(test_params_no_cache),
-		cmocka_unit_test(test_params_zeroes_only),
-		cmocka_unit_test(test_params_read_only),
-		cmocka_unit_test(test_params_invalid),
-		cmocka_unit_test(test_flags_string),
-		cmocka_unit_test(test_state_roundtrip),
-		cmocka_unit_test(test_state_bad_files),
-		cmocka_unit_test(test_start_without_driver),
+		cmocka_unit_test(test_option_defaults),  cmocka_unit_test(test_option_values),
+		cmocka_unit_test(test_option_ranges),    cmocka_unit_test(test_params_full_caps),
+		cmocka_unit_test(test_params_no_cache),  cmocka_unit_test(test_params_zeroes_only),
+		cmocka_unit_test(test_params_read_only), cmocka_unit_test(test_params_invalid),
+		cmocka_unit_test(test_flags_string),     cmocka_unit_test(test_state_roundtrip),
+		cmocka_unit_test(test_state_bad_files),  cmocka_unit_test(test_start_without_driver),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
