@@ -569,9 +569,10 @@ static const char *opt_string(const struct blkserv_config *cfg, const char *name
 	return blkserv_config_get_string(cfg, name, &s) == 0 ? s : NULL;
 }
 
-static int read_tls_options(struct nbd_exp *x, const struct blkserv_config *cfg)
+/* The tls_* options as written (NULL: not set, no default). */
+static struct nbd_tls_options tls_options_of(const struct blkserv_config *cfg)
 {
-	struct nbd_tls_options o = {
+	return (struct nbd_tls_options){
 		.mode = opt_string(cfg, "tls"),
 		.certificate = opt_string(cfg, "tls_certificate"),
 		.key = opt_string(cfg, "tls_key"),
@@ -579,6 +580,11 @@ static int read_tls_options(struct nbd_exp *x, const struct blkserv_config *cfg)
 		.psk_file = opt_string(cfg, "tls_psk_file"),
 		.priority = opt_string(cfg, "tls_priority"),
 	};
+}
+
+static int read_tls_options(struct nbd_exp *x, const struct blkserv_config *cfg)
+{
+	struct nbd_tls_options o = tls_options_of(cfg);
 
 	return nbd_tls_new(x->dev, &o, &x->tls);
 }
@@ -672,14 +678,7 @@ static int validate_tcp(const struct blkserv_config *cfg, const char *tcp)
  * loaded at open either, so nothing is checked. */
 static int validate_tls_files(const struct blkserv_config *cfg)
 {
-	struct nbd_tls_options o = {
-		.mode = opt_string(cfg, "tls"),
-		.certificate = opt_string(cfg, "tls_certificate"),
-		.key = opt_string(cfg, "tls_key"),
-		.ca = opt_string(cfg, "tls_ca"),
-		.psk_file = opt_string(cfg, "tls_psk_file"),
-		.priority = opt_string(cfg, "tls_priority"),
-	};
+	struct nbd_tls_options o = tls_options_of(cfg);
 	const char *option = NULL;
 	char msg[1024];
 	int r = nbd_tls_check(&o, &option, msg, sizeof(msg));

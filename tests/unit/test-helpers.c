@@ -69,6 +69,18 @@ static void remove_tmpdir(void)
 	}
 }
 
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return s;
+}
+
 const char *test_tmpdir(void)
 {
 	if (!tmpdir[0]) {

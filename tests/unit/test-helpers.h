@@ -21,6 +21,8 @@ const char *test_plugin_dir(void);
 const char *test_fixture_dir(void);
 /* A fresh private directory under /tmp for this test (removed at exit). */
 const char *test_tmpdir(void);
+/* asprintf that aborts when out of memory (malloc'd: free it). */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write @text to a new file in test_tmpdir(); returns its path (malloc'd: free it). */
 char *test_write_file(const char *name, const char *text);
 /* Parse @text as a config whose plugin_dir is the build's. */

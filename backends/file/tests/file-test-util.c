@@ -19,18 +19,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
 /* A config with device "f" (and "g" when @two) on @path.  @size: a size
  * line like "size = 4M" or "". */
 char *config(const char *backend, const char *path, const char *size, const char *opts, bool two)

@@ -35,7 +35,6 @@ struct fixture {
 	char *a, *b;
 };
 
-char *xasprintf(const char *fmt, ...) BLKSERV_PRINTF(1, 2);
 char *config(const char *backend, const char *path, const char *size, const char *opts, bool two);
 struct capture capture_start(void);
 void capture_end(struct capture c, char *log, size_t loglen);

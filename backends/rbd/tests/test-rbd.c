@@ -33,19 +33,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static char *xasprintf(const char *fmt, ...) BLKSERV_PRINTF(1, 2);
-static char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
 /* A device "r" whose backend section holds @opts; @size like "size = 8M" or "". */
 static char *config(const char *size, const char *opts)
 {
