@@ -45,6 +45,7 @@ int device_new(const struct device_config *cfg, const char *plugin_dir, struct b
 	if (!dev)
 		return -ENOMEM;
 	pthread_mutex_init(&dev->queues_lock, NULL);
+	pthread_mutex_init(&dev->backend_lock, NULL);
 	dev->config = calloc(1, sizeof(*dev->config));
 	dev->name = strdup(cfg->name);
 	if (!dev->config || !dev->name)
@@ -91,6 +92,7 @@ void device_free(struct blkserv_device *dev)
 		free(dev->config);
 	}
 	pthread_mutex_destroy(&dev->queues_lock);
+	pthread_mutex_destroy(&dev->backend_lock);
 	plugin_free(dev->frontend);
 	plugin_free(dev->backend);
 	free(dev->name);

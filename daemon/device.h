@@ -37,6 +37,9 @@ struct blkserv_device {
 	 * created or freed, never per request. */
 	pthread_mutex_t queues_lock;
 	struct blkserv_queue *queues;
+	/* Held around each queue-thread call of a backend whose thread_model
+	 * is BLKSERV_THREAD_MODEL_SERIALIZE (queue.c). */
+	pthread_mutex_t backend_lock;
 	struct io_stats retired_stats; /* of queues already freed */
 
 	struct device_scrub *scrub;    /* scrub.c; NULL: never scrubbed */

@@ -126,6 +126,7 @@ static void dump_backend(const struct blkserv_backend *b)
 	print_has("validate", b->validate);
 	print_has("scrub", b->scrub);
 	printf("request_priv_size=%u\n", b->request_priv_size);
+	printf("thread_model=%s\n", b->thread_model == BLKSERV_THREAD_MODEL_SERIALIZE ? "serialize" : "parallel");
 }
 
 static void dump_frontend(const struct blkserv_frontend *f)

@@ -179,6 +179,9 @@ static int check_options(struct plugin *p, char **ret_error)
 			return set_error(ret_error, -EINVAL, "plugin %s: option '%s' has unknown type %d", p->path,
 					 o->name, (int)o->type);
 	}
+	if (p->kind == PLUGIN_BACKEND && p->backend.thread_model > BLKSERV_THREAD_MODEL_SERIALIZE)
+		return set_error(ret_error, -EINVAL, "plugin %s declares an unknown thread_model %u", p->path,
+				 p->backend.thread_model);
 	return check_option_checks(p, ret_error);
 }
 

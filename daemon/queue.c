@@ -133,6 +133,20 @@ static blkserv_data_fn backend_fn(const struct blkserv_device *dev, uint32_t op)
 
 static bool fault_intercept(struct blkserv_request *req);
 
+/* A backend that declares BLKSERV_THREAD_MODEL_SERIALIZE gets one call at
+ * a time for the device, from whichever queue's thread. */
+static void backend_enter(struct blkserv_device *dev)
+{
+	if (dev->backend->backend.thread_model == BLKSERV_THREAD_MODEL_SERIALIZE)
+		pthread_mutex_lock(&dev->backend_lock);
+}
+
+static void backend_leave(struct blkserv_device *dev)
+{
+	if (dev->backend->backend.thread_model == BLKSERV_THREAD_MODEL_SERIALIZE)
+		pthread_mutex_unlock(&dev->backend_lock);
+}
+
 /*
  * A data callback returns 0, a negative errno or BLKSERV_ASYNC; read_map
  * 0 or a negative errno.  Any other value is a bug of the plugin: the
@@ -164,7 +178,9 @@ static bool answer_with_map(struct blkserv_queue *q, void *qdata, struct blkserv
 
 	if (!b->read_map || q->dev->faults)
 		return false;
+	backend_enter(q->dev);
 	r = b->read_map(qdata, req, &fd, &offset);
+	backend_leave(q->dev);
 	if (r == -EOPNOTSUPP)
 		return false;
 	if (r == 0) {
@@ -189,7 +205,13 @@ static void call_backend(struct blkserv_request *req)
 	if ((req->flags & BLKSERV_REQ_MAP_OK) && answer_with_map(q, qdata, req))
 		return;
 	fn = backend_fn(q->dev, req->op);
-	r = fn ? fn(qdata, req) : -EOPNOTSUPP;
+	if (fn) {
+		backend_enter(q->dev);
+		r = fn(qdata, req);
+		backend_leave(q->dev);
+	} else {
+		r = -EOPNOTSUPP;
+	}
 	if (r != BLKSERV_ASYNC)
 		blkserv_request_complete(req, backend_result(q, op_name(req->op), r));
 }
@@ -517,7 +539,9 @@ int blkserv_queue_new(struct blkserv_device *dev, uint32_t depth, uint32_t ring_
 		return -errno;
 	arm_eventfd(q);
 	if (b->queue_open) {
+		backend_enter(dev);
 		r = b->queue_open(dev->backend_handle, q, &q->backend_qdata);
+		backend_leave(dev);
 		if (r < 0)
 			return r;
 		q->backend_open = true;
@@ -537,8 +561,11 @@ void blkserv_queue_free(struct blkserv_queue *q)
 	b = &q->dev->backend->backend;
 	while (atomic_load(&q->remote_posting) > 0)
 		sched_yield();
-	if (q->backend_open && b->queue_close)
+	if (q->backend_open && b->queue_close) {
+		backend_enter(q->dev);
 		b->queue_close(q->backend_qdata);
+		backend_leave(q->dev);
+	}
 	queue_unlink(q);
 	io_uring_queue_exit(&q->ring);
 	safe_close(q->efd);

@@ -502,7 +502,25 @@ struct blkserv_backend {
 	 * another -errno when the scrub could not be completed.  Never blocks
 	 * the queues for long (chunks, or reads of its own). */
 	int (*scrub)(void *handle, struct blkserv_scrub *sc);
+	/* Which of the queue-thread callbacks (queue_open, queue_close, the
+	 * data callbacks, read_map) may run at the same time on different
+	 * queues' threads: BLKSERV_THREAD_MODEL_*.  0 (a plugin older than
+	 * the field): PARALLEL. */
+	uint32_t thread_model;
 	/* New fields go here, at the end. */
+};
+
+/* Backend thread models (struct blkserv_backend.thread_model). */
+enum blkserv_thread_model {
+	/* Each queue's callbacks run on its own thread, the queues' in
+	 * parallel: the backend keeps per-queue state apart and locks what
+	 * its queues share.  Every in-tree backend. */
+	BLKSERV_THREAD_MODEL_PARALLEL = 0,
+	/* The host runs at most one of those callbacks at a time for the
+	 * device (a lock around each call), whatever the frontend's queues
+	 * and threads: for a backend over a library that is not thread-safe.
+	 * Asynchronous completions are the backend's own business. */
+	BLKSERV_THREAD_MODEL_SERIALIZE = 1,
 };
 
 /* The host's side of a scrub (see the scrub callback). */

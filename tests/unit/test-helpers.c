@@ -29,24 +29,29 @@ static void copy_plugins(const char *src, const char *dst)
 		fprintf(stderr, "warning: '%s' failed\n", cmd);
 }
 
+/* The fixtures that test programs load as if installed (test_plugin_dir). */
+static const char *const working_fixtures[] = {
+	"blkserv-frontend-testfe.so", "blkserv-backend-asyncmem.so", "blkserv-backend-badret.so",
+	"blkserv-backend-serial.so",  "blkserv-backend-overlap.so",
+};
+
 const char *test_plugin_dir(void)
 {
 	static char dir[128];
+	const char *fixtures;
+	char cmd[1024];
 
-	/* The build's plugins plus the test frontend, in a private directory. */
+	/* The build's plugins plus the working fixtures, in a private directory. */
 	if (!dir[0]) {
 		snprintf(dir, sizeof(dir), "%s/plugins", test_tmpdir());
 		assert_int_equal(mkdir(dir, 0755), 0);
 		copy_plugins(env_dir("BLKSERV_TEST_PLUGIN_DIR"), dir);
-		char src[512];
-		const char *fixtures = env_dir("BLKSERV_TEST_FIXTURE_DIR");
-		snprintf(
-			src, sizeof(src),
-			"%s/blkserv-frontend-testfe.so' '%s/blkserv-backend-asyncmem.so' '%s/blkserv-backend-badret.so",
-			fixtures, fixtures, fixtures);
-		char cmd[1024];
-		snprintf(cmd, sizeof(cmd), "cp '%s' '%s'/ && chmod 0755 '%s'/*.so", src, dir, dir);
-		assert_int_equal(system(cmd), 0);
+		fixtures = env_dir("BLKSERV_TEST_FIXTURE_DIR");
+		for (size_t i = 0; i < sizeof(working_fixtures) / sizeof(working_fixtures[0]); i++) {
+			snprintf(cmd, sizeof(cmd), "cp '%s/%s' '%s'/ && chmod 0755 '%s/%s'", fixtures,
+				 working_fixtures[i], dir, dir, working_fixtures[i]);
+			assert_int_equal(system(cmd), 0);
+		}
 	}
 	return dir;
 }

@@ -163,6 +163,49 @@ static void test_bad_return_is_eio(void **state)
 	test_close_device(dev);
 }
 
+/* Two queues, each on its own thread as a frontend runs them, read at the
+ * same time; the backend counts how many of its reads overlapped. */
+static void *reader_main(void *arg)
+{
+	struct blkserv_device *dev = arg;
+	struct blkserv_queue *q;
+	char buf[512];
+
+	assert_int_equal(blkserv_queue_new(dev, 4, 0, &q), 0);
+	for (int i = 0; i < 25; i++)
+		assert_int_equal(test_io(q, BLKSERV_OP_READ, 0, 0, sizeof(buf), buf), 0);
+	blkserv_queue_free(q);
+	return NULL;
+}
+
+static unsigned max_inside_with(const char *backend)
+{
+	char text[256];
+	struct blkserv_device *dev;
+	pthread_t t[2];
+	unsigned n;
+
+	snprintf(text, sizeof(text),
+		 "device \"t\" {\n  frontend \"testfe\" { socket = \"/x\" }\n  backend \"%s\" { }\n}\n", backend);
+	dev = test_open_backend(text, "t");
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, reader_main, dev), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	n = stat_value(dev, "max_inside");
+	test_close_device(dev);
+	return n;
+}
+
+static void test_thread_model(void **state)
+{
+	/* The default lets two queues' threads in at once (this is what makes
+	 * the next check able to fail)... */
+	assert_int_equal(max_inside_with("overlap"), 2);
+	/* ...SERIALIZE never does. */
+	assert_int_equal(max_inside_with("serial"), 1);
+}
+
 static void test_device_start_stop(void **state)
 {
 	struct config *c = NULL;
@@ -205,7 +248,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_remote_completion),     cmocka_unit_test(test_many_in_flight),
 		cmocka_unit_test(test_fua_emulated_by_flush), cmocka_unit_test(test_unknown_op_refused),
-		cmocka_unit_test(test_bad_return_is_eio),     cmocka_unit_test(test_device_start_stop),
+		cmocka_unit_test(test_bad_return_is_eio),     cmocka_unit_test(test_thread_model),
+		cmocka_unit_test(test_device_start_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
