@@ -31,13 +31,17 @@ static bool fd_dir_has(int dir_fd, dev_t rdev)
 bool blockdev_open_anywhere(const char *proc_root, dev_t rdev)
 {
 	_cleanup_(closedirp) DIR *proc = opendir(proc_root);
+	char self[24];
 	struct dirent *de;
 
+	/* Our own descriptors do not make a user: the nbd frontend holds
+	 * /dev/nbdN open itself when it configures it through ioctls. */
+	snprintf(self, sizeof(self), "%d", (int)getpid());
 	while (proc && (de = readdir(proc))) {
 		char path[sizeof(de->d_name) + 8];
 		int fd;
 
-		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+		if (de->d_name[0] < '1' || de->d_name[0] > '9' || strcmp(de->d_name, self) == 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/fd", de->d_name);
 		fd = openat(dirfd(proc), path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

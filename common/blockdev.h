@@ -7,12 +7,13 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-/* Some process under @proc_root ("/proc") has a descriptor on the block
- * device @rdev (a file system on it shows as an exclusive holder instead:
- * see blockdev_in_use). */
+/* Some process under @proc_root ("/proc") but this one has a descriptor on
+ * the block device @rdev (a file system on it shows as an exclusive holder
+ * instead: see blockdev_in_use). */
 bool blockdev_open_anywhere(const char *proc_root, dev_t rdev);
 /* 1 if the block device at @path is mounted, held exclusively (swap, md,
- * dm) or open by any process; 0 if not; -errno if it cannot be told. */
+ * dm) or open by another process; 0 if not; -errno if it cannot be told.
+ * Every kernel frontend's answer to "may this device go away". */
 int blockdev_in_use(const char *path);
 
 #endif

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blockdev.h"
 #include "cleanup.h"
 #include "io-util.h"
 #include "dblock.h"
@@ -236,11 +237,10 @@ int dblock_device_idle(struct dblock *d)
 		n = read(fd, buf, sizeof(buf) - 1);
 		return n > 0 && buf[0] != '0' ? -EBUSY : 0;
 	}
-	/* The original module has no openers count: an exclusive open fails
-	 * while a file system is mounted on it. */
+	/* The original module has no openers count: what every frontend asks
+	 * (mounted, held exclusively or open by another process). */
 	snprintf(path, sizeof(path), "/dev/%s", d->opt.name);
-	fd = open(path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK);
-	return fd < 0 && errno == EBUSY ? -EBUSY : 0;
+	return blockdev_in_use(path) > 0 ? -EBUSY : 0;
 }
 
 int dblock_detach(struct dblock *d, int fd)

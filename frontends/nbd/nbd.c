@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blockdev.h"
 #include "cleanup.h"
 #include "nbd-proto.h"
 #include "netlink.h"
@@ -1325,16 +1326,11 @@ static int nbd_check_health(void *handle)
 static int nbd_check_idle(void *handle)
 {
 	struct nbd_kdev *k = handle;
-	int fd;
 
 	if (!k->connected)
 		return 0;
-	/* A mounted file system or another exclusive user holds it. */
-	fd = open(k->devpath, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return errno == EBUSY ? -EBUSY : 0;
-	close(fd);
-	return 0;
+	/* Mounted, held exclusively or open by another process. */
+	return blockdev_in_use(k->devpath) > 0 ? -EBUSY : 0;
 }
 
 static struct blkserv_frontend nbd_frontend = {

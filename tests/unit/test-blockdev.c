@@ -42,19 +42,29 @@ static void test_open_anywhere(void **state)
 	assert_non_null(mkdtemp(root));
 	/* A process with the device open, one without, and entries that
 	 * are not processes. */
-	assert_int_equal(mkdir(strcat(strcpy(path, root), "/4242"), 0755), 0);
-	assert_int_equal(mkdir(strcat(strcpy(path, root), "/4242/fd"), 0755), 0);
-	assert_int_equal(mkdir(strcat(strcpy(path, root), "/4243"), 0755), 0);
-	assert_int_equal(mkdir(strcat(strcpy(path, root), "/4243/fd"), 0755), 0);
+	assert_int_equal(mkdir(strcat(strcpy(path, root), "/9999991"), 0755), 0);
+	assert_int_equal(mkdir(strcat(strcpy(path, root), "/9999991/fd"), 0755), 0);
+	assert_int_equal(mkdir(strcat(strcpy(path, root), "/9999992"), 0755), 0);
+	assert_int_equal(mkdir(strcat(strcpy(path, root), "/9999992/fd"), 0755), 0);
 	assert_int_equal(mkdir(strcat(strcpy(path, root), "/self"), 0755), 0);
-	snprintf(path, sizeof(path), "%s/4243/fd/0", root);
+	snprintf(path, sizeof(path), "%s/9999992/fd/0", root);
 	assert_int_equal(symlink("/dev/null", path), 0);
 	assert_false(blockdev_open_anywhere(root, rdev));
-	snprintf(path, sizeof(path), "%s/4242/fd/7", root);
+	snprintf(path, sizeof(path), "%s/9999991/fd/7", root);
 	assert_int_equal(symlink(node, path), 0);
 	assert_true(blockdev_open_anywhere(root, rdev));
 	assert_false(blockdev_open_anywhere(root, rdev + 1));
 	assert_false(blockdev_open_anywhere("/nonexistent-proc", rdev));
+	/* Our own descriptors are not a user. */
+	snprintf(path, sizeof(path), "%s/%d", root, (int)getpid());
+	assert_int_equal(mkdir(path, 0755), 0);
+	strcat(path, "/fd");
+	assert_int_equal(mkdir(path, 0755), 0);
+	strcat(path, "/3");
+	assert_int_equal(symlink(node, path), 0);
+	snprintf(path, sizeof(path), "%s/9999991/fd/7", root);
+	assert_int_equal(unlink(path), 0);
+	assert_false(blockdev_open_anywhere(root, rdev));
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
 	assert_int_equal(system(cmd), 0);
