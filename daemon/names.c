@@ -78,9 +78,13 @@ void names_withdraw(const struct blkserv_device *dev)
 
 	if (!base)
 		return;
+	/* No "change" event: udev would probe the device (blkid reads it)
+	 * while the frontend removes it, and the read fails with an I/O error
+	 * in the kernel log.  The removal's own event (remove; for nbd the
+	 * change of its size to 0) drops /dev/blkserv/NAME, as the name is
+	 * gone by then. */
 	snprintf(path, sizeof(path), "%s/names/%s", blkserv_runtime_dir(), base);
-	if (unlink(path) == 0)
-		trigger_change(base);
+	(void)unlink(path);
 }
 
 void names_reset(void)

@@ -69,7 +69,7 @@ must "another process holds /dev/nbd3 open" wait_for 10 test -e "$BLKSERV_TMP/he
 blkservd_start "$conf" || exit 1
 must "multi is /dev/nbd3" wait_for_blockdev /dev/nbd3
 check "the daemon waited for /dev/nbd3 while it was held open" \
-	grep -q "multi: waited [0-9]* ms for /dev/nbd3: another process had it open" "$BLKSERVD_LOG"
+	grep -q "multi: nbd: waited [0-9]* ms for /dev/nbd3: another process had it open" "$BLKSERVD_LOG"
 wait "$holder"
 must "legacy is /dev/nbd2" wait_for_blockdev /dev/nbd2
 must "auto got a device" wait_for 20 nbd_of auto

@@ -131,7 +131,7 @@ kill_and_take_over "crash"
 t_back=$(uptime_s)
 log "first takeover done $(awk "BEGIN { print $t_back - $t_kill }") s after the kill"
 check "the ramdisk device is replaced, not taken over" \
-	grep -q "slow: cannot take /dev/nbd6 of the previous daemon over: the backend's data did not survive" \
+	grep -q "slow: nbd: cannot take /dev/nbd6 of the previous daemon over: the backend's data did not survive" \
 	"$BLKSERVD_LOG"
 check "the ramdisk device is connected again" wait_for 20 test -e /sys/block/nbd6/pid
 sleep 3
@@ -202,7 +202,7 @@ rm -f "$BLKSERV_TMP/slow-on"
 wait "$dd_pid"
 check_eq "slow: the write outliving the timeout completes" 0 "$?"
 check "slow: the daemon reconnected the connection" wait_for 20 \
-	grep -q "slow: reconnected nbd connection 0 of /dev/nbd6" "$BLKSERVD_LOG"
+	grep -q "slow: nbd: reconnected nbd connection 0 of /dev/nbd6" "$BLKSERVD_LOG"
 drop_caches /dev/nbd6
 check_eq "slow: the write landed" "$(sha256sum <"$BLKSERV_TMP/slow.blk")" \
 	"$(dd if=/dev/nbd6 bs=4k count=1 2>/dev/null | sha256sum)"

@@ -89,7 +89,7 @@ EOF
 }
 cp "$BLKSERVD" "$BLKSERV_TMP/blkservd-next"
 upgrade_ok "upgrade to another binary" $CTL upgrade "$BLKSERV_TMP/blkservd-next"
-check "the ramdisk's memfd went along" grep -q "uraw: kept the ramdisk contents" "$BLKSERVD_LOG"
+check "the ramdisk's memfd went along" grep -q "uraw: ramdisk: kept the ramdisk contents" "$BLKSERVD_LOG"
 check "nbd: a clean handover, no reconnect" grep -q "un: .*clean handover" "$BLKSERVD_LOG"
 gen=$(generation)
 kill -USR2 "$pid"
