@@ -11,8 +11,8 @@
 struct claim {
 	char *resource;
 	char *key;
-	char *where; /* "device 'a': frontend 'x' option 'y'" */
-	const char *device;
+	char *where;       /* "device 'a': frontend 'x' option 'y'" */
+	const char *owner; /* the device that claims it; NULL: the metrics section */
 	int line;
 	bool shared;  /* blkserv_config_claim_shared: only exclusive claims conflict with it */
 	bool have_id; /* a path that exists: its identity, so hard links conflict too */

@@ -22,6 +22,7 @@
 #include "build-config.h"
 #include "cleanup.h"
 #include "log.h"
+#include "netaddr.h"
 #include "parse.h"
 
 #define MAX_DEVICE_NAME 32
@@ -346,6 +347,36 @@ static int validate_abs_path(cfg_t *cfg, cfg_opt_t *opt)
 	return check_duplicate(cfg, opt);
 }
 
+/* ADDRESS:PORT, [IPV6]:PORT or :PORT with a port 1..65535. */
+static int validate_tcp_address(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+	_cleanup_free_ char *host = NULL, *port = NULL;
+	unsigned n;
+
+	if (!s || split_host_port(s, &host, &port) < 0) {
+		cfg_error(cfg, "option '%s' expects ADDRESS:PORT, [IPV6]:PORT or :PORT, not '%s'", opt->name,
+			  s ? s : "");
+		return -1;
+	}
+	if (parse_port(port, &n) < 0) {
+		cfg_error(cfg, "option '%s': the port of '%s' must be a number from 1 to 65535", opt->name, s);
+		return -1;
+	}
+	return check_duplicate(cfg, opt);
+}
+
+static int validate_max_connections(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, 0);
+
+	if (v < 1 || v > 1024) {
+		cfg_error(cfg, "option 'max_connections' expects a number from 1 to 1024, not %ld", v);
+		return -1;
+	}
+	return check_duplicate(cfg, opt);
+}
+
 /* ---- schema -------------------------------------------------------- */
 
 /* The union of the option names of every loaded plugin of @kind. */
@@ -417,6 +448,7 @@ static cfg_t *parse_loose(const char *text)
 		CFG_STR("log_level", NULL, CFGF_NODEFAULT),
 		CFG_STR("lock_memory", NULL, CFGF_NODEFAULT),
 		CFG_STR("request_memory", NULL, CFGF_NODEFAULT),
+		CFG_SEC("metrics", plugin_opts, CFGF_MULTI | CFGF_KEYSTRVAL),
 		CFG_SEC("device", device_opts, CFGF_TITLE | CFGF_MULTI),
 		CFG_END(),
 	};
@@ -504,18 +536,14 @@ int blkserv_config_error(const struct blkserv_config *cfg, const char *option, c
 	return -EINVAL;
 }
 
-static int add_claim(const struct blkserv_config *cfg, const char *option, const char *resource, const char *key,
-		     bool shared)
+/* Keep @c (its resource, key and where still to fill from @resource, @key
+ * and @where, which it takes) among the parse's claims. */
+static int push_claim(struct parse_ctx *ctx, struct claim c, const char *resource, const char *key, char *where)
 {
-	struct parse_ctx *ctx = current_ctx;
-	struct claim *claims, c = { .shared = shared };
+	struct claim *claims;
 
-	if (!ctx || !cfg->device)
-		return 0;
 	c.resource = strdup(resource);
-	c.where = section_where(cfg, option);
-	c.device = cfg->device->name;
-	c.line = option_line(cfg, option);
+	c.where = where;
 	claims = realloc(ctx->claims, (ctx->nclaims + 1) * sizeof(*claims));
 	if (!c.resource || claim_set_key(&c, key) < 0 || !c.where || !claims) {
 		free(c.resource);
@@ -530,6 +558,19 @@ static int add_claim(const struct blkserv_config *cfg, const char *option, const
 	return 0;
 }
 
+static int add_claim(const struct blkserv_config *cfg, const char *option, const char *resource, const char *key,
+		     bool shared)
+{
+	struct parse_ctx *ctx = current_ctx;
+	struct claim c = { .shared = shared };
+
+	if (!ctx || !cfg->device)
+		return 0;
+	c.owner = cfg->device->name;
+	c.line = option_line(cfg, option);
+	return push_claim(ctx, c, resource, key, section_where(cfg, option));
+}
+
 int blkserv_config_claim(const struct blkserv_config *cfg, const char *option, const char *resource, const char *key)
 {
 	return add_claim(cfg, option, resource, key, false);
@@ -540,6 +581,9 @@ int blkserv_config_claim_shared(const struct blkserv_config *cfg, const char *op
 {
 	return add_claim(cfg, option, resource, key, true);
 }
+
+/* "device 'a'", or the metrics section (a claim without a device). */
+#define OWNER(c) (c)->owner ? "device '" : "the metrics section", (c)->owner ? (c)->owner : "", (c)->owner ? "'" : ""
 
 /* Two devices must not share a socket, an address, a file, a kernel name;
  * shared claims (readers of one file) may share it with each other only. */
@@ -553,17 +597,16 @@ static int check_conflicts(struct parse_ctx *ctx)
 				continue;
 			if (a->shared || b->shared)
 				return fail(ctx, b->line,
-					    "%s: the %s %s is also used %sby device '%s' (line %d, as %s): "
+					    "%s: the %s %s is also used %sby %s%s%s (line %d, as %s): "
 					    "a device that writes it cannot share it with another device",
-					    b->where, b->resource, b->key, a->shared ? "read-only " : "", a->device,
+					    b->where, b->resource, b->key, a->shared ? "read-only " : "", OWNER(a),
 					    a->line, a->key);
 			/* Another spelling of the same file: say which. */
 			bool alias = a->key[0] == '/' && strcmp(a->key, b->key) != 0;
-			return fail(ctx, b->line,
-				    "%s: the %s %s is already used by device '%s' (line %d%s%s): "
-				    "two devices cannot share it",
-				    b->where, b->resource, b->key, a->device, a->line, alias ? ", as " : "",
-				    alias ? a->key : "");
+			return fail(ctx, b->line, "%s: the %s %s is already used by %s%s%s (line %d%s%s): %s", b->where,
+				    b->resource, b->key, OWNER(a), a->line, alias ? ", as " : "", alias ? a->key : "",
+				    a->owner && b->owner ? "two devices cannot share it"
+							 : "the metrics endpoint cannot share it with a device");
 		}
 	}
 	return 0;
@@ -711,6 +754,46 @@ static int read_faults(struct parse_ctx *ctx, cfg_t *dev, struct device_config *
 	return 0;
 }
 
+/* The metrics section: at most one; tcp or unix (tcp on loopback when
+ * neither); its address is claimed like a device's. */
+static int read_metrics(struct parse_ctx *ctx, cfg_t *cfg)
+{
+	struct metrics_config *m = &ctx->config->metrics;
+	struct claim c = { .line = 0 };
+	_cleanup_free_ char *host = NULL, *port = NULL;
+	unsigned n = cfg_size(cfg, "metrics"), portnum;
+	char key[300], *where;
+	cfg_t *sec;
+
+	if (n == 0)
+		return 0;
+	if (n > 1)
+		return fail(ctx, cfg_getnsec(cfg, "metrics", 1)->line, "%u metrics sections: there may be one", n);
+	sec = cfg_getnsec(cfg, "metrics", 0);
+	m->enabled = true;
+	m->line = c.line = sec->line;
+	m->max_connections = (unsigned)cfg_getint(sec, "max_connections");
+	if (cfg_size(sec, "tcp") && cfg_size(sec, "unix"))
+		return fail(ctx, sec->line, "metrics: set 'tcp' or 'unix', not both");
+	if (cfg_size(sec, "unix")) {
+		struct stat st;
+		if (lstat(cfg_getstr(sec, "unix"), &st) == 0 && !S_ISSOCK(st.st_mode))
+			return fail(ctx, sec->line, "metrics: 'unix' names %s, which exists and is not a socket",
+				    cfg_getstr(sec, "unix"));
+		m->unix_path = strdup(cfg_getstr(sec, "unix"));
+		where = strdup("metrics option 'unix'");
+		if (!m->unix_path || !where)
+			return -ENOMEM;
+		return push_claim(ctx, c, "unix socket", m->unix_path, where);
+	}
+	m->tcp = strdup(cfg_size(sec, "tcp") ? cfg_getstr(sec, "tcp") : METRICS_DEFAULT_TCP);
+	if (!m->tcp || split_host_port(m->tcp, &host, &port) < 0 || parse_port(port, &portnum) < 0)
+		return -ENOMEM; /* the address was checked while parsing */
+	tcp_claim_key(host, portnum, key, sizeof(key));
+	where = strdup("metrics option 'tcp'");
+	return where ? push_claim(ctx, c, "TCP address", key, where) : -ENOMEM;
+}
+
 static int read_device(struct parse_ctx *ctx, cfg_t *dev, struct device_config *d)
 {
 	uint64_t bs;
@@ -825,12 +908,19 @@ static int parse_strict(struct parse_ctx *ctx)
 		CFG_SEC("faults", fault_opts, CFGF_MULTI),
 		CFG_END(),
 	};
+	cfg_opt_t metrics_opts[] = {
+		CFG_STR("tcp", NULL, CFGF_NODEFAULT),
+		CFG_STR("unix", NULL, CFGF_NODEFAULT),
+		CFG_INT("max_connections", 16, CFGF_NONE),
+		CFG_END(),
+	};
 	cfg_opt_t opts[] = {
 		CFG_STR("plugin_dir", BLKSERV_PLUGIN_DIR, CFGF_NONE),
 		CFG_STR("runtime_dir", BLKSERV_RUNTIME_DIR, CFGF_NONE),
 		CFG_STR("log_level", "info", CFGF_NONE),
 		CFG_BOOL("lock_memory", cfg_true, CFGF_NONE),
 		CFG_STR("request_memory", "256M", CFGF_NONE),
+		CFG_SEC("metrics", metrics_opts, CFGF_MULTI),
 		CFG_SEC("device", device_opts, CFGF_TITLE | CFGF_MULTI | CFGF_NO_TITLE_DUPES),
 		CFG_END(),
 	};
@@ -846,6 +936,9 @@ static int parse_strict(struct parse_ctx *ctx)
 	cfg_set_validate_func(cfg, "runtime_dir", validate_abs_path);
 	cfg_set_validate_func(cfg, "lock_memory", validate_once);
 	cfg_set_validate_func(cfg, "device|read_only", validate_once);
+	cfg_set_validate_func(cfg, "metrics|tcp", validate_tcp_address);
+	cfg_set_validate_func(cfg, "metrics|unix", validate_abs_path);
+	cfg_set_validate_func(cfg, "metrics|max_connections", validate_max_connections);
 
 	r = cfg_parse_buf(cfg, ctx->text);
 	if (r == CFG_PARSE_ERROR)
@@ -867,6 +960,8 @@ static int parse_strict(struct parse_ctx *ctx)
 		if (!c->runtime_dir || !c->plugin_dir || !c->devices)
 			r = -ENOMEM;
 	}
+	if (r == 0)
+		r = read_metrics(ctx, cfg);
 	for (size_t i = 0; r == 0 && i < c->ndevices; i++)
 		r = read_device(ctx, cfg_getnsec(cfg, "device", (unsigned)i), &c->devices[i]);
 	if (r == 0)
@@ -932,6 +1027,8 @@ void config_free(struct config *c)
 	free(c->file);
 	free(c->plugin_dir);
 	free(c->runtime_dir);
+	free(c->metrics.tcp);
+	free(c->metrics.unix_path);
 	plugin_set_clear(&c->plugins);
 	free(c);
 }

@@ -43,6 +43,16 @@ struct device_config {
 	struct fault_config faults; /* enabled: the device has a faults section */
 };
 
+/* The metrics section (metrics.c serves it). */
+#define METRICS_DEFAULT_TCP "127.0.0.1:9540"
+struct metrics_config {
+	bool enabled;    /* the config has a metrics section */
+	char *tcp;       /* ADDRESS:PORT to listen on, or NULL */
+	char *unix_path; /* a Unix socket path instead, or NULL */
+	unsigned max_connections;
+	int line; /* of the section */
+};
+
 struct config {
 	char *file;
 	char *plugin_dir;
@@ -53,6 +63,7 @@ struct config {
 	struct device_config *devices;
 	size_t ndevices;
 	struct plugin_set plugins; /* owns the plugins the devices use */
+	struct metrics_config metrics;
 };
 
 /* Parse @file.  @plugin_dir_override (NULL: none) replaces plugin_dir. */

@@ -33,6 +33,7 @@
 #include "device.h"
 #include "fdstore.h"
 #include "log.h"
+#include "metrics.h"
 #include "names.h"
 #include "systemd-job.h"
 #include "upgrade.h"
@@ -49,8 +50,12 @@ struct daemon {
 	int watchdog_fd;
 	int control_fd;
 	bool watchdog_failing;
-	char *upgrade_binary; /* set: leave the loop and execute it */
+	char *upgrade_binary;    /* set: leave the loop and execute it */
+	struct metrics *metrics; /* the metrics section's endpoint; NULL: none */
 };
+
+static void start_metrics(struct daemon *d);
+static void stop_metrics(struct daemon *d);
 
 /* ---- devices ------------------------------------------------------- */
 
@@ -330,6 +335,9 @@ static int reload(struct daemon *d, struct json_object *answer, char **ret_error
 	reload_remove(d, next, answer);
 	prev = d->config;
 	d->config = next;
+	if (!metrics_config_equal(&prev->metrics, &next->metrics))
+		stop_metrics(d);
+	start_metrics(d); /* also after a failed listen: a reload tries again */
 	failed = reload_add(d, answer);
 	config_free(prev);
 	notify_status(d, "READY=1\n");
@@ -416,6 +424,26 @@ static int setup_signals(struct daemon *d)
 	return 0;
 }
 
+/* The metrics endpoint, if the config has one.  A failure is logged and
+ * leaves the devices served: they matter more than their metrics. */
+static void start_metrics(struct daemon *d)
+{
+	const struct metrics_source src = {
+		.userdata = d,
+		.count = control_count,
+		.device_at = control_device_at,
+	};
+
+	if (d->config->metrics.enabled && !d->metrics)
+		(void)metrics_start(&d->config->metrics, &src, &d->metrics);
+}
+
+static void stop_metrics(struct daemon *d)
+{
+	metrics_stop(d->metrics);
+	d->metrics = NULL;
+}
+
 static int event_loop(struct daemon *d)
 {
 	const struct control_ops ops = {
@@ -427,18 +455,21 @@ static int event_loop(struct daemon *d)
 	};
 
 	while (!d->upgrade_binary) {
-		struct pollfd fds[3] = {
+		struct pollfd fds[4] = {
 			{ .fd = d->signal_fd, .events = POLLIN },
 			{ .fd = d->control_fd, .events = POLLIN },
 			{ .fd = d->watchdog_fd, .events = POLLIN },
+			{ .fd = d->metrics ? metrics_fd(d->metrics) : -1, .events = POLLIN },
 		};
 		struct signalfd_siginfo si;
 
-		if (poll(fds, 3, -1) < 0) {
+		if (poll(fds, 4, d->metrics ? metrics_timeout_ms(d->metrics) : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return log_error_errno(errno, "poll failed: %m");
 		}
+		if (d->metrics)
+			metrics_run(d->metrics); /* its connections, and their timeouts */
 		if (fds[2].revents & POLLIN)
 			feed_watchdog(d);
 		if (fds[1].revents & POLLIN)
@@ -555,6 +586,7 @@ static int upgrade(struct daemon *d)
 	if (stop_all_devices(d, STOP_UPGRADE) < 0)
 		log_warning("a device could not make its data durable before the upgrade");
 	close_control(d);
+	stop_metrics(d); /* the new image listens again */
 	/* The new image feeds the watchdog only once it serves again. */
 	if (d->watchdog_fd >= 0)
 		(void)sd_notify(0, "WATCHDOG=1");
@@ -564,8 +596,10 @@ static int upgrade(struct daemon *d)
 	fdstore_reinherit();
 	setup_control(d);
 	r = start_devices(d);
-	if (r >= 0)
+	if (r >= 0) {
+		start_metrics(d);
 		notify_status(d, "READY=1\n");
+	}
 	return r;
 }
 
@@ -596,6 +630,7 @@ int daemon_run(const char *config_file, const char *plugin_dir_override, int log
 		r = start_devices(&d);
 	}
 	if (r >= 0) {
+		start_metrics(&d);
 		notify_status(&d, "READY=1\n");
 		log_info("ready: %zu device%s%s", d.ndevices, d.ndevices == 1 ? "" : "s",
 			 upgrade_generation()
@@ -612,6 +647,7 @@ int daemon_run(const char *config_file, const char *plugin_dir_override, int log
 		(void)sd_notifyf(0, "STATUS=Failed to start: %s\nERRNO=%d", strerror(-r), -r);
 	}
 	close_control(&d);
+	stop_metrics(&d);
 	free(d.devices);
 	free(d.upgrade_binary);
 	config_free(d.config);

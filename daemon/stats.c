@@ -14,12 +14,16 @@ static unsigned latency_bucket(uint64_t ns)
 	return log2 * 4 + sub < LATENCY_BUCKETS ? log2 * 4 + sub : LATENCY_BUCKETS - 1;
 }
 
-static uint64_t bucket_upper_ns(unsigned b)
+uint64_t stats_bucket_upper_ns(unsigned b)
 {
 	unsigned log2 = b / 4, sub = b % 4;
 
 	if (b < 4)
 		return b + 1;
+	if (b < 8)
+		return 4; /* never used: latency_bucket puts 4 ns and more at 8 and up */
+	if (b >= LATENCY_BUCKETS - 1)
+		return UINT64_MAX; /* the last one holds everything longer */
 	return ((uint64_t)(4 + sub + 1)) << (log2 - 2);
 }
 
@@ -72,9 +76,9 @@ uint64_t stats_percentile(const struct op_stats *s, double percent)
 	for (unsigned b = 0; b < LATENCY_BUCKETS; b++) {
 		seen += s->latency[b];
 		if ((double)seen * 100.0 >= percent * (double)total)
-			return bucket_upper_ns(b);
+			return stats_bucket_upper_ns(b);
 	}
-	return bucket_upper_ns(LATENCY_BUCKETS - 1);
+	return stats_bucket_upper_ns(LATENCY_BUCKETS - 1);
 }
 
 const char *op_name(unsigned op)

@@ -32,5 +32,7 @@ void stats_add(struct io_stats *sum, const struct io_stats *s);
 /* Latency in ns below which @percent of the recorded operations fell. */
 uint64_t stats_percentile(const struct op_stats *s, double percent);
 const char *op_name(unsigned op);
+/* The largest latency in ns histogram bucket @b holds. */
+uint64_t stats_bucket_upper_ns(unsigned b);
 
 #endif

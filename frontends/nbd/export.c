@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "netaddr.h"
 #include "handshake.h"
 #include "nbd-proto.h"
 #include "parse.h"
@@ -121,44 +122,6 @@ static const struct blkserv_option_check export_checks[] = {
 };
 
 /* ---- addresses ------------------------------------------------------------ */
-
-/* "HOST:PORT", "[V6]:PORT" or ":PORT" into host (NULL: any) and port. */
-static int split_host_port(const char *s, char **ret_host, char **ret_port)
-{
-	const char *colon = strrchr(s, ':');
-	_cleanup_free_ char *host = NULL;
-	size_t hlen;
-
-	if (!colon || colon[1] == '\0')
-		return -EINVAL;
-	hlen = (size_t)(colon - s);
-	if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']')
-		host = strndup(s + 1, hlen - 2);
-	else if (hlen > 0 && !memchr(s, ':', hlen))
-		host = strndup(s, hlen);
-	else if (hlen > 0)
-		return -EINVAL; /* an IPv6 address needs brackets */
-	if (hlen > 0 && !host)
-		return -ENOMEM;
-	*ret_port = strdup(colon + 1);
-	if (!*ret_port)
-		return -ENOMEM;
-	*ret_host = TAKE_PTR(host);
-	return 0;
-}
-
-/* A TCP port is 1..65535 in decimal: getaddrinfo would take 75536 as 10000. */
-static int parse_port(const char *s, unsigned *ret)
-{
-	uint64_t v;
-
-	if (s[0] < '0' || s[0] > '9')
-		return -EINVAL;
-	if (parse_uint_dec(s, &v) < 0 || v < 1 || v > 65535)
-		return -ERANGE;
-	*ret = (unsigned)v;
-	return 0;
-}
 
 static int tcp_listen_one(struct nbd_exp *x, const struct addrinfo *ai)
 {
@@ -644,14 +607,7 @@ static int claim_tcp(const struct blkserv_config *cfg, const char *host, unsigne
 {
 	char key[300];
 
-	if (!host || !host[0])
-		snprintf(key, sizeof(key), "*:%u", port);
-	else if (strcmp(host, "0.0.0.0") == 0)
-		snprintf(key, sizeof(key), "*.*.*.*:%u", port);
-	else if (strcmp(host, "::") == 0)
-		snprintf(key, sizeof(key), "[*]:%u", port);
-	else
-		snprintf(key, sizeof(key), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	tcp_claim_key(host, port, key, sizeof(key));
 	return blkserv_config_claim(cfg, "tcp", "TCP address", key);
 }
 

@@ -229,6 +229,26 @@ static const struct bad_config bad_configs[] = {
 	  "  backend \"log\" {\n    dir = \"/nonexistent/l\"\n    dir = \"/nonexistent/m\"\n  }\n}\n",
 	  6, "option 'dir' is set twice (first on line 5)" },
 
+	/* The metrics section: one, tcp or unix, a port 1..65535, max_connections
+	 * 1..1024, each option once, an address no device uses. */
+	{ "metrics { }\nmetrics { }\n", 2, "2 metrics sections: there may be one" },
+	/* libconfuse gives a section the line where it ends. */
+	{ "metrics {\n  tcp = \"127.0.0.1:9540\"\n  unix = \"/run/m.sock\"\n}\n", 4,
+	  "metrics: set 'tcp' or 'unix', not both" },
+	{ "metrics {\n  tcp = \"127.0.0.1:65536\"\n}\n", 2,
+	  "option 'tcp': the port of '127.0.0.1:65536' must be a number from 1 to 65535" },
+	{ "metrics {\n  tcp = \"9540\"\n}\n", 2, "option 'tcp' expects ADDRESS:PORT, [IPV6]:PORT or :PORT" },
+	{ "metrics {\n  unix = \"m.sock\"\n}\n", 2, "option 'unix' expects an absolute path" },
+	{ "metrics {\n  max_connections = 0\n}\n", 2, "option 'max_connections' expects a number from 1 to 1024" },
+	{ "metrics {\n  max_connections = 1025\n}\n", 2, "expects a number from 1 to 1024, not 1025" },
+	{ "metrics {\n  tcp = \":9540\"\n  tcp = \":9541\"\n}\n", 3, "option 'tcp' is set twice (first on line 2)" },
+	{ "metrics {\n  bogus = 1\n}\n", 2, "bogus" },
+	{ "metrics { }\n" DEV("a", NBDX("tcp = \"127.0.0.1:9540\""), RAM), 5,
+	  "the TCP address 127.0.0.1:9540 is already used by the metrics section (line 1): the metrics endpoint "
+	  "cannot share it with a device" },
+	{ "metrics { unix = \"/run/x.sock\" }\n" DEV("a", NBDX("unix = \"/run/x.sock\""), RAM), 5,
+	  "the unix socket /run/x.sock is already used by the metrics section" },
+
 	/* nbd-export: unix or tcp, a TCP port 1..65535, the tls choices and pairs. */
 	{ DEV("a", NBDX("tcp = \"127.0.0.1:65536\""), RAM), 4,
 	  "device 'a': frontend 'nbd-export' option 'tcp': the port of '127.0.0.1:65536' must be a number from 1 to 65535" },
