@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,23 +120,27 @@ struct device_snapshot {
 	struct io_stats stats;
 };
 
+/* A counter family by operation: @field is a uint64_t of struct op_stats. */
+static void per_op_counter(FILE *f, const char *name, const char *help, const struct device_snapshot *d, size_t n,
+			   size_t field)
+{
+	family(f, name, "counter", help);
+	for (size_t i = 0; i < n; i++)
+		for (unsigned op = 0; op < BLKSERV_OP__MAX; op++) {
+			const char *o = (const char *)&d[i].stats.op[op];
+			sample(f, name, d[i].dev, op_name(op), NULL, "%llu",
+			       (unsigned long long)*(const uint64_t *)(o + field));
+		}
+}
+
 static void put_counters(FILE *f, const struct device_snapshot *d, size_t n)
 {
-	family(f, "blkservd_requests_total", "counter", "Requests completed, by operation.");
-	for (size_t i = 0; i < n; i++)
-		for (unsigned op = 0; op < BLKSERV_OP__MAX; op++)
-			sample(f, "blkservd_requests_total", d[i].dev, op_name(op), NULL, "%llu",
-			       (unsigned long long)d[i].stats.op[op].ops);
-	family(f, "blkservd_request_bytes_total", "counter", "Bytes of the requests that succeeded, by operation.");
-	for (size_t i = 0; i < n; i++)
-		for (unsigned op = 0; op < BLKSERV_OP__MAX; op++)
-			sample(f, "blkservd_request_bytes_total", d[i].dev, op_name(op), NULL, "%llu",
-			       (unsigned long long)d[i].stats.op[op].bytes);
-	family(f, "blkservd_request_errors_total", "counter", "Requests that failed, by operation.");
-	for (size_t i = 0; i < n; i++)
-		for (unsigned op = 0; op < BLKSERV_OP__MAX; op++)
-			sample(f, "blkservd_request_errors_total", d[i].dev, op_name(op), NULL, "%llu",
-			       (unsigned long long)d[i].stats.op[op].errors);
+	per_op_counter(f, "blkservd_requests_total", "Requests completed, by operation.", d, n,
+		       offsetof(struct op_stats, ops));
+	per_op_counter(f, "blkservd_request_bytes_total", "Bytes of the requests that succeeded, by operation.", d, n,
+		       offsetof(struct op_stats, bytes));
+	per_op_counter(f, "blkservd_request_errors_total", "Requests that failed, by operation.", d, n,
+		       offsetof(struct op_stats, errors));
 	family(f, "blkservd_requests_in_flight", "gauge", "Requests the backend holds now.");
 	for (size_t i = 0; i < n; i++)
 		sample(f, "blkservd_requests_in_flight", d[i].dev, NULL, NULL, "%llu",
@@ -365,7 +370,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return ret;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+BLKSERV_PRINTF(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
 
