@@ -71,6 +71,15 @@ static void test_wrong_abi_version(void **state)
 	free(dir);
 }
 
+/* A thread model the host cannot honour is refused, never run as PARALLEL. */
+static void test_unknown_thread_model(void **state)
+{
+	char *dir = dir_with("badthreads", "badthreads", 0755);
+
+	expect_refused(dir, "badthreads", -EINVAL, "blkserv-backend-badthreads.so", "unknown thread_model 7");
+	free(dir);
+}
+
 static void test_missing_callbacks(void **state)
 {
 	char *dir = dir_with("missing", "missing", 0755);
@@ -273,6 +282,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_plugin),
 		cmocka_unit_test(test_wrong_abi_version),
+		cmocka_unit_test(test_unknown_thread_model),
 		cmocka_unit_test(test_missing_callbacks),
 		cmocka_unit_test(test_wrong_name),
 		cmocka_unit_test(test_no_symbol),

@@ -160,9 +160,11 @@ def main():
         check("a 64 KiB header is refused (%r)" % status, status == "" or status.split(" ")[1] in ("413", "431", "400"))
         slow = socket.create_connection(("127.0.0.1", mport))
         slow.sendall(b"GET /metr")  # and never more
+        deaf = socket.create_connection(("127.0.0.1", mport))
+        deaf.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 4)  # and never reads a reply
         t0 = time.time()
         code, _ = http_get(url)
-        check("a client that never finishes does not block others (%.2f s)" % (time.time() - t0),
+        check("clients that never finish or never read do not block others (%.2f s)" % (time.time() - t0),
               code == 200 and time.time() - t0 < 3)
         many = []
         for _ in range(1000):
@@ -174,6 +176,7 @@ def main():
         for s in many:
             s.close()
         slow.close()
+        deaf.close()
         check("after 1000 connections the endpoint answers",
               wait_for("the endpoint after the flood", lambda: http_get(url)[0] == 200, timeout=15))
         out, _ = verify.communicate()
